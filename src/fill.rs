@@ -1,0 +1,130 @@
+//! Filling the cache from the inner service's response on a miss.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, CONTENT_LENGTH};
+use http::{response, Response};
+use http_body::Body;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::buffer::{read_to_limit, Read};
+use crate::config::{Config, Disposition};
+use crate::entry::StoredResponse;
+use crate::semantics::{self, RequestFacts, StoreDecision};
+use crate::stats::Counters;
+use crate::{CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, Policy, Store, StoreKey};
+
+/// What the flow knows about a cacheable request when its response arrives.
+pub(crate) struct Miss<'a> {
+    pub policy: &'a Policy,
+    pub facts: RequestFacts,
+    pub key: CacheKey,
+    pub head: bool,
+    /// The request's headers, for the `Vary` fields of the variant key.
+    pub request_headers: HeaderMap,
+    pub now: SystemTime,
+}
+
+impl<St: Store + ?Sized, K> Config<St, K> {
+    /// Stores the inner service's response when the rules allow, and returns it to the client:
+    /// buffered when it was stored (the same `Bytes` as the entry), otherwise passed through.
+    pub async fn fill<B>(&self, miss: Miss<'_>, response: Response<B>) -> Response<CacheBody<B>>
+    where
+        B: Body,
+        B::Data: Into<Bytes>,
+    {
+        let (mut parts, body) = response.into_parts();
+        let overrides = CacheOverride::take(&mut parts, self.override_header.as_ref());
+        self.mark(&mut parts.headers, Disposition::Miss);
+        let decision = if miss.head {
+            Err(NotStoredReason::Head)
+        } else {
+            semantics::decide(miss.policy, miss.facts, &parts, overrides, miss.now)
+        };
+        let decision = match decision.and_then(|d| within_limit(&parts, miss.policy, d)) {
+            Ok(decision) => decision,
+            Err(reason) => {
+                self.not_stored(reason);
+                return Response::from_parts(parts, CacheBody::origin(body));
+            }
+        };
+        let (data, trailers) = match read_to_limit(body, miss.policy.max_body_bytes).await {
+            Read::Complete { data, trailers } => (data, trailers),
+            Read::Incomplete { body, reason } => {
+                self.not_stored(reason);
+                return Response::from_parts(parts, body);
+            }
+        };
+        if declared_length(&parts).is_some_and(|declared| declared != data.len() as u64) {
+            // The origin's body contradicts its own Content-Length: pass it on, never store it.
+            self.not_stored(NotStoredReason::Incomplete);
+        } else {
+            self.store(&miss, &parts, decision, data.clone(), trailers.clone())
+                .await;
+        }
+        Response::from_parts(parts, CacheBody::buffered(data, trailers))
+    }
+
+    async fn store(
+        &self,
+        miss: &Miss<'_>,
+        parts: &response::Parts,
+        decision: StoreDecision,
+        body: Bytes,
+        trailers: Option<HeaderMap>,
+    ) {
+        let stored = StoredResponse {
+            status: parts.status,
+            headers: semantics::headers_for_storage(parts, body.len(), trailers.is_some()),
+            body,
+            trailers,
+        };
+        let ttl = decision.fresh_for;
+        let target = if decision.vary.is_empty() {
+            miss.key.clone()
+        } else {
+            let variant = miss.key.variant(&decision.vary, &miss.request_headers);
+            let list = Entry::variants(miss.key.full(), decision.vary, miss.now, ttl);
+            // The list first: a reader that finds it before the variant just misses.
+            if !self.put(miss.key.store_key(), list, ttl).await {
+                return;
+            }
+            variant
+        };
+        let entry = Entry::response(target.full(), stored, miss.now, ttl, decision.initial_age);
+        if self.put(target.store_key(), entry, ttl).await {
+            Counters::add(&self.counters.stores);
+        }
+    }
+
+    async fn put(&self, key: StoreKey, entry: Entry, ttl: Duration) -> bool {
+        match self.store.put(key, Arc::new(entry), ttl).await {
+            Ok(()) => true,
+            Err(error) => {
+                Counters::add(&self.counters.store_errors);
+                tracing::warn!(%error, "cache store put failed; response not stored");
+                false
+            }
+        }
+    }
+}
+
+/// A `Content-Length` above the policy's limit is not worth reading into memory.
+fn within_limit(
+    parts: &response::Parts,
+    policy: &Policy,
+    decision: StoreDecision,
+) -> Result<StoreDecision, NotStoredReason> {
+    match declared_length(parts) {
+        Some(len) if len > policy.max_body_bytes as u64 => Err(NotStoredReason::TooLarge),
+        _ => Ok(decision),
+    }
+}
+
+fn declared_length(parts: &response::Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}

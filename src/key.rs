@@ -1,0 +1,555 @@
+//! Cache keys: what makes two requests "the same" for the cache.
+//!
+//! A [`CacheKey`] is a canonical byte string built from the request parts (method class, scheme,
+//! authority, path, query, and any extra parts a [`KeyMaker`] adds), plus a fixed-size 128-bit
+//! [`StoreKey`] hash of it that stores index by. The full key travels with every stored entry so
+//! a lookup can verify it: a hash collision is a miss, never another URL's response.
+
+use bytes::Bytes;
+use http::{header, request, HeaderName, Method};
+use std::fmt;
+
+use crate::BypassReason;
+
+/// The fixed-size hash under which a store files an entry.
+///
+/// It is the 128-bit XXH3 hash of the full [`CacheKey`]: stable across processes and machines (so
+/// a shared store can be used by many instances) and cheap to compute. It is not a secret and not
+/// collision-resistant against an adversary, which is why every hit is verified against the full
+/// key: a crafted collision can only cause a miss.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey(u128);
+
+impl StoreKey {
+    /// The hash of a full key.
+    pub fn of(full_key: &[u8]) -> Self {
+        StoreKey(xxhash_rust::xxh3::xxh3_128(full_key))
+    }
+
+    /// The hash as a number.
+    pub fn as_u128(self) -> u128 {
+        self.0
+    }
+
+    /// The hash as 16 big-endian bytes (for stores that key by bytes).
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreKey({:032x})", self.0)
+    }
+}
+
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// A request's identity in the cache: the canonical full key and its [`StoreKey`] hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    full: Bytes,
+    hash: StoreKey,
+}
+
+impl CacheKey {
+    fn new(full: Vec<u8>) -> Self {
+        let hash = StoreKey::of(&full);
+        CacheKey {
+            full: Bytes::from(full),
+            hash,
+        }
+    }
+
+    /// The fixed-size hash stores index by.
+    pub fn store_key(&self) -> StoreKey {
+        self.hash
+    }
+
+    /// The full canonical key (length-prefixed fields; not meant to be read by people).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.full
+    }
+
+    pub(crate) fn full(&self) -> Bytes {
+        self.full.clone()
+    }
+
+    /// The key of one variant of this response: this key plus the values of the request fields
+    /// the response `Vary`s on (RFC 9111 §4.1).
+    pub(crate) fn variant(&self, names: &[HeaderName], headers: &http::HeaderMap) -> CacheKey {
+        let mut full = Vec::with_capacity(self.full.len() + 64);
+        full.extend_from_slice(&self.full);
+        push_field(&mut full, b"vary");
+        for name in names {
+            push_field(&mut full, name.as_str().as_bytes());
+            let mut values = headers.get_all(name).iter().peekable();
+            if values.peek().is_none() {
+                // An absent field differs from an empty one.
+                full.push(0xff);
+                continue;
+            }
+            let mut joined = Vec::new();
+            for (i, value) in values.enumerate() {
+                if i > 0 {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(value.as_bytes().trim_ascii());
+            }
+            push_field(&mut full, &joined);
+        }
+        CacheKey::new(full)
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheKey")
+            .field("hash", &self.hash)
+            .field("full", &String::from_utf8_lossy(&self.full))
+            .finish()
+    }
+}
+
+/// Adds parts of a request to its cache key, or declines to cache it.
+///
+/// The base key (method class, scheme, authority, path, query) is always there; a `KeyMaker` adds
+/// what else makes responses differ, such as a header, a cookie or a user id set by an auth layer,
+/// and can normalise the query. Any `Fn(&request::Parts, &mut KeyBuilder)` is a `KeyMaker`:
+///
+/// ```
+/// use tower_response_cache::{CacheLayer, KeyBuilder, MemoryStore};
+///
+/// #[derive(Clone)]
+/// struct UserId(u64);
+///
+/// let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).key(
+///     |req: &http::request::Parts, key: &mut KeyBuilder<'_>| {
+///         key.sort_query().drop_query_param("utm_*").header("accept-language");
+///         match req.extensions.get::<UserId>() {
+///             Some(user) => {
+///                 key.value("user", user.0.to_string());
+///             }
+///             // No user: do not share anything.
+///             None => {
+///                 key.bypass();
+///             }
+///         }
+///     },
+/// );
+/// # let _ = layer;
+/// ```
+pub trait KeyMaker: Send + Sync + 'static {
+    /// Adds this maker's parts to `key`.
+    fn make_key(&self, request: &request::Parts, key: &mut KeyBuilder<'_>);
+}
+
+impl<F> KeyMaker for F
+where
+    F: Fn(&request::Parts, &mut KeyBuilder<'_>) + Send + Sync + 'static,
+{
+    fn make_key(&self, request: &request::Parts, key: &mut KeyBuilder<'_>) {
+        self(request, key)
+    }
+}
+
+/// The default [`KeyMaker`]: the base key only, query kept as sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultKey;
+
+impl KeyMaker for DefaultKey {
+    fn make_key(&self, _: &request::Parts, _: &mut KeyBuilder<'_>) {}
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueryMode {
+    AsSent,
+    Sorted,
+    Ignored,
+}
+
+/// Collects the parts of one request's key; handed to a [`KeyMaker`].
+#[derive(Debug)]
+pub struct KeyBuilder<'a> {
+    request: &'a request::Parts,
+    extra: Vec<u8>,
+    query: QueryMode,
+    dropped_params: Vec<String>,
+    bypass: bool,
+}
+
+impl<'a> KeyBuilder<'a> {
+    pub(crate) fn new(request: &'a request::Parts) -> Self {
+        KeyBuilder {
+            request,
+            extra: Vec::new(),
+            query: QueryMode::AsSent,
+            dropped_params: Vec::new(),
+            bypass: false,
+        }
+    }
+
+    /// Adds the values of a request header (all of them, in order; absence is distinct from an
+    /// empty value).
+    pub fn header<N: AsRef<str>>(&mut self, name: N) -> &mut Self {
+        let name = name.as_ref();
+        push_field(&mut self.extra, b"h");
+        push_field(&mut self.extra, name.to_ascii_lowercase().as_bytes());
+        let values = self.request.headers.get_all(name);
+        let mut any = false;
+        for value in values {
+            any = true;
+            push_field(&mut self.extra, value.as_bytes());
+        }
+        if !any {
+            self.extra.push(0xff);
+        }
+        self
+    }
+
+    /// Adds the value of one cookie from the `Cookie` header(s) (absence is distinct from empty).
+    pub fn cookie(&mut self, name: &str) -> &mut Self {
+        push_field(&mut self.extra, b"c");
+        push_field(&mut self.extra, name.as_bytes());
+        let found = self
+            .request
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+            .find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let eq = pair.iter().position(|b| *b == b'=')?;
+                (pair[..eq].trim_ascii() == name.as_bytes()).then(|| &pair[eq + 1..])
+            });
+        match found {
+            Some(value) => push_field(&mut self.extra, value.trim_ascii()),
+            None => self.extra.push(0xff),
+        }
+        self
+    }
+
+    /// Adds a labelled value of your own (a user id, a tenant, a feature flag...).
+    pub fn value(&mut self, label: &str, value: impl AsRef<[u8]>) -> &mut Self {
+        push_field(&mut self.extra, b"v");
+        push_field(&mut self.extra, label.as_bytes());
+        push_field(&mut self.extra, value.as_ref());
+        self
+    }
+
+    /// Sorts the query's parameters, so `?b=2&a=1` and `?a=1&b=2` share an entry.
+    pub fn sort_query(&mut self) -> &mut Self {
+        if self.query == QueryMode::AsSent {
+            self.query = QueryMode::Sorted;
+        }
+        self
+    }
+
+    /// Leaves the query out of the key altogether.
+    pub fn ignore_query(&mut self) -> &mut Self {
+        self.query = QueryMode::Ignored;
+        self
+    }
+
+    /// Leaves a query parameter out of the key. The name is compared as sent (not
+    /// percent-decoded); a trailing `*` matches any name with that prefix (`utm_*`).
+    pub fn drop_query_param(&mut self, name: &str) -> &mut Self {
+        self.dropped_params.push(name.to_owned());
+        self
+    }
+
+    /// Declines to cache this request: it goes to the inner service untouched.
+    pub fn bypass(&mut self) -> &mut Self {
+        self.bypass = true;
+        self
+    }
+
+    /// The request being keyed.
+    pub fn request(&self) -> &request::Parts {
+        self.request
+    }
+
+    /// Builds the key: the base parts, then the query as configured, then the extra parts.
+    pub(crate) fn finish(self, max_key_bytes: usize) -> Result<CacheKey, BypassReason> {
+        if self.bypass {
+            return Err(BypassReason::KeyMaker);
+        }
+        let req = self.request;
+        let uri = &req.uri;
+        let path = uri.path();
+        let query = uri.query().unwrap_or("");
+        let authority = authority(req)?;
+        let capacity = 32 + authority.len() + path.len() + query.len() + self.extra.len();
+        if capacity > max_key_bytes.saturating_add(32) {
+            return Err(BypassReason::KeyTooLarge);
+        }
+        let mut full = Vec::with_capacity(capacity);
+        full.push(1); // key format version
+        full.push(method_class(&req.method));
+        push_field(&mut full, uri.scheme_str().unwrap_or("").as_bytes());
+        push_field(&mut full, authority.as_bytes());
+        push_field(&mut full, path.as_bytes());
+        match uri.query() {
+            None => full.push(0xff),
+            Some(query) => self.push_query(&mut full, query),
+        }
+        full.extend_from_slice(&self.extra);
+        if full.len() > max_key_bytes {
+            return Err(BypassReason::KeyTooLarge);
+        }
+        Ok(CacheKey::new(full))
+    }
+
+    fn push_query(&self, full: &mut Vec<u8>, query: &str) {
+        if self.query == QueryMode::Ignored {
+            full.push(0xfe);
+            return;
+        }
+        if self.query == QueryMode::AsSent && self.dropped_params.is_empty() {
+            push_field(full, query.as_bytes());
+            return;
+        }
+        let mut params: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !self.is_dropped(p))
+            .collect();
+        if self.query == QueryMode::Sorted {
+            params.sort_unstable();
+        }
+        let joined = params.join("&");
+        push_field(full, joined.as_bytes());
+    }
+
+    fn is_dropped(&self, param: &str) -> bool {
+        let name = param.split('=').next().unwrap_or("");
+        self.dropped_params.iter().any(|rule| match rule.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == rule,
+        })
+    }
+}
+
+/// GET and HEAD share entries; the cache keys nothing else.
+fn method_class(method: &Method) -> u8 {
+    if method == Method::GET || method == Method::HEAD {
+        b'G'
+    } else {
+        b'?'
+    }
+}
+
+/// The request's authority, lowercased: the URI's own (absolute-form, HTTP/2 `:authority`) or
+/// else the single `Host` header. Two virtual hosts never share entries.
+fn authority(req: &request::Parts) -> Result<String, BypassReason> {
+    if let Some(authority) = req.uri.authority() {
+        return Ok(authority.as_str().to_ascii_lowercase());
+    }
+    let mut hosts = req.headers.get_all(header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Ok(String::new());
+    };
+    if hosts.next().is_some() {
+        return Err(BypassReason::InvalidHost);
+    }
+    match http::uri::Authority::try_from(host.as_bytes()) {
+        Ok(authority) if !authority.as_str().contains('@') => {
+            Ok(authority.as_str().to_ascii_lowercase())
+        }
+        _ => Err(BypassReason::InvalidHost),
+    }
+}
+
+/// Appends a length-prefixed field, so no two different keys share bytes.
+fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+    // Fields are bounded by the key limit, far below 4 GiB.
+    out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+    out.extend_from_slice(field);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn key_of(req: Request<()>, maker: impl KeyMaker) -> Result<CacheKey, BypassReason> {
+        let (parts, ()) = req.into_parts();
+        let mut builder = KeyBuilder::new(&parts);
+        maker.make_key(&parts, &mut builder);
+        builder.finish(8192)
+    }
+
+    fn get(uri: &str) -> http::request::Builder {
+        Request::get(uri)
+    }
+
+    #[test]
+    fn get_and_head_share_a_key() {
+        let a = key_of(get("/a?x=1").body(()).unwrap(), DefaultKey).unwrap();
+        let b = key_of(Request::head("/a?x=1").body(()).unwrap(), DefaultKey).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn hosts_are_part_of_the_key() {
+        let a = key_of(get("/").header("host", "a.example").body(()).unwrap(), DefaultKey);
+        let b = key_of(get("/").header("host", "b.example").body(()).unwrap(), DefaultKey);
+        let a_upper = key_of(get("/").header("host", "A.EXAMPLE").body(()).unwrap(), DefaultKey);
+        assert_ne!(a.clone().unwrap(), b.unwrap());
+        assert_eq!(a.unwrap(), a_upper.unwrap());
+    }
+
+    #[test]
+    fn uri_authority_wins_over_host() {
+        let a = key_of(
+            get("http://a.example/x").header("host", "b.example").body(()).unwrap(),
+            DefaultKey,
+        );
+        let b = key_of(get("/x").header("host", "a.example").body(()).unwrap(), DefaultKey);
+        // Scheme differs (absolute form says http), authority is a.example in both.
+        assert_ne!(a.unwrap().as_bytes(), b.unwrap().as_bytes());
+    }
+
+    #[test]
+    fn odd_hosts_bypass() {
+        for host in ["a b", "user@host", "", "ex ample.com:80", "[::1"] {
+            let r = key_of(get("/").header("host", host).body(()).unwrap(), DefaultKey);
+            assert_eq!(r.unwrap_err(), BypassReason::InvalidHost, "host {host:?}");
+        }
+        let two_hosts = get("/")
+            .header("host", "a.example")
+            .header("host", "b.example")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            key_of(two_hosts, DefaultKey).unwrap_err(),
+            BypassReason::InvalidHost
+        );
+        let non_utf8 = get("/")
+            .header("host", http::HeaderValue::from_bytes(b"caf\xe9.example").unwrap())
+            .body(())
+            .unwrap();
+        assert_eq!(
+            key_of(non_utf8, DefaultKey).unwrap_err(),
+            BypassReason::InvalidHost
+        );
+    }
+
+    #[test]
+    fn query_is_kept_by_default_and_can_be_normalised() {
+        let a = key_of(get("/p?b=2&a=1").body(()).unwrap(), DefaultKey).unwrap();
+        let b = key_of(get("/p?a=1&b=2").body(()).unwrap(), DefaultKey).unwrap();
+        assert_ne!(a, b);
+        let norm = |_: &request::Parts, k: &mut KeyBuilder<'_>| {
+            k.sort_query().drop_query_param("utm_*").drop_query_param("fbclid");
+        };
+        let a = key_of(get("/p?b=2&utm_source=x&a=1").body(()).unwrap(), norm).unwrap();
+        let b = key_of(get("/p?fbclid=9&a=1&b=2&utm_medium=y").body(()).unwrap(), norm).unwrap();
+        assert_eq!(a, b);
+        // No query and an empty query are different requests; a dropped-only query is empty.
+        let none = key_of(get("/p").body(()).unwrap(), DefaultKey).unwrap();
+        let empty = key_of(get("/p?").body(()).unwrap(), DefaultKey).unwrap();
+        assert_ne!(none, empty);
+    }
+
+    #[test]
+    fn ignore_query() {
+        let ignore = |_: &request::Parts, k: &mut KeyBuilder<'_>| {
+            k.ignore_query();
+        };
+        let a = key_of(get("/p?a=1").body(()).unwrap(), ignore).unwrap();
+        let b = key_of(get("/p?a=2").body(()).unwrap(), ignore).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn fields_cannot_run_into_each_other() {
+        // Path "/ab" + query "c" must differ from path "/a" + query "bc" and so on.
+        let a = key_of(get("/a?bc").body(()).unwrap(), DefaultKey).unwrap();
+        let b = key_of(get("/ab?c").body(()).unwrap(), DefaultKey).unwrap();
+        assert_ne!(a, b);
+        let v1 = |_: &request::Parts, k: &mut KeyBuilder<'_>| {
+            k.value("ab", "c");
+        };
+        let v2 = |_: &request::Parts, k: &mut KeyBuilder<'_>| {
+            k.value("a", "bc");
+        };
+        let a = key_of(get("/").body(()).unwrap(), v1).unwrap();
+        let b = key_of(get("/").body(()).unwrap(), v2).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn headers_cookies_and_values_add_to_the_key() {
+        let by_lang = |_: &request::Parts, k: &mut KeyBuilder<'_>| {
+            k.header("Accept-Language").cookie("session");
+        };
+        let en = key_of(
+            get("/").header("accept-language", "en").body(()).unwrap(),
+            by_lang,
+        )
+        .unwrap();
+        let fr = key_of(
+            get("/").header("accept-language", "fr").body(()).unwrap(),
+            by_lang,
+        )
+        .unwrap();
+        let none = key_of(get("/").body(()).unwrap(), by_lang).unwrap();
+        assert_ne!(en, fr);
+        assert_ne!(en, none);
+        let alice = key_of(
+            get("/")
+                .header("cookie", "theme=dark; session=alice")
+                .body(())
+                .unwrap(),
+            by_lang,
+        )
+        .unwrap();
+        let bob = key_of(
+            get("/").header("cookie", "session=bob").body(()).unwrap(),
+            by_lang,
+        )
+        .unwrap();
+        assert_ne!(alice, bob);
+    }
+
+    #[test]
+    fn a_query_with_thousands_of_parameters() {
+        let query: Vec<String> = (0..5000).map(|i| format!("p{i}=v")).collect();
+        let uri = format!("/p?{}", query.join("&"));
+        let sorted = |_: &request::Parts, k: &mut KeyBuilder<'_>| {
+            k.sort_query().drop_query_param("p1*");
+        };
+        // Larger than the key limit: a bypass, not an allocation without bound.
+        assert_eq!(
+            key_of(get(&uri).body(()).unwrap(), sorted).unwrap_err(),
+            BypassReason::KeyTooLarge
+        );
+        let (parts, ()) = get(&uri).body(()).unwrap().into_parts();
+        let mut builder = KeyBuilder::new(&parts);
+        sorted.make_key(&parts, &mut builder);
+        assert!(builder.finish(1 << 20).is_ok());
+    }
+
+    #[test]
+    fn maker_can_bypass() {
+        let r = key_of(
+            get("/").body(()).unwrap(),
+            |_: &request::Parts, k: &mut KeyBuilder<'_>| {
+                k.bypass();
+            },
+        );
+        assert_eq!(r.unwrap_err(), BypassReason::KeyMaker);
+    }
+
+    #[test]
+    fn store_key_is_stable() {
+        // The hash is part of the storage format: it must not change between processes.
+        let k = StoreKey::of(b"hello");
+        assert_eq!(k, StoreKey::of(b"hello"));
+        assert_eq!(k.to_string().len(), 32);
+    }
+}

@@ -1,0 +1,182 @@
+//! [`CacheLayer`]: configures a cache and wraps services with it.
+
+use http::HeaderName;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_layer::Layer;
+
+use crate::config::Config;
+use crate::policy::Policies;
+use crate::stats::{CacheStats, Counters};
+use crate::{CacheService, DefaultKey, KeyMaker, Policy, RoutePattern, Store};
+
+/// A [`Layer`] that puts a response cache in front of a service.
+///
+/// Every service the layer builds shares one cache (store, counters, policies), so applying it
+/// with axum's `Router::layer` (which builds one service per route) is one cache, not many.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use std::time::Duration;
+/// use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+///
+/// let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(64 << 20))
+///     .ttl(Duration::from_secs(60))
+///     .route("/prices/{id}", Policy::new().ttl(Duration::from_secs(2)))
+///     .route("/account/{*rest}", Policy::bypass());
+/// let stats = cache.stats();
+///
+/// let app: Router = Router::new()
+///     .route("/products/{id}", get(|| async { "a product" }))
+///     .layer(cache);
+/// # let _ = (app, stats);
+/// ```
+pub struct CacheLayer<St: ?Sized, K = DefaultKey> {
+    config: Arc<Config<St, K>>,
+}
+
+impl<St: ?Sized, K> Clone for CacheLayer<St, K> {
+    fn clone(&self) -> Self {
+        CacheLayer {
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<St: ?Sized, K> std::fmt::Debug for CacheLayer<St, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheLayer")
+            .field("default_policy", &self.config.policies.default)
+            .field("routes", &self.config.policies.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> CacheLayer<St> {
+    /// A cache over `store` with the default [`Policy`] and key.
+    pub fn new(store: St) -> Self {
+        Self::from_shared_store(Arc::new(store))
+    }
+}
+
+impl<St: Store + ?Sized> CacheLayer<St> {
+    /// A cache over a store that is already shared (for example an `Arc<dyn DynStore>`, or a
+    /// store the application also uses directly).
+    pub fn from_shared_store(store: Arc<St>) -> Self {
+        CacheLayer {
+            config: Arc::new(Config {
+                store,
+                keys: Arc::new(DefaultKey),
+                policies: Policies::default(),
+                cache_header: Some(HeaderName::from_static("x-cache")),
+                override_header: Some(HeaderName::from_static("x-cache-override")),
+                counters: Arc::new(Counters::default()),
+            }),
+        }
+    }
+}
+
+impl<St: Store + ?Sized, K> CacheLayer<St, K> {
+    fn configure(mut self, change: impl FnOnce(&mut Config<St, K>)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Sets the default policy's ttl (see [`Policy::ttl`]).
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.configure(|c| c.policies.default.ttl = ttl)
+    }
+
+    /// Sets the default policy's body limit (see [`Policy::max_body_bytes`]).
+    pub fn max_body_bytes(self, bytes: usize) -> Self {
+        self.configure(|c| c.policies.default.max_body_bytes = bytes)
+    }
+
+    /// Replaces the default policy, used where no route matches.
+    pub fn policy(self, policy: Policy) -> Self {
+        self.configure(|c| c.policies.default = policy)
+    }
+
+    /// Uses `policy` for requests matching `pattern` (axum syntax: `/products/{id}`,
+    /// `/static/{*path}`). The first matching route wins; others get the default policy.
+    ///
+    /// # Panics
+    ///
+    /// When `pattern` is not a valid pattern, like axum's `Router::route`: this is a programming
+    /// error found at start-up. [`try_route`](Self::try_route) returns the error instead.
+    pub fn route(self, pattern: &str, policy: Policy) -> Self {
+        match self.try_route(pattern, policy) {
+            Ok(layer) => layer,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// Like [`route`](Self::route), returning an invalid pattern as an error.
+    pub fn try_route(
+        self,
+        pattern: &str,
+        policy: Policy,
+    ) -> Result<Self, crate::policy::InvalidPattern> {
+        let pattern = RoutePattern::parse(pattern)?;
+        Ok(self.configure(|c| c.policies.routes.push((pattern, policy))))
+    }
+
+    /// Uses `maker` to add parts to every key (see [`KeyMaker`]).
+    pub fn key<K2: KeyMaker>(self, maker: K2) -> CacheLayer<St, K2> {
+        let config = Arc::unwrap_or_clone(self.config);
+        CacheLayer {
+            config: Arc::new(Config {
+                store: config.store,
+                keys: Arc::new(maker),
+                policies: config.policies,
+                cache_header: config.cache_header,
+                override_header: config.override_header,
+                counters: config.counters,
+            }),
+        }
+    }
+
+    /// The name of the header that says `HIT`, `MISS` or `BYPASS` (default `x-cache`).
+    pub fn cache_header(self, name: HeaderName) -> Self {
+        self.configure(|c| c.cache_header = Some(name))
+    }
+
+    /// Sends no `HIT`/`MISS`/`BYPASS` header.
+    pub fn without_cache_header(self) -> Self {
+        self.configure(|c| c.cache_header = None)
+    }
+
+    /// The name of the per-response override header handlers may set (default
+    /// `x-cache-override`; see [`CacheOverride`](crate::CacheOverride)).
+    pub fn override_header(self, name: HeaderName) -> Self {
+        self.configure(|c| c.override_header = Some(name))
+    }
+
+    /// Reads no override header (the [`CacheOverride`](crate::CacheOverride) extension still
+    /// works). Right when the origin is not trusted to steer this cache.
+    pub fn without_override_header(self) -> Self {
+        self.configure(|c| c.override_header = None)
+    }
+
+    /// A handle on this cache's counters, readable at any time.
+    pub fn stats(&self) -> CacheStats {
+        let store = Arc::clone(&self.config.store);
+        CacheStats {
+            counters: Arc::clone(&self.config.counters),
+            store: Arc::new(move || store.metrics()),
+        }
+    }
+
+    /// The store, to clear it or remove entries directly.
+    pub fn store(&self) -> &Arc<St> {
+        &self.config.store
+    }
+}
+
+impl<S, St: ?Sized, K> Layer<S> for CacheLayer<St, K> {
+    type Service = CacheService<S, St, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheService::new(inner, Arc::clone(&self.config))
+    }
+}

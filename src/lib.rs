@@ -1,0 +1,78 @@
+//! A shared HTTP response cache for any [tower](https://docs.rs/tower) service.
+//!
+//! Put [`CacheLayer`] in front of an axum router, a hyper service or any
+//! `tower::Service<http::Request<B>>` and repeated `GET`s are answered from a store without
+//! calling the service:
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use std::time::Duration;
+//! use tower_response_cache::{CacheLayer, MemoryStore};
+//!
+//! async fn product() -> &'static str {
+//!     "an expensive page"
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/products/{id}", get(product))
+//!     .layer(CacheLayer::new(MemoryStore::with_capacity_bytes(64 << 20)).ttl(Duration::from_secs(60)));
+//! # let _ = app;
+//! ```
+//!
+//! # How it differs from a "memoize the handler" cache
+//!
+//! It behaves as a shared cache by RFC 9111, because that is what it is: one stored response
+//! serves many users. So it never stores `no-store`, `private`, `no-cache` or `Vary: *`
+//! responses, nor responses with `Set-Cookie` (unless told to strip them), nor responses to
+//! requests with `Authorization` unless they are explicitly `public`; it bypasses requests with
+//! `Cookie` by default; two virtual hosts never share entries; `Vary` selects among variants;
+//! writes (`POST`, `PUT`, ...) always reach the service. A hit is verified against the full
+//! key, so a hash collision can only cause a miss.
+//!
+//! A hit shares the stored body (`Bytes`), copying only the header map. Bodies larger than the
+//! policy's limit stream through unstored with bounded memory; trailers are stored and replayed.
+//!
+//! # Pieces
+//!
+//! - [`CacheLayer`] / [`CacheService`]: the middleware, configured with builder methods.
+//! - [`Policy`]: ttl, statuses, body limit, `Set-Cookie`/`Authorization`/`Cookie` rules; per
+//!   route with [`CacheLayer::route`], per response with [`CacheOverride`].
+//! - [`KeyMaker`] / [`KeyBuilder`]: what goes into the key besides method, host, path and query.
+//! - [`Store`]: where entries live; [`MemoryStore`] (moka, bounded in bytes) by default, any
+//!   `Arc<dyn DynStore>` at run time, or your own.
+//! - [`CacheStats`]: hits, misses, bypasses, stores, evictions.
+//!
+//! Every response carries `X-Cache: HIT | MISS | BYPASS` (configurable), and hits an `Age`.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod body;
+mod buffer;
+mod config;
+mod entry;
+mod fill;
+mod future;
+mod key;
+mod layer;
+mod lookup;
+mod outcome;
+mod policy;
+mod response_override;
+mod semantics;
+mod service;
+mod stats;
+pub mod store;
+
+pub use body::CacheBody;
+pub use entry::Entry;
+pub use future::ResponseFuture;
+pub use key::{CacheKey, DefaultKey, KeyBuilder, KeyMaker, StoreKey};
+pub use layer::CacheLayer;
+pub use outcome::{BypassReason, NotStoredReason};
+pub use policy::{
+    Authorization, Cookies, InvalidPattern, Policy, RoutePattern, SetCookie, StatusSet,
+};
+pub use response_override::CacheOverride;
+pub use service::CacheService;
+pub use stats::{CacheStats, StatsSnapshot};
+pub use store::{DynStore, Eviction, MemoryStore, Store, StoreError, StoreMetrics};

@@ -1,0 +1,107 @@
+//! Why a request bypassed the cache, or why a response was not stored.
+
+use std::fmt;
+
+/// Why a request went to the inner service without the cache being consulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BypassReason {
+    /// The method is not GET or HEAD.
+    Method,
+    /// The route's policy is [`Policy::bypass`](crate::Policy::bypass).
+    Policy,
+    /// The request carries `Cookie` and the policy says [`Cookies::Bypass`](crate::Cookies).
+    Cookie,
+    /// The request carries `Authorization` and the policy says
+    /// [`Authorization::Bypass`](crate::Authorization).
+    Authorization,
+    /// The request said `Cache-Control: no-store`.
+    RequestNoStore,
+    /// The `Host` header is missing a valid authority, or there are several.
+    InvalidHost,
+    /// The key is longer than the policy's `max_key_bytes`.
+    KeyTooLarge,
+    /// The [`KeyMaker`](crate::KeyMaker) declined.
+    KeyMaker,
+}
+
+impl BypassReason {
+    /// A short, stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BypassReason::Method => "method",
+            BypassReason::Policy => "policy",
+            BypassReason::Cookie => "cookie",
+            BypassReason::Authorization => "authorization",
+            BypassReason::RequestNoStore => "request-no-store",
+            BypassReason::InvalidHost => "invalid-host",
+            BypassReason::KeyTooLarge => "key-too-large",
+            BypassReason::KeyMaker => "key-maker",
+        }
+    }
+}
+
+impl fmt::Display for BypassReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a response fetched on a miss was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NotStoredReason {
+    /// The status is not in the policy's set.
+    Status,
+    /// `Cache-Control: no-store`.
+    NoStore,
+    /// `Cache-Control: private`.
+    Private,
+    /// `Cache-Control: no-cache` (needs revalidation on every use).
+    NoCache,
+    /// `Cache-Control` or `Vary` could not be read safely.
+    Malformed,
+    /// `Vary: *`.
+    VaryStar,
+    /// `Set-Cookie`, and the policy says [`SetCookie::DontStore`](crate::SetCookie).
+    SetCookie,
+    /// The request carried `Authorization` and the response is not explicitly shareable.
+    Authorization,
+    /// The response was already stale, or its lifetime is zero.
+    NotFresh,
+    /// The handler said so ([`CacheOverride::no_store`](crate::CacheOverride::no_store)).
+    Override,
+    /// The body is larger than the policy's `max_body_bytes`.
+    TooLarge,
+    /// The body did not match its `Content-Length`, or failed while being read.
+    Incomplete,
+    /// HEAD responses carry no body to store.
+    Head,
+}
+
+impl NotStoredReason {
+    /// A short, stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotStoredReason::Status => "status",
+            NotStoredReason::NoStore => "no-store",
+            NotStoredReason::Private => "private",
+            NotStoredReason::NoCache => "no-cache",
+            NotStoredReason::Malformed => "malformed",
+            NotStoredReason::VaryStar => "vary-star",
+            NotStoredReason::SetCookie => "set-cookie",
+            NotStoredReason::Authorization => "authorization",
+            NotStoredReason::NotFresh => "not-fresh",
+            NotStoredReason::Override => "override",
+            NotStoredReason::TooLarge => "too-large",
+            NotStoredReason::Incomplete => "incomplete",
+            NotStoredReason::Head => "head",
+        }
+    }
+}
+
+impl fmt::Display for NotStoredReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

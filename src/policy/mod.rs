@@ -1,0 +1,201 @@
+//! What to cache and for how long: [`Policy`], and which policy applies to which route.
+
+mod route;
+mod statuses;
+
+pub use route::{InvalidPattern, RoutePattern};
+pub use statuses::StatusSet;
+
+use http::request;
+use std::time::Duration;
+
+/// What to do with a response that carries `Set-Cookie`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetCookie {
+    /// Do not store it (the default): a cookie is one user's.
+    #[default]
+    DontStore,
+    /// Store it without its `Set-Cookie` fields. The client that caused the fill still gets its
+    /// cookies; hits never carry any.
+    StripAndStore,
+}
+
+/// What to do with requests that carry `Authorization`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Authorization {
+    /// RFC 9111 §3.5 (the default): they may be served from the cache, but their responses are
+    /// stored only when marked `public`, `s-maxage` or `must-revalidate`.
+    #[default]
+    StoreIfPublic,
+    /// Never serve them from the cache nor store their responses.
+    Bypass,
+}
+
+/// What to do with requests that carry `Cookie`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cookies {
+    /// Send them to the inner service untouched (the default). Most origins answer per user
+    /// when a session cookie is present without saying so (`private`, `Vary: Cookie`); a shared
+    /// cache that ignored cookies would hand one user's page to another.
+    #[default]
+    Bypass,
+    /// Treat them like any other request. Right when the key includes the cookies that matter
+    /// ([`KeyBuilder::cookie`](crate::KeyBuilder::cookie)) or the origin marks personal responses
+    /// `private`.
+    Ignore,
+}
+
+/// How one route is cached. Built with chained methods; every knob has a safe default.
+///
+/// | knob | default |
+/// |---|---|
+/// | [`ttl`](Policy::ttl) | 60 s, when the origin gives no lifetime |
+/// | [`statuses`](Policy::statuses) | 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501 |
+/// | [`max_body_bytes`](Policy::max_body_bytes) | 1 MiB; larger bodies stream through unstored |
+/// | [`honor_cache_control`](Policy::honor_cache_control) | true: `s-maxage`/`max-age`/`Expires` set the lifetime |
+/// | [`set_cookie`](Policy::set_cookie) | [`SetCookie::DontStore`] |
+/// | [`authorization`](Policy::authorization) | [`Authorization::StoreIfPublic`] |
+/// | [`cookies`](Policy::cookies) | [`Cookies::Bypass`] |
+/// | [`max_key_bytes`](Policy::max_key_bytes) | 8 KiB; longer keys bypass |
+///
+/// `no-store`, `private`, `no-cache` and `Vary: *` responses are never stored, whatever the policy.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_response_cache::{Policy, SetCookie};
+///
+/// let assets = Policy::new()
+///     .ttl(Duration::from_secs(3600))
+///     .max_body_bytes(8 << 20)
+///     .set_cookie(SetCookie::StripAndStore);
+/// # let _ = assets;
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub(crate) enabled: bool,
+    pub(crate) ttl: Duration,
+    pub(crate) statuses: StatusSet,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) honor_cache_control: bool,
+    pub(crate) set_cookie: SetCookie,
+    pub(crate) authorization: Authorization,
+    pub(crate) cookies: Cookies,
+    pub(crate) max_key_bytes: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            enabled: true,
+            ttl: Duration::from_secs(60),
+            statuses: StatusSet::DEFAULT,
+            max_body_bytes: 1 << 20,
+            honor_cache_control: true,
+            set_cookie: SetCookie::DontStore,
+            authorization: Authorization::StoreIfPublic,
+            cookies: Cookies::Bypass,
+            max_key_bytes: 8 << 10,
+        }
+    }
+}
+
+impl Policy {
+    /// The default policy (see the table above).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A policy that caches nothing: requests pass through untouched (`X-Cache: BYPASS`).
+    pub fn bypass() -> Self {
+        Policy {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// How long a response stays fresh when the origin does not say (or is not honoured).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The statuses that may be stored.
+    pub fn statuses(mut self, statuses: StatusSet) -> Self {
+        self.statuses = statuses;
+        self
+    }
+
+    /// The largest body that is buffered and stored; larger ones stream to the client unstored.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Whether the origin's `s-maxage`, `max-age` and `Expires` set the lifetime. When false the
+    /// policy ttl always does; `no-store`, `private` and `no-cache` are obeyed either way.
+    pub fn honor_cache_control(mut self, honor: bool) -> Self {
+        self.honor_cache_control = honor;
+        self
+    }
+
+    /// What to do with responses carrying `Set-Cookie`.
+    pub fn set_cookie(mut self, rule: SetCookie) -> Self {
+        self.set_cookie = rule;
+        self
+    }
+
+    /// What to do with requests carrying `Authorization`.
+    pub fn authorization(mut self, rule: Authorization) -> Self {
+        self.authorization = rule;
+        self
+    }
+
+    /// What to do with requests carrying `Cookie`.
+    pub fn cookies(mut self, rule: Cookies) -> Self {
+        self.cookies = rule;
+        self
+    }
+
+    /// The longest cache key; requests whose key is longer bypass the cache.
+    pub fn max_key_bytes(mut self, bytes: usize) -> Self {
+        self.max_key_bytes = bytes;
+        self
+    }
+}
+
+/// The default policy and the per-route ones, first match wins.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Policies {
+    pub default: Policy,
+    pub routes: Vec<(RoutePattern, Policy)>,
+}
+
+impl Policies {
+    pub fn select(&self, request: &request::Parts) -> &Policy {
+        if self.routes.is_empty() {
+            return &self.default;
+        }
+        let template = matched_template(request);
+        let path = request.uri.path();
+        self.routes
+            .iter()
+            .find(|(pattern, _)| pattern.matches(template, path))
+            .map_or(&self.default, |(_, policy)| policy)
+    }
+}
+
+#[cfg(feature = "axum")]
+fn matched_template(request: &request::Parts) -> Option<&str> {
+    request
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str())
+}
+
+#[cfg(not(feature = "axum"))]
+fn matched_template(_: &request::Parts) -> Option<&str> {
+    None
+}

@@ -1,0 +1,147 @@
+//! Per-response overrides: a handler tells the cache how to treat the response it returns.
+
+use http::{response, HeaderName};
+use std::time::Duration;
+
+/// A handler's instruction for its own response, put in the response extensions (or sent as the
+/// override header, `x-cache-override` by default: `no-store` or `ttl=SECONDS`). The layer reads
+/// and removes both before the response leaves it.
+///
+/// An override can shorten or lengthen the lifetime or forbid storing; it cannot make the cache
+/// store what is unsafe to share (`private`, `no-store`, `Set-Cookie`, ...).
+///
+/// ```
+/// use axum::{response::IntoResponse, Extension};
+/// use std::time::Duration;
+/// use tower_response_cache::CacheOverride;
+///
+/// async fn prices() -> impl IntoResponse {
+///     (Extension(CacheOverride::ttl(Duration::from_secs(5))), "volatile prices")
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheOverride {
+    ttl: Option<Duration>,
+    no_store: bool,
+}
+
+impl CacheOverride {
+    /// Store this response for `ttl` (instead of the policy's or the origin's lifetime).
+    pub fn ttl(ttl: Duration) -> Self {
+        CacheOverride {
+            ttl: Some(ttl),
+            no_store: false,
+        }
+    }
+
+    /// Do not store this response.
+    pub fn no_store() -> Self {
+        CacheOverride {
+            ttl: None,
+            no_store: true,
+        }
+    }
+
+    pub(crate) fn lifetime(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    pub(crate) fn forbids_store(&self) -> bool {
+        self.no_store
+    }
+
+    /// Removes the override extension and header from `response`, combining them: `no-store`
+    /// from either wins; the extension's ttl wins over the header's. A header value that does not
+    /// parse means `no-store`: a typo must not cache what the handler meant to protect.
+    pub(crate) fn take(response: &mut response::Parts, header: Option<&HeaderName>) -> Self {
+        let mut result = response
+            .extensions
+            .remove::<CacheOverride>()
+            .unwrap_or_default();
+        let Some(name) = header else {
+            return result;
+        };
+        if !response.headers.contains_key(name) {
+            return result;
+        }
+        let values: Vec<_> = response.headers.get_all(name).iter().cloned().collect();
+        response.headers.remove(name);
+        for value in values {
+            let Ok(text) = value.to_str() else {
+                result.no_store = true;
+                continue;
+            };
+            for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                match directive.split_once('=') {
+                    None if directive.eq_ignore_ascii_case("no-store") => result.no_store = true,
+                    Some((k, v)) if k.trim().eq_ignore_ascii_case("ttl") => {
+                        match v.trim().parse::<u64>() {
+                            Ok(secs) => {
+                                result.ttl = result.ttl.or(Some(Duration::from_secs(secs)))
+                            }
+                            Err(_) => result.no_store = true,
+                        }
+                    }
+                    _ => {
+                        tracing::warn!(directive, "unknown cache override directive; not storing");
+                        result.no_store = true;
+                    }
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, Response};
+
+    fn parts(header: Option<&[u8]>, ext: Option<CacheOverride>) -> response::Parts {
+        let mut res = Response::new(());
+        if let Some(h) = header {
+            res.headers_mut()
+                .insert("x-cache-override", HeaderValue::from_bytes(h).unwrap());
+        }
+        if let Some(e) = ext {
+            res.extensions_mut().insert(e);
+        }
+        res.into_parts().0
+    }
+
+    fn name() -> HeaderName {
+        HeaderName::from_static("x-cache-override")
+    }
+
+    #[test]
+    fn header_and_extension_are_read_and_removed() {
+        let mut p = parts(Some(b"ttl=30"), None);
+        let o = CacheOverride::take(&mut p, Some(&name()));
+        assert_eq!(o.lifetime(), Some(Duration::from_secs(30)));
+        assert!(!p.headers.contains_key("x-cache-override"));
+
+        let mut p = parts(Some(b"ttl=30"), Some(CacheOverride::ttl(Duration::from_secs(5))));
+        let o = CacheOverride::take(&mut p, Some(&name()));
+        assert_eq!(o.lifetime(), Some(Duration::from_secs(5)));
+        assert!(p.extensions.get::<CacheOverride>().is_none());
+
+        let mut p = parts(Some(b"NO-STORE"), None);
+        assert!(CacheOverride::take(&mut p, Some(&name())).forbids_store());
+    }
+
+    #[test]
+    fn bad_values_mean_no_store() {
+        for bad in [&b"ttl=abc"[..], b"forever", b"ttl=-1", b"\xff"] {
+            let mut p = parts(Some(bad), None);
+            assert!(CacheOverride::take(&mut p, Some(&name())).forbids_store());
+        }
+    }
+
+    #[test]
+    fn header_ignored_when_not_configured() {
+        let mut p = parts(Some(b"no-store"), None);
+        assert!(!CacheOverride::take(&mut p, None).forbids_store());
+        assert!(p.headers.contains_key("x-cache-override"));
+    }
+}

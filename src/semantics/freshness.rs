@@ -1,0 +1,100 @@
+//! Freshness lifetime and age (RFC 9111 §4.2).
+
+use http::header::{HeaderMap, AGE, DATE, EXPIRES};
+use std::time::{Duration, SystemTime};
+
+use super::cache_control::CacheControl;
+
+/// The lifetime the origin gave the response, as a shared cache reads it: `s-maxage`, then
+/// `max-age`, then `Expires - Date` (an invalid `Expires` means already stale). `None` when the
+/// origin said nothing about freshness.
+pub(crate) fn origin_lifetime(cc: &CacheControl, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(s) = cc.s_maxage {
+        return Some(Duration::from_secs(s));
+    }
+    if let Some(s) = cc.max_age {
+        return Some(Duration::from_secs(s));
+    }
+    let mut expires = headers.get_all(EXPIRES).iter();
+    let first = expires.next()?;
+    if expires.next().is_some() {
+        return Some(Duration::ZERO);
+    }
+    let Some(expires) = http_date(first) else {
+        return Some(Duration::ZERO);
+    };
+    let date = headers.get(DATE).and_then(http_date).unwrap_or(now);
+    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+/// The response's corrected initial age in seconds (§4.2.3): the larger of its `Age` header and
+/// the apparent age from its `Date`. An invalid `Age` is ignored (§5.1).
+pub(crate) fn initial_age(headers: &HeaderMap, now: SystemTime) -> u64 {
+    let age_value = headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let apparent_age = headers
+        .get(DATE)
+        .and_then(http_date)
+        .and_then(|date| now.duration_since(date).ok())
+        .map_or(0, |d| d.as_secs());
+    age_value.max(apparent_age).min(1 << 31)
+}
+
+fn http_date(value: &http::HeaderValue) -> Option<SystemTime> {
+    httpdate::parse_http_date(value.to_str().ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn s_maxage_beats_max_age_beats_expires() {
+        let now = SystemTime::now();
+        let h = headers(&[("cache-control", "max-age=10, s-maxage=20")]);
+        let cc = CacheControl::parse(&h);
+        assert_eq!(origin_lifetime(&cc, &h, now), Some(Duration::from_secs(20)));
+        let date = httpdate::fmt_http_date(now);
+        let expires = httpdate::fmt_http_date(now + Duration::from_secs(100));
+        let h = headers(&[("date", &date), ("expires", &expires)]);
+        let cc = CacheControl::parse(&h);
+        let lifetime = origin_lifetime(&cc, &h, now).unwrap();
+        assert!((99..=100).contains(&lifetime.as_secs()));
+        let h = headers(&[("cache-control", "max-age=5"), ("expires", &expires)]);
+        let cc = CacheControl::parse(&h);
+        assert_eq!(origin_lifetime(&cc, &h, now), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn invalid_expires_is_stale_and_silence_is_none() {
+        let now = SystemTime::now();
+        let h = headers(&[("expires", "0")]);
+        assert_eq!(origin_lifetime(&CacheControl::parse(&h), &h, now), Some(Duration::ZERO));
+        let h = headers(&[]);
+        assert_eq!(origin_lifetime(&CacheControl::parse(&h), &h, now), None);
+    }
+
+    #[test]
+    fn initial_age_takes_the_larger() {
+        let now = SystemTime::now();
+        let date = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(initial_age(&headers(&[("age", "10"), ("date", &date)]), now), 30);
+        assert_eq!(initial_age(&headers(&[("age", "100"), ("date", &date)]), now), 100);
+        assert_eq!(initial_age(&headers(&[("age", "x")]), now), 0);
+        // A Date in the future (clock skew) is not a negative age.
+        let future = httpdate::fmt_http_date(now + Duration::from_secs(300));
+        assert_eq!(initial_age(&headers(&[("date", &future)]), now), 0);
+    }
+}

@@ -1,0 +1,11 @@
+//! HTTP caching rules (RFC 9111 as a shared cache): what may be stored, for how long, and how
+//! responses are selected.
+
+mod cache_control;
+mod freshness;
+mod storable;
+mod vary;
+
+pub(crate) use cache_control::CacheControl;
+pub(crate) use storable::{decide, headers_for_storage, RequestFacts, StoreDecision};
+pub(crate) use vary::Vary;

@@ -1,0 +1,280 @@
+//! May this response be stored, and for how long (RFC 9111 §3 and §4.2)?
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{request, response};
+use std::time::{Duration, SystemTime};
+
+use super::{freshness, CacheControl, Vary};
+use crate::policy::{Authorization, Cookies, Policy, SetCookie};
+use crate::{BypassReason, CacheOverride, NotStoredReason};
+
+/// What the storing decision needs to know about the request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestFacts {
+    pub has_authorization: bool,
+}
+
+impl RequestFacts {
+    /// Reads the request; `Err` when the request must bypass the cache under `policy`.
+    pub fn read(request: &request::Parts, policy: &Policy) -> Result<Self, BypassReason> {
+        if !policy.enabled {
+            return Err(BypassReason::Policy);
+        }
+        let headers = &request.headers;
+        let has_authorization = headers.contains_key(header::AUTHORIZATION);
+        if has_authorization && policy.authorization == Authorization::Bypass {
+            return Err(BypassReason::Authorization);
+        }
+        if policy.cookies == Cookies::Bypass && headers.contains_key(header::COOKIE) {
+            return Err(BypassReason::Cookie);
+        }
+        if headers.contains_key(header::CACHE_CONTROL) && CacheControl::parse(headers).no_store {
+            return Err(BypassReason::RequestNoStore);
+        }
+        Ok(RequestFacts { has_authorization })
+    }
+}
+
+/// A response that may be stored.
+#[derive(Debug)]
+pub(crate) struct StoreDecision {
+    /// How long it stays fresh from now.
+    pub fresh_for: Duration,
+    /// Its age when received, in seconds.
+    pub initial_age: u64,
+    /// The request fields it varies on (empty: none).
+    pub vary: Vec<HeaderName>,
+}
+
+/// Decides whether a response may be stored under `policy`. Safety rules (`no-store`, `private`,
+/// `no-cache`, `Vary: *`, `Set-Cookie`, `Authorization`) hold whatever the policy or override says.
+pub(crate) fn decide(
+    policy: &Policy,
+    request: RequestFacts,
+    response: &response::Parts,
+    overrides: CacheOverride,
+    now: SystemTime,
+) -> Result<StoreDecision, NotStoredReason> {
+    if overrides.forbids_store() {
+        return Err(NotStoredReason::Override);
+    }
+    if !policy.statuses.contains(response.status) {
+        return Err(NotStoredReason::Status);
+    }
+    let headers = &response.headers;
+    let cc = CacheControl::parse(headers);
+    if cc.malformed {
+        return Err(NotStoredReason::Malformed);
+    }
+    if cc.no_store {
+        return Err(NotStoredReason::NoStore);
+    }
+    if cc.private {
+        return Err(NotStoredReason::Private);
+    }
+    if cc.no_cache {
+        return Err(NotStoredReason::NoCache);
+    }
+    if request.has_authorization && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+        return Err(NotStoredReason::Authorization);
+    }
+    if policy.set_cookie == SetCookie::DontStore && headers.contains_key(header::SET_COOKIE) {
+        return Err(NotStoredReason::SetCookie);
+    }
+    let vary = match Vary::parse(headers) {
+        Vary::None => Vec::new(),
+        Vary::Fields(names) => names,
+        Vary::Star => return Err(NotStoredReason::VaryStar),
+        Vary::Malformed => return Err(NotStoredReason::Malformed),
+    };
+    let initial_age = freshness::initial_age(headers, now);
+    let fresh_for = match overrides.lifetime() {
+        Some(ttl) => ttl,
+        None => match policy
+            .honor_cache_control
+            .then(|| freshness::origin_lifetime(&cc, headers, now))
+            .flatten()
+        {
+            // The origin's lifetime counts from the response's creation, not from now.
+            Some(lifetime) => lifetime.saturating_sub(Duration::from_secs(initial_age)),
+            None => policy.ttl,
+        },
+    };
+    if fresh_for.is_zero() {
+        return Err(NotStoredReason::NotFresh);
+    }
+    Ok(StoreDecision {
+        fresh_for,
+        initial_age,
+        vary,
+    })
+}
+
+/// The header fields to store (RFC 9111 §3.1): no hop-by-hop or `Connection`-listed fields, no
+/// `Age` (recomputed on every hit), no `Set-Cookie` (only stored when the policy strips it), and
+/// an exact `Content-Length` for the stored body so HEAD hits and HTTP/1.0 clients get it right.
+pub(crate) fn headers_for_storage(
+    response: &response::Parts,
+    body_len: usize,
+    has_trailers: bool,
+) -> HeaderMap {
+    let mut headers = response.headers.clone();
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::AGE,
+        header::SET_COOKIE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    let status = response.status;
+    let no_body_status = status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    if no_body_status {
+        headers.remove(header::CONTENT_LENGTH);
+    } else if has_trailers {
+        // Trailers need a chunked (HTTP/1.1) or framed (HTTP/2) body; let the server frame it.
+        headers.remove(header::CONTENT_LENGTH);
+    } else {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Response, StatusCode};
+
+    fn res(status: u16, headers: &[(&'static str, &str)]) -> response::Parts {
+        let mut r = Response::builder().status(status);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.body(()).unwrap().into_parts().0
+    }
+
+    const ANON: RequestFacts = RequestFacts {
+        has_authorization: false,
+    };
+    const AUTHED: RequestFacts = RequestFacts {
+        has_authorization: true,
+    };
+
+    fn verdict(
+        policy: &Policy,
+        req: RequestFacts,
+        r: &response::Parts,
+    ) -> Result<StoreDecision, NotStoredReason> {
+        decide(policy, req, r, CacheOverride::default(), SystemTime::now())
+    }
+
+    #[test]
+    fn shared_cache_safety_rules() {
+        let p = Policy::new();
+        let cases: &[(&[(&'static str, &str)], NotStoredReason)] = &[
+            (&[("cache-control", "no-store")], NotStoredReason::NoStore),
+            (&[("cache-control", "private, max-age=60")], NotStoredReason::Private),
+            (&[("cache-control", "no-cache")], NotStoredReason::NoCache),
+            (&[("set-cookie", "sid=1")], NotStoredReason::SetCookie),
+            (&[("vary", "*")], NotStoredReason::VaryStar),
+            (&[("cache-control", "max-age=0")], NotStoredReason::NotFresh),
+            (&[("cache-control", "max-age=10"), ("age", "20")], NotStoredReason::NotFresh),
+            (&[("cache-control", "max-age=\"x")], NotStoredReason::Malformed),
+        ];
+        for (headers, reason) in cases {
+            assert_eq!(verdict(&p, ANON, &res(200, headers)).unwrap_err(), *reason, "{headers:?}");
+        }
+        // Even when the policy does not honour the origin's lifetimes.
+        let p = Policy::new().honor_cache_control(false);
+        assert_eq!(
+            verdict(&p, ANON, &res(200, &[("cache-control", "private")])).unwrap_err(),
+            NotStoredReason::Private
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        let p = Policy::new();
+        assert_eq!(verdict(&p, ANON, &res(500, &[])).unwrap_err(), NotStoredReason::Status);
+        assert_eq!(verdict(&p, ANON, &res(206, &[])).unwrap_err(), NotStoredReason::Status);
+        assert!(verdict(&p, ANON, &res(404, &[])).is_ok());
+    }
+
+    #[test]
+    fn authorization_needs_explicit_sharing() {
+        let p = Policy::new();
+        assert_eq!(
+            verdict(&p, AUTHED, &res(200, &[("cache-control", "max-age=60")])).unwrap_err(),
+            NotStoredReason::Authorization
+        );
+        for ok in ["public", "s-maxage=60", "must-revalidate, max-age=5"] {
+            assert!(verdict(&p, AUTHED, &res(200, &[("cache-control", ok)])).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn lifetime_sources() {
+        let p = Policy::new().ttl(Duration::from_secs(7));
+        let d = verdict(&p, ANON, &res(200, &[])).unwrap();
+        assert_eq!(d.fresh_for, Duration::from_secs(7));
+        let d = verdict(&p, ANON, &res(200, &[("cache-control", "max-age=100"), ("age", "40")]))
+            .unwrap();
+        assert_eq!(d.fresh_for, Duration::from_secs(60));
+        assert_eq!(d.initial_age, 40);
+        let d = verdict(&p.clone().honor_cache_control(false), ANON, &res(200, &[("cache-control", "max-age=100")]))
+            .unwrap();
+        assert_eq!(d.fresh_for, Duration::from_secs(7));
+        let d = decide(
+            &p,
+            ANON,
+            &res(200, &[("cache-control", "max-age=100")]),
+            CacheOverride::ttl(Duration::from_secs(3)),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(d.fresh_for, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn storage_headers_drop_hop_by_hop() {
+        let r = res(
+            200,
+            &[
+                ("connection", "x-hop, keep-alive"),
+                ("x-hop", "1"),
+                ("keep-alive", "timeout=5"),
+                ("transfer-encoding", "chunked"),
+                ("age", "3"),
+                ("set-cookie", "a=b"),
+                ("content-length", "999"),
+                ("etag", "\"v1\""),
+            ],
+        );
+        let h = headers_for_storage(&r, 5, false);
+        for gone in ["connection", "x-hop", "keep-alive", "transfer-encoding", "age", "set-cookie"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h["content-length"], "5");
+        assert_eq!(h["etag"], "\"v1\"");
+        let h = headers_for_storage(&res(204, &[("content-length", "0")]), 0, false);
+        assert!(!h.contains_key("content-length"));
+        let _ = StatusCode::OK;
+    }
+}
