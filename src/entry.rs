@@ -38,6 +38,9 @@ pub(crate) struct StoredResponse {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub trailers: Option<HeaderMap>,
+    /// The origin marked it shareable with requests carrying `Authorization` (`public`,
+    /// `s-maxage` or `must-revalidate`, RFC 9111 §3.5).
+    pub shared_with_credentials: bool,
 }
 
 impl Entry {
@@ -173,6 +176,7 @@ mod tests {
                 headers: HeaderMap::new(),
                 body: Bytes::from(vec![0u8; 1000]),
                 trailers: None,
+                shared_with_credentials: false,
             },
             SystemTime::now(),
             fresh_for,

@@ -78,6 +78,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             headers: semantics::headers_for_storage(parts, body.len(), trailers.is_some()),
             body,
             trailers,
+            shared_with_credentials: decision.shared_with_credentials,
         };
         let ttl = decision.fresh_for;
         let target = if decision.vary.is_empty() {

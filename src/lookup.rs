@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use crate::config::{Config, Disposition};
 use crate::entry::Kind;
+use crate::semantics::RequestFacts;
 use crate::stats::Counters;
 use crate::{CacheBody, CacheKey, Entry, Store, StoreKey};
 
@@ -15,9 +16,13 @@ impl<St: Store + ?Sized, K> Config<St, K> {
     /// The fresh stored response for `key`, following a variants list to the variant that
     /// matches `request_headers`. Every entry is checked against its full key: a hash collision
     /// is a miss. Store errors are misses too.
+    ///
+    /// A request carrying `Authorization` only reuses responses the origin marked shareable
+    /// with credentials: otherwise the origin would have answered it personally.
     pub async fn lookup(
         &self,
         key: &CacheKey,
+        request: &RequestFacts,
         request_headers: &HeaderMap,
         now: SystemTime,
     ) -> Option<Arc<Entry>> {
@@ -30,7 +35,12 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             }
         };
         match entry.kind() {
-            Kind::Response(_) if entry.is_fresh(now) => Some(entry),
+            Kind::Response(stored)
+                if entry.is_fresh(now)
+                    && (stored.shared_with_credentials || !request.has_authorization) =>
+            {
+                Some(entry)
+            }
             _ => None,
         }
     }

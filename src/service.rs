@@ -114,7 +114,7 @@ where
     };
 
     let now = SystemTime::now();
-    if let Some(entry) = config.lookup(&key, &parts.headers, now).await {
+    if let Some(entry) = config.lookup(&key, &facts, &parts.headers, now).await {
         if let Some(response) = config.answer(&entry, head, now) {
             Counters::add(&config.counters.hits);
             return Ok(response);

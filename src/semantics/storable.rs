@@ -44,6 +44,8 @@ pub(crate) struct StoreDecision {
     pub initial_age: u64,
     /// The request fields it varies on (empty: none).
     pub vary: Vec<HeaderName>,
+    /// It may answer requests carrying `Authorization` (RFC 9111 §3.5).
+    pub shared_with_credentials: bool,
 }
 
 /// Decides whether a response may be stored under `policy`. Safety rules (`no-store`, `private`,
@@ -75,7 +77,8 @@ pub(crate) fn decide(
     if cc.no_cache {
         return Err(NotStoredReason::NoCache);
     }
-    if request.has_authorization && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+    let shared_with_credentials = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
+    if request.has_authorization && !shared_with_credentials {
         return Err(NotStoredReason::Authorization);
     }
     if policy.set_cookie == SetCookie::DontStore && headers.contains_key(header::SET_COOKIE) {
@@ -107,6 +110,7 @@ pub(crate) fn decide(
         fresh_for,
         initial_age,
         vary,
+        shared_with_credentials,
     })
 }
 

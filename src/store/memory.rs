@@ -283,6 +283,7 @@ mod tests {
                     headers: HeaderMap::new(),
                     body: Bytes::from(vec![7u8; body]),
                     trailers: None,
+                    shared_with_credentials: false,
                 },
                 SystemTime::now(),
                 Duration::from_secs(60),

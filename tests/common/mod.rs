@@ -1,0 +1,111 @@
+//! Helpers shared by the integration tests: an origin that counts its calls, and request helpers.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::Router;
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::BodyExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// Counts how often the origin was called.
+#[derive(Clone, Default)]
+pub struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    pub fn hit(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A response read whole.
+pub struct Got {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Got {
+    pub fn cache(&self) -> &str {
+        self.headers
+            .get("x-cache")
+            .map_or("", |v| v.to_str().unwrap())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn read<B>(response: Response<B>) -> Got
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.expect("body");
+    let trailers = collected.trailers().cloned();
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    }
+}
+
+/// Sends `request` through a clone of `app` and reads the response.
+pub async fn send(app: &Router, request: Request<Body>) -> Got {
+    read(app.clone().oneshot(request).await.unwrap()).await
+}
+
+pub fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+pub fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut r = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.body(Body::empty()).unwrap()
+}
+
+/// A body that yields scripted frames and may claim an exact size of its choosing.
+pub struct Script {
+    pub frames: std::collections::VecDeque<Result<http_body::Frame<Bytes>, std::io::Error>>,
+    pub claimed_len: Option<u64>,
+}
+
+impl Script {
+    pub fn chunks(chunks: &[&[u8]]) -> Self {
+        Script {
+            frames: chunks
+                .iter()
+                .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+                .collect(),
+            claimed_len: None,
+        }
+    }
+}
+
+impl http_body::Body for Script {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(self.frames.pop_front())
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.claimed_len {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
