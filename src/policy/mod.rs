@@ -178,8 +178,8 @@ impl Policies {
         if self.routes.is_empty() {
             return &self.default;
         }
-        let template = matched_template(request);
-        let path = request.uri.path();
+        let (template, path) = axum_route(request);
+        let path = path.unwrap_or(request.uri.path());
         self.routes
             .iter()
             .find(|(pattern, _)| pattern.matches(template, path))
@@ -187,15 +187,21 @@ impl Policies {
     }
 }
 
+/// axum's matched route template and original path, when the layer runs inside a `Router`.
 #[cfg(feature = "axum")]
-fn matched_template(request: &request::Parts) -> Option<&str> {
-    request
-        .extensions
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str())
+fn axum_route(request: &request::Parts) -> (Option<&str>, Option<&str>) {
+    let extensions = &request.extensions;
+    (
+        extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str()),
+        extensions
+            .get::<axum::extract::OriginalUri>()
+            .map(|o| o.0.path()),
+    )
 }
 
 #[cfg(not(feature = "axum"))]
-fn matched_template(_: &request::Parts) -> Option<&str> {
-    None
+fn axum_route(_: &request::Parts) -> (Option<&str>, Option<&str>) {
+    (None, None)
 }

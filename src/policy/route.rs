@@ -1,9 +1,10 @@
 //! Route patterns: which [`Policy`](super::Policy) applies to a request.
 //!
 //! Patterns use axum's syntax: literal segments, `{name}` for one segment, `{*name}` for the rest
-//! of the path. When axum's `MatchedPath` is in the request extensions (the layer sits inside a
-//! `Router`, perhaps a nested one whose prefix axum strips from the URI), a pattern equal to the
-//! matched route template matches; otherwise the pattern is matched against the URI path.
+//! of the path. A pattern matches a request when it is the route template axum matched
+//! (`MatchedPath`), or when it matches the request's path: axum's `OriginalUri` when present
+//! (inside a nested router axum strips the prefix from the URI, not from the original), else the
+//! URI's.
 
 use std::fmt;
 
@@ -79,11 +80,14 @@ impl RoutePattern {
         &self.source
     }
 
-    /// Whether the pattern matches a route template (axum's `MatchedPath`) or a URI path.
+    /// Whether the pattern is the matched route template (axum's `MatchedPath`), or matches
+    /// the path.
     pub fn matches(&self, matched_template: Option<&str>, path: &str) -> bool {
-        if let Some(template) = matched_template {
-            return template == self.source;
-        }
+        matched_template == Some(self.source.as_str()) || self.matches_path(path)
+    }
+
+    /// Whether the pattern matches a URI path.
+    pub fn matches_path(&self, path: &str) -> bool {
         let Some(path) = path.strip_prefix('/') else {
             return false;
         };
@@ -137,7 +141,10 @@ mod tests {
         let p = RoutePattern::parse("/api/products/{id}").unwrap();
         // Nested router: the URI path was stripped to "/42", the template is the full one.
         assert!(p.matches(Some("/api/products/{id}"), "/42"));
-        assert!(!p.matches(Some("/api/users/{id}"), "/api/products/42"));
+        assert!(!p.matches(Some("/api/users/{id}"), "/api/users/42"));
+        // A wildcard pattern still matches the concrete routes under it.
+        let rest = RoutePattern::parse("/api/{*rest}").unwrap();
+        assert!(rest.matches(Some("/api/users/{id}"), "/api/users/42"));
     }
 
     #[test]
