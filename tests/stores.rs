@@ -1,0 +1,90 @@
+//! Stores: chosen at run time (`Arc<dyn DynStore>`), and a failing store never fails a request.
+
+mod common;
+
+use axum::Router;
+use axum::routing::get;
+use common::{Calls, send};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_response_cache::{
+    CacheLayer, DynStore, Entry, MemoryStore, Store, StoreError, StoreKey,
+};
+
+fn app(calls: &Calls, layer: CacheLayer<impl Store + ?Sized>) -> Router {
+    let calls = calls.clone();
+    Router::new()
+        .route(
+            "/x",
+            get(move || {
+                let n = calls.hit();
+                async move { format!("call {n}") }
+            }),
+        )
+        .layer(layer)
+}
+
+#[tokio::test]
+async fn a_store_chosen_at_run_time() {
+    let store: Arc<dyn DynStore> = Arc::new(MemoryStore::with_capacity_bytes(1 << 20));
+    let layer = CacheLayer::from_shared_store(store.clone());
+    let calls = Calls::default();
+    let app = app(&calls, layer);
+    send(&app, common::get("/x")).await;
+    assert_eq!(send(&app, common::get("/x")).await.cache(), "HIT");
+    store.clear().await.unwrap();
+    assert_eq!(send(&app, common::get("/x")).await.cache(), "MISS");
+    assert_eq!(calls.get(), 2);
+}
+
+/// A store whose every operation fails, as a network store does when its server is down.
+struct Broken;
+
+impl Store for Broken {
+    async fn get(&self, _: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn put(&self, _: StoreKey, _: Arc<Entry>, _: Duration) -> Result<(), StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn remove(&self, _: StoreKey) -> Result<(), StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn invalidate_tags<'a>(&'a self, _: &'a [&'a str]) -> Result<u64, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_is_a_miss_not_an_error() {
+    let layer = CacheLayer::new(Broken);
+    let stats = layer.stats();
+    let calls = Calls::default();
+    let app = app(&calls, layer);
+    for i in 1..=3 {
+        let got = send(&app, common::get("/x")).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.cache(), "MISS");
+        assert_eq!(got.text(), format!("call {i}"));
+    }
+    let s = stats.snapshot();
+    assert_eq!(s.store_errors, 6, "one get and one put per request: {s:?}");
+    assert_eq!(s.stores, 0);
+}
+
+#[tokio::test]
+async fn stats_include_store_figures() {
+    let store = MemoryStore::with_capacity_bytes(1 << 20);
+    let layer = CacheLayer::new(store);
+    let stats = layer.stats();
+    let handle = layer.store().clone();
+    let app = app(&Calls::default(), layer);
+    send(&app, common::get("/x")).await;
+    handle.run_pending_tasks().await;
+    let s = stats.snapshot();
+    assert_eq!(s.entries, 1);
+    assert!(s.weighted_bytes > 0);
+}
