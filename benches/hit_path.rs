@@ -1,1 +1,189 @@
-fn main(){}
+//! The hit path against its floor: the same service with no layer, answering a constant body.
+//!
+//! Groups (each for 1 KiB and 64 KiB bodies):
+//! - `service_fn`: a bare tower `service_fn` returning a constant `Bytes` (the strictest floor:
+//!   the layer's whole cost shows), and the same wrapped in `CacheLayer`, warmed (every call a
+//!   hit).
+//! - `axum`: an axum `Router` whose handler returns a constant `Bytes`, without and with the
+//!   layer: what an application sees.
+//! - `10k_keys`: 10,000 distinct warmed URLs, visited in turn (hits spread over the store).
+//! - `http`: the axum app served by hyper on 127.0.0.1, one keep-alive connection, requests in
+//!   sequence: what a client of the service sees.
+//!
+//! Run: `cargo bench --bench hit_path`. Ratios hit/bare are printed at the end.
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use std::convert::Infallible;
+use std::time::Duration;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_response_cache::{CacheLayer, MemoryStore};
+
+const SIZES: [(usize, &str); 2] = [(1024, "1KiB"), (64 * 1024, "64KiB")];
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn cache() -> CacheLayer<MemoryStore> {
+    CacheLayer::new(MemoryStore::with_capacity_bytes(256 << 20)).ttl(Duration::from_secs(3600))
+}
+
+/// One request through (a clone of) `svc`, body read to the end.
+async fn roundtrip<S, B>(mut svc: S, uri: &'static str)
+where
+    S: Service<Request<axum::body::Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    let request = Request::get(uri)
+        .header("host", "bench.example")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = svc.ready().await.unwrap().call(request).await.unwrap();
+    let mut body = std::pin::pin!(response.into_body());
+    while let Some(frame) = body.frame().await {
+        std::hint::black_box(frame.unwrap());
+    }
+}
+
+fn bench_service_fn(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("service_fn");
+    for (size, label) in SIZES {
+        let payload = Bytes::from(vec![b'x'; size]);
+        let bare = service_fn(move |_req: Request<axum::body::Body>| {
+            let body = payload.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header("content-type", "application/octet-stream")
+                        .body(Full::new(body))
+                        .unwrap(),
+                )
+            }
+        });
+        let cached = cache().layer(bare.clone());
+        rt.block_on(roundtrip(cached.clone(), "/item"));
+        group.bench_function(BenchmarkId::new("bare", label), |b| {
+            b.to_async(&rt).iter(|| roundtrip(bare.clone(), "/item"))
+        });
+        group.bench_function(BenchmarkId::new("hit", label), |b| {
+            b.to_async(&rt).iter(|| roundtrip(cached.clone(), "/item"))
+        });
+    }
+    group.finish();
+}
+
+fn axum_app(payload: Bytes) -> Router {
+    Router::new().route(
+        "/items/{id}",
+        get(move || {
+            let body = payload.clone();
+            async move { ([("content-type", "application/octet-stream")], body) }
+        }),
+    )
+}
+
+fn bench_axum(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("axum");
+    for (size, label) in SIZES {
+        let payload = Bytes::from(vec![b'x'; size]);
+        let bare = axum_app(payload.clone());
+        let cached = axum_app(payload).layer(cache());
+        rt.block_on(roundtrip(cached.clone(), "/items/1"));
+        group.bench_function(BenchmarkId::new("bare", label), |b| {
+            b.to_async(&rt).iter(|| roundtrip(bare.clone(), "/items/1"))
+        });
+        group.bench_function(BenchmarkId::new("hit", label), |b| {
+            b.to_async(&rt)
+                .iter(|| roundtrip(cached.clone(), "/items/1"))
+        });
+    }
+    group.finish();
+}
+
+fn bench_10k_keys(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("10k_keys");
+    let uris: Vec<&'static str> = (0..10_000)
+        .map(|i| &*Box::leak(format!("/items/{i}").into_boxed_str()))
+        .collect();
+    let payload = Bytes::from(vec![b'x'; 1024]);
+    let bare = axum_app(payload.clone());
+    let cached = axum_app(payload).layer(cache());
+    rt.block_on(async {
+        for uri in &uris {
+            roundtrip(cached.clone(), uri).await;
+        }
+    });
+    let mut i = 0usize;
+    group.bench_function("bare", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % uris.len();
+            roundtrip(bare.clone(), uris[i])
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("hit", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % uris.len();
+            roundtrip(cached.clone(), uris[i])
+        })
+    });
+    group.finish();
+}
+
+fn bench_http(c: &mut Criterion) {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let rt = runtime();
+    let mut group = c.benchmark_group("http");
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    for (size, label) in SIZES {
+        let payload = Bytes::from(vec![b'x'; size]);
+        for (name, app) in [
+            ("bare", axum_app(payload.clone())),
+            ("hit", axum_app(payload.clone()).layer(cache())),
+        ] {
+            let addr = rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+                addr
+            });
+            let url: http::Uri = format!("http://{addr}/items/1").parse().unwrap();
+            let get = || {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    let response = client.get(url).await.unwrap();
+                    std::hint::black_box(response.into_body().collect().await.unwrap());
+                }
+            };
+            rt.block_on(get());
+            group.bench_function(BenchmarkId::new(name, label), |b| b.to_async(&rt).iter(get));
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50);
+    targets = bench_service_fn, bench_axum, bench_10k_keys, bench_http
+}
+criterion_main!(benches);

@@ -7,7 +7,7 @@ use pin_project_lite::pin_project;
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 
 pin_project! {
     /// The body of a response that went through the cache layer.
@@ -205,7 +205,8 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn resumed_yields_prefix_then_rest_then_error() {
-        let rest: Frames<&str> = Frames(VecDeque::from([Ok(Frame::data(Bytes::from_static(b"c")))]));
+        let rest: Frames<&str> =
+            Frames(VecDeque::from([Ok(Frame::data(Bytes::from_static(b"c")))]));
         let body = CacheBody::resumed(
             VecDeque::from([Bytes::from_static(b"a"), Bytes::from_static(b"b")]),
             None,
@@ -215,7 +216,11 @@ pub(crate) mod tests {
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
 
         let failing: Frames<&str> = Frames(VecDeque::new());
-        let body = CacheBody::resumed(VecDeque::from([Bytes::from_static(b"a")]), Some("boom"), Box::pin(failing));
+        let body = CacheBody::resumed(
+            VecDeque::from([Bytes::from_static(b"a")]),
+            Some("boom"),
+            Box::pin(failing),
+        );
         let mut body = std::pin::pin!(body);
         assert!(body.frame().await.unwrap().is_ok());
         assert_eq!(body.frame().await.unwrap().unwrap_err(), "boom");

@@ -67,7 +67,7 @@ where
                 return Read::Incomplete {
                     body: CacheBody::resumed(chunks, Some(error), body),
                     reason: NotStoredReason::Incomplete,
-                }
+                };
             }
         }
     };

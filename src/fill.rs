@@ -1,13 +1,13 @@
 //! Filling the cache from the inner service's response on a miss.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, CONTENT_LENGTH};
-use http::{response, Response};
+use http::header::{AGE, CONTENT_LENGTH, HeaderMap, HeaderValue};
+use http::{Response, response};
 use http_body::Body;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::buffer::{read_to_limit, Read};
+use crate::buffer::{Read, read_to_limit};
 use crate::config::{Config, Disposition};
 use crate::entry::StoredResponse;
 use crate::semantics::{self, RequestFacts, StoreDecision};
@@ -73,9 +73,13 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         body: Bytes,
         trailers: Option<HeaderMap>,
     ) {
+        let mut headers = semantics::headers_for_storage(parts, body.len(), trailers.is_some());
+        // Placeholders for what every hit sets, so that setting them never grows the map.
+        headers.insert(AGE, HeaderValue::from_static("0"));
+        self.mark(&mut headers, Disposition::Hit);
         let stored = StoredResponse {
             status: parts.status,
-            headers: semantics::headers_for_storage(parts, body.len(), trailers.is_some()),
+            headers,
             body,
             trailers,
             shared_with_credentials: decision.shared_with_credentials,

@@ -6,7 +6,7 @@
 //! a lookup can verify it: a hash collision is a miss, never another URL's response.
 
 use bytes::Bytes;
-use http::{header, request, HeaderName, Method};
+use http::{HeaderName, Method, header, request};
 use std::fmt;
 
 use crate::BypassReason;
@@ -283,7 +283,7 @@ impl<'a> KeyBuilder<'a> {
         let path = uri.path();
         let query = uri.query().unwrap_or("");
         let authority = authority(req)?;
-        let capacity = 32 + authority.len() + path.len() + query.len() + self.extra.len();
+        let capacity = 40 + authority.len() + path.len() + query.len() + self.extra.len();
         if capacity > max_key_bytes.saturating_add(32) {
             return Err(BypassReason::KeyTooLarge);
         }
@@ -291,7 +291,9 @@ impl<'a> KeyBuilder<'a> {
         full.push(1); // key format version
         full.push(method_class(&req.method));
         push_field(&mut full, uri.scheme_str().unwrap_or("").as_bytes());
-        push_field(&mut full, authority.as_bytes());
+        // Lowercased as it is copied: host names are case-insensitive.
+        full.extend_from_slice(&(authority.len() as u32).to_le_bytes());
+        full.extend(authority.iter().map(u8::to_ascii_lowercase));
         push_field(&mut full, path.as_bytes());
         match uri.query() {
             None => full.push(0xff),
@@ -326,10 +328,12 @@ impl<'a> KeyBuilder<'a> {
 
     fn is_dropped(&self, param: &str) -> bool {
         let name = param.split('=').next().unwrap_or("");
-        self.dropped_params.iter().any(|rule| match rule.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == rule,
-        })
+        self.dropped_params
+            .iter()
+            .any(|rule| match rule.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == rule,
+            })
     }
 }
 
@@ -342,25 +346,61 @@ fn method_class(method: &Method) -> u8 {
     }
 }
 
-/// The request's authority, lowercased: the URI's own (absolute-form, HTTP/2 `:authority`) or
-/// else the single `Host` header. Two virtual hosts never share entries.
-fn authority(req: &request::Parts) -> Result<String, BypassReason> {
+/// The request's authority: the URI's own (absolute-form, HTTP/2 `:authority`) or else the
+/// single `Host` header, which must be a plain `host[:port]`. Two virtual hosts never share
+/// entries.
+fn authority(req: &request::Parts) -> Result<&[u8], BypassReason> {
     if let Some(authority) = req.uri.authority() {
-        return Ok(authority.as_str().to_ascii_lowercase());
+        return Ok(authority.as_str().as_bytes());
     }
     let mut hosts = req.headers.get_all(header::HOST).iter();
     let Some(host) = hosts.next() else {
-        return Ok(String::new());
+        return Ok(b"");
     };
-    if hosts.next().is_some() {
+    if hosts.next().is_some() || !is_host_and_port(host.as_bytes()) {
         return Err(BypassReason::InvalidHost);
     }
-    match http::uri::Authority::try_from(host.as_bytes()) {
-        Ok(authority) if !authority.as_str().contains('@') => {
-            Ok(authority.as_str().to_ascii_lowercase())
-        }
-        _ => Err(BypassReason::InvalidHost),
-    }
+    Ok(host.as_bytes())
+}
+
+/// `host[:port]` as RFC 3986 allows it (reg-name, IPv4, or a bracketed IPv6 literal), and no
+/// user info: nothing a client could use to make two hosts look alike.
+fn is_host_and_port(value: &[u8]) -> bool {
+    let allowed = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+            )
+    };
+    let (host, rest) = match value.strip_prefix(b"[") {
+        Some(literal) => match literal.iter().position(|b| *b == b']') {
+            Some(end) => (&literal[..end], &literal[end + 1..]),
+            None => return false,
+        },
+        None => (value, &b""[..]),
+    };
+    let port_ok = match rest {
+        [] => true,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    !host.is_empty() && host.len() <= 1024 && host.iter().all(|b| allowed(*b)) && port_ok
 }
 
 /// Appends a length-prefixed field, so no two different keys share bytes.
@@ -395,27 +435,67 @@ mod tests {
 
     #[test]
     fn hosts_are_part_of_the_key() {
-        let a = key_of(get("/").header("host", "a.example").body(()).unwrap(), DefaultKey);
-        let b = key_of(get("/").header("host", "b.example").body(()).unwrap(), DefaultKey);
-        let a_upper = key_of(get("/").header("host", "A.EXAMPLE").body(()).unwrap(), DefaultKey);
+        let a = key_of(
+            get("/").header("host", "a.example").body(()).unwrap(),
+            DefaultKey,
+        );
+        let b = key_of(
+            get("/").header("host", "b.example").body(()).unwrap(),
+            DefaultKey,
+        );
+        let a_upper = key_of(
+            get("/").header("host", "A.EXAMPLE").body(()).unwrap(),
+            DefaultKey,
+        );
         assert_ne!(a.clone().unwrap(), b.unwrap());
         assert_eq!(a.unwrap(), a_upper.unwrap());
     }
 
     #[test]
+    fn good_hosts() {
+        for host in [
+            "example.com",
+            "example.com:8080",
+            "[::1]:80",
+            "127.0.0.1",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(
+                key_of(get("/").header("host", host).body(()).unwrap(), DefaultKey).is_ok(),
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
     fn uri_authority_wins_over_host() {
         let a = key_of(
-            get("http://a.example/x").header("host", "b.example").body(()).unwrap(),
+            get("http://a.example/x")
+                .header("host", "b.example")
+                .body(())
+                .unwrap(),
             DefaultKey,
         );
-        let b = key_of(get("/x").header("host", "a.example").body(()).unwrap(), DefaultKey);
+        let b = key_of(
+            get("/x").header("host", "a.example").body(()).unwrap(),
+            DefaultKey,
+        );
         // Scheme differs (absolute form says http), authority is a.example in both.
         assert_ne!(a.unwrap().as_bytes(), b.unwrap().as_bytes());
     }
 
     #[test]
     fn odd_hosts_bypass() {
-        for host in ["a b", "user@host", "", "ex ample.com:80", "[::1"] {
+        for host in [
+            "a b",
+            "user@host",
+            "",
+            "ex ample.com:80",
+            "[::1",
+            "[::1]x",
+            "a/b",
+            "a?b",
+        ] {
             let r = key_of(get("/").header("host", host).body(()).unwrap(), DefaultKey);
             assert_eq!(r.unwrap_err(), BypassReason::InvalidHost, "host {host:?}");
         }
@@ -429,7 +509,10 @@ mod tests {
             BypassReason::InvalidHost
         );
         let non_utf8 = get("/")
-            .header("host", http::HeaderValue::from_bytes(b"caf\xe9.example").unwrap())
+            .header(
+                "host",
+                http::HeaderValue::from_bytes(b"caf\xe9.example").unwrap(),
+            )
             .body(())
             .unwrap();
         assert_eq!(
@@ -444,10 +527,16 @@ mod tests {
         let b = key_of(get("/p?a=1&b=2").body(()).unwrap(), DefaultKey).unwrap();
         assert_ne!(a, b);
         let norm = |_: &request::Parts, k: &mut KeyBuilder<'_>| {
-            k.sort_query().drop_query_param("utm_*").drop_query_param("fbclid");
+            k.sort_query()
+                .drop_query_param("utm_*")
+                .drop_query_param("fbclid");
         };
         let a = key_of(get("/p?b=2&utm_source=x&a=1").body(()).unwrap(), norm).unwrap();
-        let b = key_of(get("/p?fbclid=9&a=1&b=2&utm_medium=y").body(()).unwrap(), norm).unwrap();
+        let b = key_of(
+            get("/p?fbclid=9&a=1&b=2&utm_medium=y").body(()).unwrap(),
+            norm,
+        )
+        .unwrap();
         assert_eq!(a, b);
         // No query and an empty query are different requests; a dropped-only query is empty.
         let none = key_of(get("/p").body(()).unwrap(), DefaultKey).unwrap();

@@ -1,6 +1,6 @@
 //! Per-response overrides: a handler tells the cache how to treat the response it returns.
 
-use http::{response, HeaderName};
+use http::{HeaderName, response};
 use std::time::Duration;
 
 /// A handler's instruction for its own response, put in the response extensions (or sent as the
@@ -76,9 +76,7 @@ impl CacheOverride {
                     None if directive.eq_ignore_ascii_case("no-store") => result.no_store = true,
                     Some((k, v)) if k.trim().eq_ignore_ascii_case("ttl") => {
                         match v.trim().parse::<u64>() {
-                            Ok(secs) => {
-                                result.ttl = result.ttl.or(Some(Duration::from_secs(secs)))
-                            }
+                            Ok(secs) => result.ttl = result.ttl.or(Some(Duration::from_secs(secs))),
                             Err(_) => result.no_store = true,
                         }
                     }
@@ -121,7 +119,10 @@ mod tests {
         assert_eq!(o.lifetime(), Some(Duration::from_secs(30)));
         assert!(!p.headers.contains_key("x-cache-override"));
 
-        let mut p = parts(Some(b"ttl=30"), Some(CacheOverride::ttl(Duration::from_secs(5))));
+        let mut p = parts(
+            Some(b"ttl=30"),
+            Some(CacheOverride::ttl(Duration::from_secs(5))),
+        );
         let o = CacheOverride::take(&mut p, Some(&name()));
         assert_eq!(o.lifetime(), Some(Duration::from_secs(5)));
         assert!(p.extensions.get::<CacheOverride>().is_none());

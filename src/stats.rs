@@ -1,8 +1,8 @@
 //! A stats handle: counters readable at any time.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::store::StoreMetrics;
 

@@ -30,11 +30,7 @@ fn origin(calls: &Calls, headers: &'static [(&'static str, &'static [u8])]) -> R
 
 #[tokio::test]
 async fn malformed_cache_control_is_not_stored() {
-    for cc in [
-        &b"max-age=\"60"[..],
-        b"\xff\xfe",
-        b"private=\"x, no-store",
-    ] {
+    for cc in [&b"max-age=\"60"[..], b"\xff\xfe", b"private=\"x, no-store"] {
         let calls = Calls::default();
         let headers: &'static [(&'static str, &'static [u8])] =
             Box::leak(Box::new([("cache-control", cc)]));
@@ -57,7 +53,11 @@ async fn non_utf8_headers_do_not_panic() {
     let calls = Calls::default();
     let app = origin(
         &calls,
-        &[("vary", b"caf\xe9"), ("x-odd", b"\x80\xff"), ("expires", b"\xff")],
+        &[
+            ("vary", b"caf\xe9"),
+            ("x-odd", b"\x80\xff"),
+            ("expires", b"\xff"),
+        ],
     );
     send(&app, common::get("/v")).await;
     assert_eq!(send(&app, common::get("/v")).await.cache(), "MISS");
@@ -79,7 +79,12 @@ async fn non_utf8_headers_do_not_panic() {
 async fn odd_hosts_bypass() {
     let calls = Calls::default();
     let app = origin(&calls, &[]);
-    for host in [&b"bad host"[..], b"user@evil.example", b"\xff.example", b"a.example, b.example"] {
+    for host in [
+        &b"bad host"[..],
+        b"user@evil.example",
+        b"\xff.example",
+        b"a.example, b.example",
+    ] {
         let request = Request::get("/")
             .header("host", HeaderValue::from_bytes(host).unwrap())
             .body(Body::empty())
@@ -92,7 +97,9 @@ async fn odd_hosts_bypass() {
 async fn odd_paths_are_distinct_keys() {
     let calls = Calls::default();
     let app = origin(&calls, &[]);
-    let paths = ["/a%2Fb", "/a/b", "/A/b", "/a/b/", "//a/b", "/a/./b", "/%00", "/~", "/%7E"];
+    let paths = [
+        "/a%2Fb", "/a/b", "/A/b", "/a/b/", "//a/b", "/a/./b", "/%00", "/~", "/%7E",
+    ];
     for path in paths {
         let got = send(&app, common::get(path)).await;
         assert_eq!(got.cache(), "MISS", "{path}");

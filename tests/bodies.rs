@@ -50,7 +50,10 @@ async fn a_body_within_the_limit_is_stored() {
     );
     for expected in ["MISS", "HIT"] {
         let got = read(svc.clone().oneshot(get()).await.unwrap()).await;
-        assert_eq!((got.cache(), got.text().as_str()), (expected, "hello world"));
+        assert_eq!(
+            (got.cache(), got.text().as_str()),
+            (expected, "hello world")
+        );
         if expected == "HIT" {
             // The stored copy carries its exact length (HEAD hits and HTTP/1.0 need it).
             assert_eq!(got.headers["content-length"], "11");
@@ -90,7 +93,11 @@ async fn the_layer_reads_no_more_than_the_limit_plus_one_frame() {
     let svc = service(layer(4 * 1024), calls, make);
     let response = svc.oneshot(get()).await.unwrap();
     let hint = http_body::Body::size_hint(response.body());
-    assert_eq!(hint.lower(), 5 * 1024, "only the limit plus one frame was buffered");
+    assert_eq!(
+        hint.lower(),
+        5 * 1024,
+        "only the limit plus one frame was buffered"
+    );
     let got = read(response).await;
     assert_eq!(got.body.len(), 1000 * 1024);
 }
@@ -109,7 +116,10 @@ async fn a_declared_length_over_the_limit_is_not_buffered() {
     let svc = service(layer(1000), calls.clone(), make);
     for _ in 0..2 {
         let response = svc.clone().oneshot(get()).await.unwrap();
-        assert_eq!(http_body::Body::size_hint(response.body()).exact(), Some(5000));
+        assert_eq!(
+            http_body::Body::size_hint(response.body()).exact(),
+            Some(5000)
+        );
         assert_eq!(read(response).await.body.len(), 5000);
     }
     assert_eq!(calls.get(), 2);

@@ -23,7 +23,11 @@ fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-async fn call(client: &HttpClient, method: &str, url: String) -> (StatusCode, http::HeaderMap, Bytes) {
+async fn call(
+    client: &HttpClient,
+    method: &str,
+    url: String,
+) -> (StatusCode, http::HeaderMap, Bytes) {
     let request = Request::builder()
         .method(method)
         .uri(url)
@@ -34,7 +38,11 @@ async fn call(client: &HttpClient, method: &str, url: String) -> (StatusCode, ht
         .expect("no hang")
         .expect("response");
     let (parts, body) = response.into_parts();
-    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
 }
 
 #[tokio::test]
@@ -89,14 +97,16 @@ async fn a_bare_hyper_service_over_http() {
     let calls = Calls::default();
     let c = calls.clone();
     let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20));
-    let service = cache.layer(tower::service_fn(move |_req: Request<hyper::body::Incoming>| {
-        let n = c.hit();
-        async move {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(format!(
-                "bare {n}"
-            )))))
-        }
-    }));
+    let service = cache.layer(tower::service_fn(
+        move |_req: Request<hyper::body::Incoming>| {
+            let n = c.hit();
+            async move {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+                    format!("bare {n}"),
+                ))))
+            }
+        },
+    ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {

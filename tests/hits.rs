@@ -2,9 +2,9 @@
 
 mod common;
 
-use axum::routing::get;
 use axum::Router;
-use common::{send, Calls};
+use axum::routing::get;
+use common::{Calls, send};
 use http::HeaderName;
 use std::time::Duration;
 use tower_response_cache::{CacheLayer, MemoryStore};
@@ -41,7 +41,10 @@ async fn second_get_is_a_hit_without_calling_the_handler() {
     assert_eq!(second.cache(), "HIT");
     assert_eq!(second.text(), "item 1 (call 1)");
     assert_eq!(second.headers["age"], "0");
-    assert_eq!(second.headers["content-type"], first.headers["content-type"]);
+    assert_eq!(
+        second.headers["content-type"],
+        first.headers["content-type"]
+    );
     assert_eq!(calls.get(), 1);
 
     let other = send(&app, common::get("/items/2")).await;
@@ -113,14 +116,17 @@ async fn hits_share_the_stored_bytes() {
         let frame = body.frame().await.unwrap().unwrap();
         pointers.push(frame.into_data().unwrap().as_ptr());
     }
-    assert_eq!(pointers[0], pointers[1], "each hit must share one stored buffer");
+    assert_eq!(
+        pointers[0], pointers[1],
+        "each hit must share one stored buffer"
+    );
 }
 
 #[tokio::test]
 async fn the_layer_works_on_a_bare_tower_service() {
     use bytes::Bytes;
     use http_body_util::Full;
-    use tower::{service_fn, Layer, ServiceExt};
+    use tower::{Layer, ServiceExt, service_fn};
     let calls = Calls::default();
     let c = calls.clone();
     let svc = layer().layer(service_fn(move |_req: http::Request<()>| {
@@ -144,7 +150,7 @@ async fn the_layer_works_on_a_bare_tower_service() {
 
 #[tokio::test]
 async fn inner_errors_are_kept() {
-    use tower::{service_fn, Layer, ServiceExt};
+    use tower::{Layer, ServiceExt, service_fn};
     #[derive(Debug, PartialEq)]
     struct Boom;
     let svc = layer().layer(service_fn(|_req: http::Request<()>| async {

@@ -29,7 +29,10 @@ async fn routes_select_policies_first_match_wins() {
     let calls = Calls::default();
     let layer = CacheLayer::new(store())
         .route("/account/{*rest}", Policy::bypass())
-        .route("/prices/{id}", Policy::new().ttl(Duration::from_millis(300)))
+        .route(
+            "/prices/{id}",
+            Policy::new().ttl(Duration::from_millis(300)),
+        )
         .route("/{*all}", Policy::new().ttl(Duration::from_secs(60)));
     let app = Router::new()
         .route("/account/settings", counting(&calls, "settings"))
@@ -37,8 +40,14 @@ async fn routes_select_policies_first_match_wins() {
         .route("/about", counting(&calls, "about"))
         .layer(layer);
 
-    assert_eq!(send(&app, common::get("/account/settings")).await.cache(), "BYPASS");
-    assert_eq!(send(&app, common::get("/account/settings")).await.cache(), "BYPASS");
+    assert_eq!(
+        send(&app, common::get("/account/settings")).await.cache(),
+        "BYPASS"
+    );
+    assert_eq!(
+        send(&app, common::get("/account/settings")).await.cache(),
+        "BYPASS"
+    );
     send(&app, common::get("/prices/1")).await;
     send(&app, common::get("/about")).await;
     assert_eq!(send(&app, common::get("/prices/1")).await.cache(), "HIT");
@@ -58,9 +67,15 @@ async fn nested_routers_match_on_the_route_template() {
         .layer(layer);
     let app = Router::new().nest("/api", api);
     send(&app, common::get("/api/live/1")).await;
-    assert_eq!(send(&app, common::get("/api/live/1")).await.cache(), "BYPASS");
+    assert_eq!(
+        send(&app, common::get("/api/live/1")).await.cache(),
+        "BYPASS"
+    );
     send(&app, common::get("/api/static/1")).await;
-    assert_eq!(send(&app, common::get("/api/static/1")).await.cache(), "HIT");
+    assert_eq!(
+        send(&app, common::get("/api/static/1")).await.cache(),
+        "HIT"
+    );
 }
 
 #[test]
@@ -82,7 +97,12 @@ async fn handlers_override_per_response() {
             "/short",
             get(move || {
                 c1.hit();
-                async { (Extension(CacheOverride::ttl(Duration::from_millis(200))), "short") }
+                async {
+                    (
+                        Extension(CacheOverride::ttl(Duration::from_millis(200))),
+                        "short",
+                    )
+                }
             }),
         )
         .route(
@@ -109,7 +129,11 @@ async fn handlers_override_per_response() {
     for path in ["/never", "/header"] {
         let first = send(&app, common::get(path)).await;
         assert!(first.headers.get("x-cache-override").is_none(), "stripped");
-        assert_eq!(send(&app, common::get(path)).await.cache(), "MISS", "{path}");
+        assert_eq!(
+            send(&app, common::get(path)).await.cache(),
+            "MISS",
+            "{path}"
+        );
     }
 }
 
@@ -138,17 +162,29 @@ async fn statuses_are_configurable() {
             "/gone",
             get(|| async { (StatusCode::NOT_FOUND, "no such thing") }),
         )
-        .route("/oops", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "oops") }))
-        .route("/found", get(|| async { (StatusCode::FOUND, [("location", "/x")]) }));
+        .route(
+            "/oops",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "oops") }),
+        )
+        .route(
+            "/found",
+            get(|| async { (StatusCode::FOUND, [("location", "/x")]) }),
+        );
     let default = app.clone().layer(CacheLayer::new(store()));
     send(&default, common::get("/gone")).await;
     assert_eq!(send(&default, common::get("/gone")).await.cache(), "HIT");
     send(&default, common::get("/oops")).await;
     assert_eq!(send(&default, common::get("/oops")).await.cache(), "MISS");
 
-    let custom = app.layer(CacheLayer::new(store()).policy(
-        Policy::new().statuses(StatusSet::DEFAULT.with(StatusCode::FOUND).without(StatusCode::NOT_FOUND)),
-    ));
+    let custom = app.layer(
+        CacheLayer::new(store()).policy(
+            Policy::new().statuses(
+                StatusSet::DEFAULT
+                    .with(StatusCode::FOUND)
+                    .without(StatusCode::NOT_FOUND),
+            ),
+        ),
+    );
     send(&custom, common::get("/found")).await;
     assert_eq!(send(&custom, common::get("/found")).await.cache(), "HIT");
     send(&custom, common::get("/gone")).await;
@@ -197,11 +233,29 @@ async fn custom_keys_from_extensions_cookies_and_queries() {
 
     let alice = send(&app, req("GET", "/feed?b=2&a=1", &[("x-user", "1")])).await;
     assert_eq!(alice.text(), "feed of 1 (1)");
-    let alice_again = send(&app, req("GET", "/feed?a=1&utm_source=x&b=2", &[("x-user", "1")])).await;
-    assert_eq!((alice_again.cache(), alice_again.text().as_str()), ("HIT", "feed of 1 (1)"));
+    let alice_again = send(
+        &app,
+        req("GET", "/feed?a=1&utm_source=x&b=2", &[("x-user", "1")]),
+    )
+    .await;
+    assert_eq!(
+        (alice_again.cache(), alice_again.text().as_str()),
+        ("HIT", "feed of 1 (1)")
+    );
     let bob = send(&app, req("GET", "/feed?a=1&b=2", &[("x-user", "2")])).await;
-    assert_eq!((bob.cache(), bob.text().as_str()), ("MISS", "feed of 2 (2)"));
-    let dark = send(&app, req("GET", "/feed?a=1&b=2", &[("x-user", "2"), ("cookie", "theme=dark")])).await;
+    assert_eq!(
+        (bob.cache(), bob.text().as_str()),
+        ("MISS", "feed of 2 (2)")
+    );
+    let dark = send(
+        &app,
+        req(
+            "GET",
+            "/feed?a=1&b=2",
+            &[("x-user", "2"), ("cookie", "theme=dark")],
+        ),
+    )
+    .await;
     assert_eq!(dark.cache(), "MISS");
     assert_eq!(calls.get(), 3);
 }

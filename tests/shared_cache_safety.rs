@@ -67,7 +67,11 @@ async fn writes_always_reach_the_handler_whatever_the_policy() {
 async fn authorization_responses_are_not_shared_unless_public() {
     let calls = Calls::default();
     let app = origin(calls.clone(), layer());
-    let alice = send(&app, req("GET", "/me", &[("authorization", "Bearer alice")])).await;
+    let alice = send(
+        &app,
+        req("GET", "/me", &[("authorization", "Bearer alice")]),
+    )
+    .await;
     assert_eq!(alice.text(), "GET for Bearer alice (call 1)");
     let anon = send(&app, req("GET", "/me", &[])).await;
     assert_eq!(anon.text(), "GET for anonymous (call 2)");
@@ -82,8 +86,16 @@ async fn authorization_responses_are_not_shared_unless_public() {
     send(&app, req("GET", "/catalog", &public)).await;
     let anon = send(&app, req("GET", "/catalog", &[])).await;
     assert_eq!(anon.cache(), "HIT");
-    let bob = send(&app, req("GET", "/catalog", &[("authorization", "Bearer bob")])).await;
-    assert_eq!(bob.cache(), "HIT", "public responses may answer credentialed requests");
+    let bob = send(
+        &app,
+        req("GET", "/catalog", &[("authorization", "Bearer bob")]),
+    )
+    .await;
+    assert_eq!(
+        bob.cache(),
+        "HIT",
+        "public responses may answer credentialed requests"
+    );
 
     // Policy Bypass: never served from the cache either.
     let app = origin(
@@ -91,7 +103,11 @@ async fn authorization_responses_are_not_shared_unless_public() {
         layer().policy(Policy::new().authorization(Authorization::Bypass)),
     );
     send(&app, req("GET", "/catalog", &[])).await;
-    let authed = send(&app, req("GET", "/catalog", &[("authorization", "Bearer x")])).await;
+    let authed = send(
+        &app,
+        req("GET", "/catalog", &[("authorization", "Bearer x")]),
+    )
+    .await;
     assert_eq!(authed.cache(), "BYPASS");
 }
 
@@ -99,7 +115,11 @@ async fn authorization_responses_are_not_shared_unless_public() {
 async fn cookie_requests_bypass_by_default() {
     let calls = Calls::default();
     let app = origin(calls.clone(), layer());
-    send(&app, req("GET", "/dashboard", &[("cookie", "session=alice")])).await;
+    send(
+        &app,
+        req("GET", "/dashboard", &[("cookie", "session=alice")]),
+    )
+    .await;
     let bob = send(&app, req("GET", "/dashboard", &[("cookie", "session=bob")])).await;
     assert_eq!(bob.cache(), "BYPASS");
     assert_eq!(bob.text(), "GET for session=bob (call 2)");
@@ -123,7 +143,10 @@ async fn set_cookie_is_not_stored_or_is_stripped() {
         layer().policy(Policy::new().set_cookie(SetCookie::StripAndStore)),
     );
     let first = send(&app, req("GET", "/home", &with_cookie)).await;
-    assert_eq!(first.headers["set-cookie"], "session=alice", "the filler keeps its cookie");
+    assert_eq!(
+        first.headers["set-cookie"], "session=alice",
+        "the filler keeps its cookie"
+    );
     let hit = send(&app, req("GET", "/home", &[])).await;
     assert_eq!(hit.cache(), "HIT");
     assert!(hit.headers.get("set-cookie").is_none());
@@ -172,9 +195,17 @@ async fn vary_selects_the_matching_variant() {
     let calls = Calls::default();
     let app = origin(calls.clone(), layer());
     let vary = ("x-respond-with", "vary: Accept-Language");
-    let en = send(&app, req("GET", "/page", &[("accept-language", "en"), vary])).await;
+    let en = send(
+        &app,
+        req("GET", "/page", &[("accept-language", "en"), vary]),
+    )
+    .await;
     assert_eq!(en.text(), "GET for en (call 1)");
-    let fr = send(&app, req("GET", "/page", &[("accept-language", "fr"), vary])).await;
+    let fr = send(
+        &app,
+        req("GET", "/page", &[("accept-language", "fr"), vary]),
+    )
+    .await;
     assert_eq!(fr.cache(), "MISS");
     assert_eq!(fr.text(), "GET for fr (call 2)");
     let en_again = send(&app, req("GET", "/page", &[("accept-language", "en")])).await;

@@ -7,9 +7,7 @@ use axum::routing::get;
 use common::{Calls, send};
 use std::sync::Arc;
 use std::time::Duration;
-use tower_response_cache::{
-    CacheLayer, DynStore, Entry, MemoryStore, Store, StoreError, StoreKey,
-};
+use tower_response_cache::{CacheLayer, DynStore, Entry, MemoryStore, Store, StoreError, StoreKey};
 
 fn app(calls: &Calls, layer: CacheLayer<impl Store + ?Sized>) -> Router {
     let calls = calls.clone();

@@ -173,17 +173,29 @@ pub(crate) struct Policies {
     pub routes: Vec<(RoutePattern, Policy)>,
 }
 
+/// Which of a [`Policies`]' policies applies: an index that outlives the borrow of the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PolicyId(usize);
+
 impl Policies {
-    pub fn select(&self, request: &request::Parts) -> &Policy {
+    /// The policy of the first route matching `request`, or the default.
+    pub fn select(&self, request: &request::Parts) -> PolicyId {
         if self.routes.is_empty() {
-            return &self.default;
+            return PolicyId(0);
         }
         let (template, path) = axum_route(request);
         let path = path.unwrap_or(request.uri.path());
         self.routes
             .iter()
-            .find(|(pattern, _)| pattern.matches(template, path))
-            .map_or(&self.default, |(_, policy)| policy)
+            .position(|(pattern, _)| pattern.matches(template, path))
+            .map_or(PolicyId(0), |i| PolicyId(i + 1))
+    }
+
+    pub fn get(&self, id: PolicyId) -> &Policy {
+        match id.0 {
+            0 => &self.default,
+            i => self.routes.get(i - 1).map_or(&self.default, |(_, p)| p),
+        }
     }
 }
 

@@ -58,12 +58,10 @@ impl RoutePattern {
                     Segment::Rest
                 }
                 Some("") => return Err(invalid("empty parameter name")),
-                Some(name) if name.contains(['{', '}']) => {
-                    return Err(invalid("nested braces"))
-                }
+                Some(name) if name.contains(['{', '}']) => return Err(invalid("nested braces")),
                 Some(_) => Segment::Param,
                 None if part.contains(['{', '}']) => {
-                    return Err(invalid("a parameter must be a whole segment"))
+                    return Err(invalid("a parameter must be a whole segment"));
                 }
                 None => Segment::Literal((*part).to_owned()),
             };

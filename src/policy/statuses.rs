@@ -10,9 +10,8 @@ pub struct StatusSet([u64; 16]);
 impl StatusSet {
     /// The statuses a shared cache may store by default (RFC 9110 §15.1 "heuristically
     /// cacheable"): 200, 203, 204, 300, 301, 308, 404, 405, 410, 414 and 501.
-    pub const DEFAULT: StatusSet = StatusSet::from_codes(&[
-        200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501,
-    ]);
+    pub const DEFAULT: StatusSet =
+        StatusSet::from_codes(&[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]);
 
     /// The empty set.
     pub const fn empty() -> Self {
@@ -85,7 +84,10 @@ mod tests {
     #[test]
     fn default_set() {
         let codes: Vec<u16> = StatusSet::DEFAULT.iter().collect();
-        assert_eq!(codes, [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]);
+        assert_eq!(
+            codes,
+            [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]
+        );
         assert!(!StatusSet::DEFAULT.contains(StatusCode::INTERNAL_SERVER_ERROR));
         let s = StatusSet::DEFAULT
             .with(StatusCode::FOUND)

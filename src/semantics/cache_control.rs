@@ -6,7 +6,7 @@
 //! fresher than the origin meant. A header that is not visible ASCII is reported as malformed;
 //! the caller does not store such a response.
 
-use http::header::{HeaderMap, CACHE_CONTROL};
+use http::header::{CACHE_CONTROL, HeaderMap};
 
 /// The directives this cache acts on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -93,7 +93,12 @@ fn parse_delta_seconds(value: &str) -> Option<u64> {
         return None;
     }
     // Digits only: an overflow means "very large", which saturates.
-    Some(value.parse::<u64>().unwrap_or(u64::MAX).min(MAX_DELTA_SECONDS))
+    Some(
+        value
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
+            .min(MAX_DELTA_SECONDS),
+    )
 }
 
 /// A quoted string left open could hide directives after it (`private="x, no-store`).
@@ -186,7 +191,12 @@ mod tests {
             b"max-age",
             b"max-age=1.5",
         ] {
-            assert_eq!(parse(&[bad]).max_age, Some(0), "{:?}", std::str::from_utf8(bad));
+            assert_eq!(
+                parse(&[bad]).max_age,
+                Some(0),
+                "{:?}",
+                std::str::from_utf8(bad)
+            );
         }
         assert_eq!(parse(&[b"max-age=60, max-age=3600"]).max_age, Some(0));
         assert_eq!(parse(&[b"max-age=60, max-age=60"]).max_age, Some(60));

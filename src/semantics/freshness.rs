@@ -1,6 +1,6 @@
 //! Freshness lifetime and age (RFC 9111 §4.2).
 
-use http::header::{HeaderMap, AGE, DATE, EXPIRES};
+use http::header::{AGE, DATE, EXPIRES, HeaderMap};
 use std::time::{Duration, SystemTime};
 
 use super::cache_control::CacheControl;
@@ -8,7 +8,11 @@ use super::cache_control::CacheControl;
 /// The lifetime the origin gave the response, as a shared cache reads it: `s-maxage`, then
 /// `max-age`, then `Expires - Date` (an invalid `Expires` means already stale). `None` when the
 /// origin said nothing about freshness.
-pub(crate) fn origin_lifetime(cc: &CacheControl, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn origin_lifetime(
+    cc: &CacheControl,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> Option<Duration> {
     if let Some(s) = cc.s_maxage {
         return Some(Duration::from_secs(s));
     }
@@ -81,7 +85,10 @@ mod tests {
     fn invalid_expires_is_stale_and_silence_is_none() {
         let now = SystemTime::now();
         let h = headers(&[("expires", "0")]);
-        assert_eq!(origin_lifetime(&CacheControl::parse(&h), &h, now), Some(Duration::ZERO));
+        assert_eq!(
+            origin_lifetime(&CacheControl::parse(&h), &h, now),
+            Some(Duration::ZERO)
+        );
         let h = headers(&[]);
         assert_eq!(origin_lifetime(&CacheControl::parse(&h), &h, now), None);
     }
@@ -90,8 +97,14 @@ mod tests {
     fn initial_age_takes_the_larger() {
         let now = SystemTime::now();
         let date = httpdate::fmt_http_date(now - Duration::from_secs(30));
-        assert_eq!(initial_age(&headers(&[("age", "10"), ("date", &date)]), now), 30);
-        assert_eq!(initial_age(&headers(&[("age", "100"), ("date", &date)]), now), 100);
+        assert_eq!(
+            initial_age(&headers(&[("age", "10"), ("date", &date)]), now),
+            30
+        );
+        assert_eq!(
+            initial_age(&headers(&[("age", "100"), ("date", &date)]), now),
+            100
+        );
         assert_eq!(initial_age(&headers(&[("age", "x")]), now), 0);
         // A Date in the future (clock skew) is not a negative age.
         let future = httpdate::fmt_http_date(now + Duration::from_secs(300));

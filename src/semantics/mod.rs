@@ -7,5 +7,5 @@ mod storable;
 mod vary;
 
 pub(crate) use cache_control::CacheControl;
-pub(crate) use storable::{decide, headers_for_storage, RequestFacts, StoreDecision};
+pub(crate) use storable::{RequestFacts, StoreDecision, decide, headers_for_storage};
 pub(crate) use vary::Vary;

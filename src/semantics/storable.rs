@@ -4,7 +4,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, response};
 use std::time::{Duration, SystemTime};
 
-use super::{freshness, CacheControl, Vary};
+use super::{CacheControl, Vary, freshness};
 use crate::policy::{Authorization, Cookies, Policy, SetCookie};
 use crate::{BypassReason, CacheOverride, NotStoredReason};
 
@@ -194,16 +194,29 @@ mod tests {
         let p = Policy::new();
         let cases: &[(&[(&'static str, &str)], NotStoredReason)] = &[
             (&[("cache-control", "no-store")], NotStoredReason::NoStore),
-            (&[("cache-control", "private, max-age=60")], NotStoredReason::Private),
+            (
+                &[("cache-control", "private, max-age=60")],
+                NotStoredReason::Private,
+            ),
             (&[("cache-control", "no-cache")], NotStoredReason::NoCache),
             (&[("set-cookie", "sid=1")], NotStoredReason::SetCookie),
             (&[("vary", "*")], NotStoredReason::VaryStar),
             (&[("cache-control", "max-age=0")], NotStoredReason::NotFresh),
-            (&[("cache-control", "max-age=10"), ("age", "20")], NotStoredReason::NotFresh),
-            (&[("cache-control", "max-age=\"x")], NotStoredReason::Malformed),
+            (
+                &[("cache-control", "max-age=10"), ("age", "20")],
+                NotStoredReason::NotFresh,
+            ),
+            (
+                &[("cache-control", "max-age=\"x")],
+                NotStoredReason::Malformed,
+            ),
         ];
         for (headers, reason) in cases {
-            assert_eq!(verdict(&p, ANON, &res(200, headers)).unwrap_err(), *reason, "{headers:?}");
+            assert_eq!(
+                verdict(&p, ANON, &res(200, headers)).unwrap_err(),
+                *reason,
+                "{headers:?}"
+            );
         }
         // Even when the policy does not honour the origin's lifetimes.
         let p = Policy::new().honor_cache_control(false);
@@ -216,8 +229,14 @@ mod tests {
     #[test]
     fn statuses() {
         let p = Policy::new();
-        assert_eq!(verdict(&p, ANON, &res(500, &[])).unwrap_err(), NotStoredReason::Status);
-        assert_eq!(verdict(&p, ANON, &res(206, &[])).unwrap_err(), NotStoredReason::Status);
+        assert_eq!(
+            verdict(&p, ANON, &res(500, &[])).unwrap_err(),
+            NotStoredReason::Status
+        );
+        assert_eq!(
+            verdict(&p, ANON, &res(206, &[])).unwrap_err(),
+            NotStoredReason::Status
+        );
         assert!(verdict(&p, ANON, &res(404, &[])).is_ok());
     }
 
@@ -229,7 +248,10 @@ mod tests {
             NotStoredReason::Authorization
         );
         for ok in ["public", "s-maxage=60", "must-revalidate, max-age=5"] {
-            assert!(verdict(&p, AUTHED, &res(200, &[("cache-control", ok)])).is_ok(), "{ok}");
+            assert!(
+                verdict(&p, AUTHED, &res(200, &[("cache-control", ok)])).is_ok(),
+                "{ok}"
+            );
         }
     }
 
@@ -238,12 +260,20 @@ mod tests {
         let p = Policy::new().ttl(Duration::from_secs(7));
         let d = verdict(&p, ANON, &res(200, &[])).unwrap();
         assert_eq!(d.fresh_for, Duration::from_secs(7));
-        let d = verdict(&p, ANON, &res(200, &[("cache-control", "max-age=100"), ("age", "40")]))
-            .unwrap();
+        let d = verdict(
+            &p,
+            ANON,
+            &res(200, &[("cache-control", "max-age=100"), ("age", "40")]),
+        )
+        .unwrap();
         assert_eq!(d.fresh_for, Duration::from_secs(60));
         assert_eq!(d.initial_age, 40);
-        let d = verdict(&p.clone().honor_cache_control(false), ANON, &res(200, &[("cache-control", "max-age=100")]))
-            .unwrap();
+        let d = verdict(
+            &p.clone().honor_cache_control(false),
+            ANON,
+            &res(200, &[("cache-control", "max-age=100")]),
+        )
+        .unwrap();
         assert_eq!(d.fresh_for, Duration::from_secs(7));
         let d = decide(
             &p,
@@ -272,7 +302,14 @@ mod tests {
             ],
         );
         let h = headers_for_storage(&r, 5, false);
-        for gone in ["connection", "x-hop", "keep-alive", "transfer-encoding", "age", "set-cookie"] {
+        for gone in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "transfer-encoding",
+            "age",
+            "set-cookie",
+        ] {
             assert!(!h.contains_key(gone), "{gone}");
         }
         assert_eq!(h["content-length"], "5");

@@ -1,14 +1,16 @@
 //! The in-memory store, on moka's concurrent cache.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use moka::Expiry;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
-use moka::Expiry;
 
 use super::{Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
@@ -130,6 +132,17 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
         Ok(self.cache.get(&key).await.map(|stored| stored.entry))
+    }
+
+    /// moka's `get` is asynchronous only to take a maintenance lock when it must; nearly always
+    /// it is ready on its first poll. If not, the future is dropped (moka's operations are
+    /// cancellation-safe) and the layer awaits [`get`](Store::get) instead.
+    fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
+        let lookup = std::pin::pin!(self.cache.get(&key));
+        match lookup.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(stored) => Some(Ok(stored.map(|s| s.entry))),
+            Poll::Pending => None,
+        }
     }
 
     async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
@@ -300,7 +313,10 @@ mod tests {
     #[tokio::test]
     async fn put_get_remove() {
         let store = MemoryStore::with_capacity_bytes(1 << 20);
-        store.put(key(1), entry(10, &[]), Duration::from_secs(60)).await.unwrap();
+        store
+            .put(key(1), entry(10, &[]), Duration::from_secs(60))
+            .await
+            .unwrap();
         assert!(store.get(key(1)).await.unwrap().is_some());
         assert!(store.get(key(2)).await.unwrap().is_none());
         store.remove(key(1)).await.unwrap();
@@ -308,10 +324,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn get_now_answers_without_waiting() {
+        let store = MemoryStore::with_capacity_bytes(1 << 20);
+        assert!(matches!(store.get_now(key(1)), Some(Ok(None))));
+        store
+            .put(key(1), entry(10, &[]), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(matches!(store.get_now(key(1)), Some(Ok(Some(_)))));
+    }
+
+    #[tokio::test]
     async fn entries_expire_after_their_own_ttl() {
         let store = MemoryStore::with_capacity_bytes(1 << 20);
-        store.put(key(1), entry(10, &[]), Duration::from_millis(50)).await.unwrap();
-        store.put(key(2), entry(10, &[]), Duration::from_secs(60)).await.unwrap();
+        store
+            .put(key(1), entry(10, &[]), Duration::from_millis(50))
+            .await
+            .unwrap();
+        store
+            .put(key(2), entry(10, &[]), Duration::from_secs(60))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(store.get(key(1)).await.unwrap().is_none());
         assert!(store.get(key(2)).await.unwrap().is_some());
@@ -324,7 +357,10 @@ mod tests {
             .eviction(Eviction::Lru)
             .build();
         for i in 0..100 {
-            store.put(key(i), entry(10_000, &[]), Duration::from_secs(60)).await.unwrap();
+            store
+                .put(key(i), entry(10_000, &[]), Duration::from_secs(60))
+                .await
+                .unwrap();
         }
         store.run_pending_tasks().await;
         let m = store.metrics();
@@ -337,8 +373,15 @@ mod tests {
     async fn tags_invalidate_only_their_entries() {
         let store = MemoryStore::with_capacity_bytes(64 << 20);
         for i in 0..1000 {
-            let tags: &[&str] = if i % 2 == 0 { &["even", "all"] } else { &["all"] };
-            store.put(key(i), entry(10, tags), Duration::from_secs(60)).await.unwrap();
+            let tags: &[&str] = if i % 2 == 0 {
+                &["even", "all"]
+            } else {
+                &["all"]
+            };
+            store
+                .put(key(i), entry(10, tags), Duration::from_secs(60))
+                .await
+                .unwrap();
         }
         assert_eq!(store.invalidate_tags(&["even"]).await.unwrap(), 500);
         assert!(store.get(key(0)).await.unwrap().is_none());
@@ -351,8 +394,14 @@ mod tests {
     #[tokio::test]
     async fn replacing_an_entry_keeps_the_new_tags() {
         let store = MemoryStore::with_capacity_bytes(1 << 20);
-        store.put(key(1), entry(10, &["a", "old"]), Duration::from_secs(60)).await.unwrap();
-        store.put(key(1), entry(10, &["a"]), Duration::from_secs(60)).await.unwrap();
+        store
+            .put(key(1), entry(10, &["a", "old"]), Duration::from_secs(60))
+            .await
+            .unwrap();
+        store
+            .put(key(1), entry(10, &["a"]), Duration::from_secs(60))
+            .await
+            .unwrap();
         store.run_pending_tasks().await;
         assert_eq!(store.invalidate_tags(&["old"]).await.unwrap(), 0);
         assert_eq!(store.invalidate_tags(&["a"]).await.unwrap(), 1);
@@ -362,7 +411,10 @@ mod tests {
     async fn expired_entries_leave_the_tag_index() {
         let store = MemoryStore::with_capacity_bytes(1 << 20);
         for i in 0..100 {
-            store.put(key(i), entry(10, &["t"]), Duration::from_millis(20)).await.unwrap();
+            store
+                .put(key(i), entry(10, &["t"]), Duration::from_millis(20))
+                .await
+                .unwrap();
         }
         // moka's timer wheel works in ~1 s steps: expired entries leave within a few of them.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -376,7 +428,10 @@ mod tests {
     #[tokio::test]
     async fn clear_empties_everything() {
         let store = MemoryStore::with_capacity_bytes(1 << 20);
-        store.put(key(1), entry(10, &["t"]), Duration::from_secs(60)).await.unwrap();
+        store
+            .put(key(1), entry(10, &["t"]), Duration::from_secs(60))
+            .await
+            .unwrap();
         store.clear().await.unwrap();
         assert!(store.get(key(1)).await.unwrap().is_none());
         assert_eq!(store.invalidate_tags(&["t"]).await.unwrap(), 0);

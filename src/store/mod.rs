@@ -32,8 +32,19 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// See `examples/custom_store.rs` for a complete implementation.
 pub trait Store: Send + Sync + 'static {
     /// The entry under `key`, if one is stored and has not outlived its storage lifetime.
-    fn get(&self, key: StoreKey)
-        -> impl Future<Output = Result<Option<Arc<Entry>>, StoreError>> + Send;
+    fn get(
+        &self,
+        key: StoreKey,
+    ) -> impl Future<Output = Result<Option<Arc<Entry>>, StoreError>> + Send;
+
+    /// The entry under `key` if the store can tell without waiting, as an in-memory store can;
+    /// `None` means "ask [`get`](Store::get)". The cache layer asks this first, so that a hit
+    /// completes inside `Service::call` with no future to allocate. The default says `None`: a
+    /// store that would have to do I/O must not start it here.
+    fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
+        let _ = key;
+        None
+    }
 
     /// Stores `entry` under `key` for `ttl`, replacing what was there. The entry's
     /// [`tags`](Entry::tags) must be indexed so that invalidating any of them removes it.
@@ -117,6 +128,8 @@ impl StdError for StoreError {
 pub trait DynStore: Send + Sync + 'static {
     /// [`Store::get`], boxed.
     fn get_dyn(&self, key: StoreKey) -> BoxFuture<'_, Result<Option<Arc<Entry>>, StoreError>>;
+    /// [`Store::get_now`].
+    fn get_now_dyn(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>>;
     /// [`Store::put`], boxed.
     fn put_dyn(
         &self,
@@ -127,8 +140,10 @@ pub trait DynStore: Send + Sync + 'static {
     /// [`Store::remove`], boxed.
     fn remove_dyn(&self, key: StoreKey) -> BoxFuture<'_, Result<(), StoreError>>;
     /// [`Store::invalidate_tags`], boxed.
-    fn invalidate_tags_dyn<'a>(&'a self, tags: &'a [&'a str])
-        -> BoxFuture<'a, Result<u64, StoreError>>;
+    fn invalidate_tags_dyn<'a>(
+        &'a self,
+        tags: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// [`Store::clear`], boxed.
     fn clear_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// [`Store::metrics`].
@@ -138,6 +153,9 @@ pub trait DynStore: Send + Sync + 'static {
 impl<T: Store> DynStore for T {
     fn get_dyn(&self, key: StoreKey) -> BoxFuture<'_, Result<Option<Arc<Entry>>, StoreError>> {
         Box::pin(self.get(key))
+    }
+    fn get_now_dyn(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
+        self.get_now(key)
     }
     fn put_dyn(
         &self,
@@ -171,6 +189,9 @@ impl Store for dyn DynStore {
     ) -> impl Future<Output = Result<Option<Arc<Entry>>, StoreError>> + Send {
         self.get_dyn(key)
     }
+    fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
+        self.get_now_dyn(key)
+    }
     fn put(
         &self,
         key: StoreKey,
@@ -202,6 +223,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
         key: StoreKey,
     ) -> impl Future<Output = Result<Option<Arc<Entry>>, StoreError>> + Send {
         (**self).get(key)
+    }
+    fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
+        (**self).get_now(key)
     }
     fn put(
         &self,

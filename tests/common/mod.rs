@@ -1,13 +1,13 @@
 //! Helpers shared by the integration tests: an origin that counts its calls, and request helpers.
 #![allow(dead_code)]
 
-use axum::body::Body;
 use axum::Router;
+use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tower::ServiceExt;
 
 /// Counts how often the origin was called.
