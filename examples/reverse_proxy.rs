@@ -1,0 +1,243 @@
+//! A caching reverse proxy: the crate in front of any HTTP origin.
+//!
+//! ```sh
+//! cargo run --release --example reverse_proxy -- \
+//!     --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8000 \
+//!     [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES]
+//! ```
+//!
+//! Every method is forwarded; GET and HEAD are cached by the origin's `Cache-Control`
+//! (`s-maxage`, `max-age`, `Expires`). `--default-ttl` is the lifetime of responses that say
+//! nothing (0, the default: cache only what the origin marks fresh). The client's `Host` is
+//! passed to the origin (so virtual hosts keep working and never share entries), with
+//! `X-Forwarded-For`, `-Host` and `-Proto`. Hop-by-hop fields are dropped both ways. An origin
+//! that cannot be reached gets a `502 Bad Gateway`.
+//!
+//! It prints `listening on ADDR` once it accepts connections.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tower::{Layer, service_fn};
+use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+
+/// Everything the proxy can be told on its command line.
+#[derive(Clone, Debug)]
+struct Options {
+    listen: SocketAddr,
+    upstream: Uri,
+    default_ttl: Duration,
+    max_body: usize,
+    capacity: u64,
+}
+
+impl Options {
+    const USAGE: &'static str = "usage: reverse_proxy --listen ADDR --upstream URL \
+        [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES]";
+
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut listen = None;
+        let mut upstream = None;
+        let mut options = Options {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            upstream: Uri::from_static("http://127.0.0.1:8000"),
+            default_ttl: Duration::ZERO,
+            max_body: 1 << 20,
+            capacity: 256 << 20,
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--listen" => {
+                    listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?)
+                }
+                "--upstream" => upstream = Some(value()?),
+                "--default-ttl" => {
+                    let secs = value()?
+                        .parse()
+                        .map_err(|e| format!("--default-ttl: {e}"))?;
+                    options.default_ttl = Duration::from_secs(secs);
+                }
+                "--max-body" => {
+                    options.max_body = value()?.parse().map_err(|e| format!("--max-body: {e}"))?
+                }
+                "--capacity" => {
+                    options.capacity = value()?.parse().map_err(|e| format!("--capacity: {e}"))?
+                }
+                "-h" | "--help" => return Err(Self::USAGE.to_owned()),
+                other => return Err(format!("unknown option {other}\n{}", Self::USAGE)),
+            }
+        }
+        options.listen = listen.ok_or(format!("--listen is required\n{}", Self::USAGE))?;
+        let upstream: Uri = upstream
+            .ok_or(format!("--upstream is required\n{}", Self::USAGE))?
+            .parse()
+            .map_err(|e| format!("--upstream: {e}"))?;
+        if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+            return Err("--upstream must be an http://host:port URL".to_owned());
+        }
+        options.upstream = upstream;
+        Ok(options)
+    }
+}
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Forwards one request to the origin; an unreachable origin is a 502, not an error.
+async fn forward(
+    client: Client<HttpConnector, Incoming>,
+    upstream: Uri,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(upstream.authority().expect("checked at start-up").clone())
+        .path_and_query(path)
+        .build();
+    let Ok(uri) = uri else {
+        return Ok(error(StatusCode::BAD_REQUEST, "bad request target"));
+    };
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(host) = host {
+        parts.headers.insert("x-forwarded-host", host.clone());
+        parts.headers.insert(header::HOST, host);
+    }
+    let forwarded_for = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(previous) => format!("{previous}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        parts.headers.insert("x-forwarded-for", value);
+    }
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+
+    match client.request(Request::from_parts(parts, body)).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(parts, body.boxed()))
+        }
+        Err(e) => {
+            eprintln!("upstream error: {e}");
+            Ok(error(StatusCode::BAD_GATEWAY, "upstream unreachable"))
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from_static(message.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+}
+
+#[tokio::main]
+async fn main() {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(options.capacity))
+        // A proxy does not know its origin's intentions: no header of the origin's may steer
+        // the cache beyond standard HTTP.
+        .without_override_header()
+        .policy(
+            Policy::new()
+                .ttl(options.default_ttl)
+                .max_body_bytes(options.max_body),
+        );
+    let client: Client<HttpConnector, Incoming> =
+        Client::builder(TokioExecutor::new()).build_http();
+
+    let listener = match tokio::net::TcpListener::bind(options.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", options.listen);
+            std::process::exit(1);
+        }
+    };
+    println!("listening on {}", listener.local_addr().unwrap());
+    println!("proxying to {}", options.upstream);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
+        let client = client.clone();
+        let upstream = options.upstream.clone();
+        let service = cache.layer(service_fn(move |request| {
+            forward(client.clone(), upstream.clone(), peer, request)
+        }));
+        tokio::spawn(async move {
+            let server = auto::Builder::new(TokioExecutor::new());
+            let connection =
+                server.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            if let Err(e) = connection.await {
+                eprintln!("connection from {peer}: {e}");
+            }
+        });
+    }
+}

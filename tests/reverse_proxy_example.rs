@@ -1,0 +1,151 @@
+//! The `reverse_proxy` example, run as a process between a client and a real origin on
+//! 127.0.0.1: caching by the origin's Cache-Control, Host kept, writes forwarded, 502 when the
+//! origin is gone.
+
+mod common;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use bytes::Bytes;
+use common::Calls;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The example binary, built by `cargo test` next to the test binaries.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join("reverse_proxy");
+    assert!(
+        path.exists(),
+        "{} is not built: run the whole suite (`cargo test` builds the examples) or `cargo build --example reverse_proxy` first",
+        path.display()
+    );
+    path
+}
+
+async fn origin(calls: Calls) -> std::net::SocketAddr {
+    let c1 = calls.clone();
+    let c2 = calls.clone();
+    let app = Router::new()
+        .route(
+            "/fresh",
+            get(move |headers: HeaderMap| {
+                let n = c1.hit();
+                async move {
+                    let host = headers["host"].to_str().unwrap().to_owned();
+                    (
+                        [("cache-control", "max-age=60")],
+                        format!("fresh {n} for {host}"),
+                    )
+                }
+            })
+            .post(move || {
+                let n = c2.hit();
+                async move { format!("posted {n}") }
+            }),
+        )
+        .route("/silent", get(|| async { "no freshness info" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn start_proxy(upstream: std::net::SocketAddr) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(example_binary())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://{upstream}"),
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("proxy starts")
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_owned();
+    (child, addr)
+}
+
+async fn call(proxy: &str, method: &str, path: &str, host: &str) -> (u16, HeaderMap, Bytes) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("http://{proxy}{path}"))
+        .header("host", host)
+        .body(Empty::new())
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .expect("no hang")
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn the_proxy_caches_by_the_origins_rules() {
+    let calls = Calls::default();
+    let upstream = origin(calls.clone()).await;
+    let (mut child, proxy) = start_proxy(upstream).await;
+
+    let (status, headers, body) = call(&proxy, "GET", "/fresh", "a.example").await;
+    assert_eq!((status, &body[..]), (200, &b"fresh 1 for a.example"[..]));
+    assert_eq!(headers["x-cache"], "MISS");
+    let (_, headers, body) = call(&proxy, "GET", "/fresh", "a.example").await;
+    assert_eq!(headers["x-cache"], "HIT");
+    assert_eq!(body, "fresh 1 for a.example");
+
+    // Another virtual host is another entry, and the origin sees its Host.
+    let (_, headers, body) = call(&proxy, "GET", "/fresh", "b.example").await;
+    assert_eq!(headers["x-cache"], "MISS");
+    assert_eq!(body, "fresh 2 for b.example");
+
+    // Nothing said about freshness and --default-ttl 0: not cached.
+    for _ in 0..2 {
+        let (_, headers, _) = call(&proxy, "GET", "/silent", "a.example").await;
+        assert_eq!(headers["x-cache"], "MISS");
+    }
+
+    // Writes are forwarded every time.
+    for n in [3, 4] {
+        let (_, headers, body) = call(&proxy, "POST", "/fresh", "a.example").await;
+        assert_eq!(headers["x-cache"], "BYPASS");
+        assert_eq!(body, format!("posted {n}"));
+    }
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_origin_is_a_bad_gateway() {
+    // A port that was just free: nothing listens there.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (mut child, proxy) = start_proxy(free).await;
+    let (status, _, _) = call(&proxy, "GET", "/anything", "a.example").await;
+    assert_eq!(status, 502);
+    child.kill().await.unwrap();
+}
