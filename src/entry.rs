@@ -23,6 +23,8 @@ pub struct Entry {
     kind: Kind,
 }
 
+// Entries always live behind an `Arc`; boxing the response would add a pointer chase to every hit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
     Response(StoredResponse),

@@ -76,3 +76,8 @@ pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};
 pub use store::{DynStore, Eviction, MemoryStore, Store, StoreError, StoreMetrics};
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
