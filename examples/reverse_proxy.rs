@@ -216,8 +216,9 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    eprintln!("proxying to {}", options.upstream);
+    // The one line on stdout, last: scripts wait for it to know the port.
     println!("listening on {}", listener.local_addr().unwrap());
-    println!("proxying to {}", options.upstream);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,

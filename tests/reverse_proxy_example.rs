@@ -81,6 +81,8 @@ async fn start_proxy(upstream: std::net::SocketAddr) -> (tokio::process::Child, 
         .strip_prefix("listening on ")
         .expect("listening line")
         .to_owned();
+    // Keep reading, so that the proxy never writes to a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, addr)
 }
 
