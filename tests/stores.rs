@@ -86,3 +86,56 @@ async fn stats_include_store_figures() {
     assert_eq!(s.entries, 1);
     assert!(s.weighted_bytes > 0);
 }
+
+/// A store where every key collides: it keeps one entry and returns it for any key.
+#[derive(Default)]
+struct OneSlot(std::sync::Mutex<Option<Arc<Entry>>>);
+
+impl Store for OneSlot {
+    async fn get(&self, _: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    async fn put(&self, _: StoreKey, entry: Arc<Entry>, _: Duration) -> Result<(), StoreError> {
+        *self.0.lock().unwrap() = Some(entry);
+        Ok(())
+    }
+    async fn remove(&self, _: StoreKey) -> Result<(), StoreError> {
+        *self.0.lock().unwrap() = None;
+        Ok(())
+    }
+    async fn invalidate_tags<'a>(&'a self, _: &'a [&'a str]) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.remove(StoreKey::of(b"")).await
+    }
+}
+
+#[tokio::test]
+async fn a_colliding_key_is_a_miss_never_another_urls_response() {
+    let calls = Calls::default();
+    let c = calls.clone();
+    let app = Router::new()
+        .route(
+            "/{name}",
+            get(
+                move |axum::extract::Path(name): axum::extract::Path<String>| {
+                    c.hit();
+                    async move { format!("page {name}") }
+                },
+            ),
+        )
+        .layer(CacheLayer::new(OneSlot::default()));
+    send(&app, common::get("/alice")).await;
+    // The store hands back /alice's entry for /bob's key: the full key check refuses it.
+    let bob = send(&app, common::get("/bob")).await;
+    assert_eq!((bob.cache(), bob.text().as_str()), ("MISS", "page bob"));
+    let bob = send(&app, common::get("/bob")).await;
+    assert_eq!((bob.cache(), bob.text().as_str()), ("HIT", "page bob"));
+    let alice = send(&app, common::get("/alice")).await;
+    assert_eq!(
+        (alice.cache(), alice.text().as_str()),
+        ("MISS", "page alice")
+    );
+    assert_eq!(calls.get(), 3);
+}
