@@ -194,14 +194,10 @@ async fn cached<S, St, K, ReqB, ResB>(
     now: SystemTime,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-    S::Future: Send,
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
     St: Store + ?Sized,
-    K: KeyMaker,
-    ReqB: Send + 'static,
-    ResB: Body + Send + 'static,
-    ResB::Data: Into<Bytes> + Send,
-    ResB::Error: Send,
+    ResB: Body,
+    ResB::Data: Into<Bytes>,
 {
     if let Some(entry) = config
         .lookup(&lookup.key, &lookup.facts, &parts.headers, now)
