@@ -10,12 +10,13 @@
 //! - `http`: the axum app served by hyper on 127.0.0.1, one keep-alive connection, requests in
 //!   sequence: what a client of the service sees.
 //!
-//! Run: `cargo bench --bench hit_path`. Ratios hit/bare are printed at the end.
+//! Run: `cargo bench --bench hit_path`. Ratios hit/bare are printed at the end (from the latest
+//! estimate of each benchmark, so run all groups together to compare within one run).
 
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
@@ -186,4 +187,46 @@ criterion_group! {
         .sample_size(50);
     targets = bench_service_fn, bench_axum, bench_10k_keys, bench_http
 }
-criterion_main!(benches);
+/// Prints hit/bare for every pair measured in this run, from criterion's saved estimates.
+fn print_ratios() {
+    let root = std::path::Path::new("target/criterion");
+    let mean = |group: &str, name: &str, label: Option<&str>| -> Option<f64> {
+        let mut path = root.join(group).join(name);
+        if let Some(label) = label {
+            path = path.join(label);
+        }
+        let json = std::fs::read_to_string(path.join("new/estimates.json")).ok()?;
+        // {"mean":{"confidence_interval":{...},"point_estimate":N,...
+        let after_mean = &json[json.find("\"mean\"")?..];
+        let after_point = &after_mean[after_mean.find("\"point_estimate\":")? + 17..];
+        let end = after_point.find([',', '}'])?;
+        after_point[..end].trim().parse().ok()
+    };
+    println!("\nhit / bare (mean time per request, latest saved estimate of each):");
+    let pairs: Vec<(&str, Option<&str>)> = vec![
+        ("service_fn", Some("1KiB")),
+        ("service_fn", Some("64KiB")),
+        ("axum", Some("1KiB")),
+        ("axum", Some("64KiB")),
+        ("10k_keys", None),
+        ("http", Some("1KiB")),
+        ("http", Some("64KiB")),
+    ];
+    for (group, label) in pairs {
+        if let (Some(bare), Some(hit)) = (mean(group, "bare", label), mean(group, "hit", label)) {
+            println!(
+                "  {:<18} bare {:>10.0} ns   hit {:>10.0} ns   ratio {:.2}x",
+                format!("{group}/{}", label.unwrap_or("1KiB")),
+                bare,
+                hit,
+                hit / bare
+            );
+        }
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratios();
+}
