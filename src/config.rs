@@ -3,6 +3,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 
+use crate::coalesce::Flights;
 use crate::policy::Policies;
 use crate::stats::Counters;
 use crate::{BypassReason, NotStoredReason};
@@ -17,6 +18,8 @@ pub(crate) struct Config<St: ?Sized, K> {
     /// The per-response override header, or none.
     pub override_header: Option<HeaderName>,
     pub counters: Arc<Counters>,
+    /// Fetches in flight, for coalescing.
+    pub flights: Arc<Flights>,
 }
 
 // Manual: the derive would require `St: Clone` and `K: Clone`, but both are behind `Arc`.
@@ -29,6 +32,7 @@ impl<St: ?Sized, K> Clone for Config<St, K> {
             cache_header: self.cache_header.clone(),
             override_header: self.override_header.clone(),
             counters: Arc::clone(&self.counters),
+            flights: Arc::clone(&self.flights),
         }
     }
 }
@@ -37,6 +41,8 @@ impl<St: ?Sized, K> Clone for Config<St, K> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Disposition {
     Hit,
+    /// Served stale (stale-while-revalidate, or stale-if-error).
+    Stale,
     Miss,
     Bypass,
 }
@@ -47,6 +53,7 @@ impl<St: ?Sized, K> Config<St, K> {
         if let Some(name) = &self.cache_header {
             let value = match disposition {
                 Disposition::Hit => "HIT",
+                Disposition::Stale => "STALE",
                 Disposition::Miss => "MISS",
                 Disposition::Bypass => "BYPASS",
             };

@@ -17,6 +17,10 @@ pub struct Entry {
     stored_at_ms: u64,
     /// Unix milliseconds after which it is no longer fresh.
     fresh_until_ms: u64,
+    /// How long after `fresh_until` it may be served stale while one refresh runs (RFC 5861).
+    stale_while_revalidate_ms: u64,
+    /// How long after `fresh_until` it may be served stale when the origin fails (RFC 5861).
+    stale_if_error_ms: u64,
     /// The response's age in seconds when it was stored (RFC 9111 §4.2.3).
     initial_age: u64,
     tags: Box<[Box<str>]>,
@@ -31,6 +35,43 @@ pub(crate) enum Kind {
     /// Responses for this key vary on these request fields; each variant is stored under its own
     /// key (the base key plus the fields' values).
     Variants(Box<[HeaderName]>),
+    /// Hit-for-pass: the last response for this key could not be shared, so requests go straight
+    /// to the origin (no waiting behind each other) until the marker expires.
+    Pass,
+}
+
+/// How long an entry is fresh, and how long after that it may still be served stale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Lifetime {
+    pub fresh_for: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+}
+
+impl Lifetime {
+    pub fn fresh(fresh_for: Duration) -> Self {
+        Lifetime {
+            fresh_for,
+            ..Lifetime::default()
+        }
+    }
+
+    /// How long a store must keep the entry: fresh, then as long as it may be served stale.
+    pub fn storage_ttl(&self) -> Duration {
+        self.fresh_for + self.stale_while_revalidate.max(self.stale_if_error)
+    }
+}
+
+/// Where an entry stands at a given moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Staleness {
+    Fresh,
+    /// Stale, within the stale-while-revalidate window.
+    Revalidate,
+    /// Stale, past that window but within the stale-if-error one.
+    IfError,
+    /// Too old to serve at all.
+    Expired,
 }
 
 /// A response as stored: hop-by-hop fields removed, `Content-Length` exact.
@@ -46,39 +87,47 @@ pub(crate) struct StoredResponse {
 }
 
 impl Entry {
-    pub(crate) fn response(
-        key: Bytes,
-        response: StoredResponse,
-        now: SystemTime,
-        fresh_for: Duration,
-        initial_age: u64,
-    ) -> Self {
+    fn new(key: Bytes, kind: Kind, now: SystemTime, lifetime: Lifetime, initial_age: u64) -> Self {
         let stored_at_ms = unix_ms(now);
         Entry {
             key,
             stored_at_ms,
-            fresh_until_ms: stored_at_ms.saturating_add(fresh_for.as_millis() as u64),
+            fresh_until_ms: stored_at_ms.saturating_add(millis(lifetime.fresh_for)),
+            stale_while_revalidate_ms: millis(lifetime.stale_while_revalidate),
+            stale_if_error_ms: millis(lifetime.stale_if_error),
             initial_age,
             tags: Box::default(),
-            kind: Kind::Response(response),
+            kind,
         }
+    }
+
+    pub(crate) fn response(
+        key: Bytes,
+        response: StoredResponse,
+        now: SystemTime,
+        lifetime: Lifetime,
+        initial_age: u64,
+    ) -> Self {
+        Self::new(key, Kind::Response(response), now, lifetime, initial_age)
     }
 
     pub(crate) fn variants(
         key: Bytes,
         names: Vec<HeaderName>,
         now: SystemTime,
-        fresh_for: Duration,
+        lifetime: Lifetime,
     ) -> Self {
-        let stored_at_ms = unix_ms(now);
-        Entry {
+        Self::new(
             key,
-            stored_at_ms,
-            fresh_until_ms: stored_at_ms.saturating_add(fresh_for.as_millis() as u64),
-            initial_age: 0,
-            tags: Box::default(),
-            kind: Kind::Variants(names.into_boxed_slice()),
-        }
+            Kind::Variants(names.into_boxed_slice()),
+            now,
+            lifetime,
+            0,
+        )
+    }
+
+    pub(crate) fn pass(key: Bytes, now: SystemTime, ttl: Duration) -> Self {
+        Self::new(key, Kind::Pass, now, Lifetime::fresh(ttl), 0)
     }
 
     /// This entry carrying `tags` (for stores' tag indexes and tag invalidation).
@@ -105,7 +154,7 @@ impl Entry {
     pub fn status(&self) -> Option<StatusCode> {
         match &self.kind {
             Kind::Response(r) => Some(r.status),
-            Kind::Variants(_) => None,
+            Kind::Variants(_) | Kind::Pass => None,
         }
     }
 
@@ -113,7 +162,7 @@ impl Entry {
     pub fn body(&self) -> Option<&Bytes> {
         match &self.kind {
             Kind::Response(r) => Some(&r.body),
-            Kind::Variants(_) => None,
+            Kind::Variants(_) | Kind::Pass => None,
         }
     }
 
@@ -136,6 +185,31 @@ impl Entry {
         unix_ms(now) < self.fresh_until_ms
     }
 
+    /// Fresh, stale but servable (and on what terms), or expired, at `now`.
+    pub(crate) fn staleness(&self, now: SystemTime) -> Staleness {
+        let now = unix_ms(now);
+        if now < self.fresh_until_ms {
+            return Staleness::Fresh;
+        }
+        let stale_for = now - self.fresh_until_ms;
+        if stale_for < self.stale_while_revalidate_ms {
+            Staleness::Revalidate
+        } else if stale_for < self.stale_if_error_ms {
+            Staleness::IfError
+        } else {
+            Staleness::Expired
+        }
+    }
+
+    /// The share of its fresh lifetime the entry has lived at `now` (0.0 to 1.0 and beyond).
+    pub(crate) fn lived(&self, now: SystemTime) -> f64 {
+        let lifetime = self.fresh_until_ms.saturating_sub(self.stored_at_ms);
+        if lifetime == 0 {
+            return 1.0;
+        }
+        unix_ms(now).saturating_sub(self.stored_at_ms) as f64 / lifetime as f64
+    }
+
     /// The `Age` of the response at `now`, in seconds: its age when stored plus the time since.
     pub fn age(&self, now: SystemTime) -> u64 {
         let resident_ms = unix_ms(now).saturating_sub(self.stored_at_ms);
@@ -156,9 +230,14 @@ impl Entry {
                 r.body.len() + fields(&r.headers) + r.trailers.as_ref().map_or(0, fields)
             }
             Kind::Variants(names) => names.iter().map(|n| n.as_str().len() + 24).sum(),
+            Kind::Pass => 0,
         };
         OVERHEAD + self.key.len() + tags + kind
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -181,7 +260,7 @@ mod tests {
                 shared_with_credentials: false,
             },
             SystemTime::now(),
-            fresh_for,
+            Lifetime::fresh(fresh_for),
             initial_age,
         )
     }
@@ -195,6 +274,26 @@ mod tests {
         assert_eq!(e.age(now + Duration::from_millis(3_500)), 8);
         // A clock that went backwards does not make a negative age.
         assert_eq!(e.age(now - Duration::from_secs(60)), 5);
+    }
+
+    #[test]
+    fn stale_windows() {
+        let now = SystemTime::now();
+        let mut e = entry(Duration::from_secs(10), 0);
+        e.stale_while_revalidate_ms = 5_000;
+        e.stale_if_error_ms = 20_000;
+        let at = |s: u64| e.staleness(now + Duration::from_secs(s));
+        assert_eq!(at(0), Staleness::Fresh);
+        assert_eq!(at(12), Staleness::Revalidate);
+        assert_eq!(at(20), Staleness::IfError);
+        assert_eq!(at(31), Staleness::Expired);
+        assert!((e.lived(now + Duration::from_secs(8)) - 0.8).abs() < 0.01);
+        let l = Lifetime {
+            fresh_for: Duration::from_secs(10),
+            stale_while_revalidate: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(20),
+        };
+        assert_eq!(l.storage_ttl(), Duration::from_secs(30));
     }
 
     #[test]

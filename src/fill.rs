@@ -5,9 +5,11 @@ use http::header::{AGE, CONTENT_LENGTH, HeaderMap, HeaderValue};
 use http::{Response, response};
 use http_body::Body;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::buffer::{Read, read_to_limit};
+use crate::coalesce::Shared;
 use crate::config::{Config, Disposition};
 use crate::entry::StoredResponse;
 use crate::semantics::{self, RequestFacts, StoreDecision};
@@ -28,7 +30,12 @@ pub(crate) struct Miss<'a> {
 impl<St: Store + ?Sized, K> Config<St, K> {
     /// Stores the inner service's response when the rules allow, and returns it to the client:
     /// buffered when it was stored (the same `Bytes` as the entry), otherwise passed through.
-    pub async fn fill<B>(&self, miss: Miss<'_>, response: Response<B>) -> Response<CacheBody<B>>
+    /// Also returns what requests waiting for this fetch may be given.
+    pub async fn fill<B>(
+        &self,
+        miss: Miss<'_>,
+        response: Response<B>,
+    ) -> (Response<CacheBody<B>>, Shared)
     where
         B: Body,
         B::Data: Into<Bytes>,
@@ -39,30 +46,58 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         let decision = if miss.head {
             Err(NotStoredReason::Head)
         } else {
-            semantics::decide(miss.policy, miss.facts, &parts, overrides, miss.now)
+            let seed = xxh3_64_with_seed(miss.key.as_bytes(), unix_nanos(miss.now));
+            semantics::decide(miss.policy, miss.facts, &parts, overrides, miss.now, seed)
         };
         let decision = match decision.and_then(|d| within_limit(&parts, miss.policy, d)) {
             Ok(decision) => decision,
             Err(reason) => {
-                self.not_stored(reason);
-                return Response::from_parts(parts, CacheBody::origin(body));
+                let shared = self.not_shared(&miss, &parts, reason).await;
+                return (Response::from_parts(parts, CacheBody::origin(body)), shared);
             }
         };
         let (data, trailers) = match read_to_limit(body, miss.policy.max_body_bytes).await {
             Read::Complete { data, trailers } => (data, trailers),
             Read::Incomplete { body, reason } => {
-                self.not_stored(reason);
-                return Response::from_parts(parts, body);
+                let shared = self.not_shared(&miss, &parts, reason).await;
+                return (Response::from_parts(parts, body), shared);
             }
         };
-        if declared_length(&parts).is_some_and(|declared| declared != data.len() as u64) {
+        let shared = if declared_length(&parts).is_some_and(|n| n != data.len() as u64) {
             // The origin's body contradicts its own Content-Length: pass it on, never store it.
-            self.not_stored(NotStoredReason::Incomplete);
+            self.not_shared(&miss, &parts, NotStoredReason::Incomplete)
+                .await
         } else {
             self.store(&miss, &parts, decision, data.clone(), trailers.clone())
+                .await
+        };
+        (
+            Response::from_parts(parts, CacheBody::buffered(data, trailers)),
+            shared,
+        )
+    }
+
+    /// Logs why a response was not stored; remembers a key whose responses cannot be shared
+    /// (hit-for-pass), so its requests stop waiting for each other.
+    async fn not_shared(
+        &self,
+        miss: &Miss<'_>,
+        parts: &response::Parts,
+        reason: NotStoredReason,
+    ) -> Shared {
+        self.not_stored(reason);
+        if miss.head {
+            return Shared::Failed;
+        }
+        if !reason.is_unshareable() || parts.status.is_server_error() {
+            return Shared::Failed;
+        }
+        if !miss.policy.hit_for_pass.is_zero() {
+            let marker = Entry::pass(miss.key.full(), miss.now, miss.policy.hit_for_pass);
+            self.put(miss.key.store_key(), marker, miss.policy.hit_for_pass)
                 .await;
         }
-        Response::from_parts(parts, CacheBody::buffered(data, trailers))
+        Shared::Pass
     }
 
     async fn store(
@@ -72,7 +107,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         decision: StoreDecision,
         body: Bytes,
         trailers: Option<HeaderMap>,
-    ) {
+    ) -> Shared {
         let mut headers = semantics::headers_for_storage(parts, body.len(), trailers.is_some());
         // Placeholders for what every hit sets, so that setting them never grows the map.
         headers.insert(AGE, HeaderValue::from_static("0"));
@@ -84,26 +119,46 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             trailers,
             shared_with_credentials: decision.shared_with_credentials,
         };
-        let ttl = decision.fresh_for;
-        let target = if decision.vary.is_empty() {
-            miss.key.clone()
+        let lifetime = decision.lifetime;
+        let ttl = lifetime.storage_ttl();
+        let (target, variants) = if decision.vary.is_empty() {
+            (miss.key.clone(), None)
         } else {
             let variant = miss.key.variant(&decision.vary, &miss.request_headers);
-            let list = Entry::variants(miss.key.full(), decision.vary, miss.now, ttl);
+            let list = Arc::new(Entry::variants(
+                miss.key.full(),
+                decision.vary,
+                miss.now,
+                lifetime,
+            ));
             // The list first: a reader that finds it before the variant just misses.
-            if !self.put(miss.key.store_key(), list, ttl).await {
-                return;
-            }
-            variant
+            self.put_shared(miss.key.store_key(), Arc::clone(&list), ttl)
+                .await;
+            (variant, Some(list))
         };
-        let entry = Entry::response(target.full(), stored, miss.now, ttl, decision.initial_age);
-        if self.put(target.store_key(), entry, ttl).await {
+        let entry = Arc::new(Entry::response(
+            target.full(),
+            stored,
+            miss.now,
+            lifetime,
+            decision.initial_age,
+        ));
+        if self
+            .put_shared(target.store_key(), Arc::clone(&entry), ttl)
+            .await
+        {
             Counters::add(&self.counters.stores);
         }
+        // Shared with waiters even if the store failed: the response is good.
+        Shared::Entry { variants, entry }
     }
 
     async fn put(&self, key: StoreKey, entry: Entry, ttl: Duration) -> bool {
-        match self.store.put(key, Arc::new(entry), ttl).await {
+        self.put_shared(key, Arc::new(entry), ttl).await
+    }
+
+    async fn put_shared(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> bool {
+        match self.store.put(key, entry, ttl).await {
             Ok(()) => true,
             Err(error) => {
                 Counters::add(&self.counters.store_errors);
@@ -124,6 +179,11 @@ fn within_limit(
         Some(len) if len > policy.max_body_bytes as u64 => Err(NotStoredReason::TooLarge),
         _ => Ok(decision),
     }
+}
+
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn declared_length(parts: &response::Parts) -> Option<u64> {

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
 
+use crate::background::Background;
 use crate::config::Config;
 use crate::policy::Policies;
 use crate::stats::{CacheStats, Counters};
 use crate::{CacheService, DefaultKey, KeyMaker, Policy, RoutePattern, Store};
+
+const DEFAULT_MAX_REFRESHES: usize = 32;
 
 /// A [`Layer`] that puts a response cache in front of a service.
 ///
@@ -33,12 +36,14 @@ use crate::{CacheService, DefaultKey, KeyMaker, Policy, RoutePattern, Store};
 /// ```
 pub struct CacheLayer<St: ?Sized, K = DefaultKey> {
     config: Arc<Config<St, K>>,
+    background: Arc<Background>,
 }
 
 impl<St: ?Sized, K> Clone for CacheLayer<St, K> {
     fn clone(&self) -> Self {
         CacheLayer {
             config: Arc::clone(&self.config),
+            background: Arc::clone(&self.background),
         }
     }
 }
@@ -71,7 +76,9 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 cache_header: Some(HeaderName::from_static("x-cache")),
                 override_header: Some(HeaderName::from_static("x-cache-override")),
                 counters: Arc::new(Counters::default()),
+                flights: Arc::default(),
             }),
+            background: Arc::new(Background::new(DEFAULT_MAX_REFRESHES)),
         }
     }
 }
@@ -132,7 +139,9 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
                 cache_header: config.cache_header,
                 override_header: config.override_header,
                 counters: config.counters,
+                flights: config.flights,
             }),
+            background: self.background,
         }
     }
 
@@ -158,6 +167,14 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
         self.configure(|c| c.override_header = None)
     }
 
+    /// The most background refreshes (stale-while-revalidate, refresh-ahead) that run at once
+    /// (default 32); past it, stale responses are still served and the refresh waits for a
+    /// later request. Background work stops when the last layer and service are dropped.
+    pub fn max_background_refreshes(mut self, refreshes: usize) -> Self {
+        self.background = Arc::new(Background::new(refreshes));
+        self
+    }
+
     /// A handle on this cache's counters, readable at any time.
     pub fn stats(&self) -> CacheStats {
         let store = Arc::clone(&self.config.store);
@@ -177,6 +194,10 @@ impl<S, St: ?Sized, K> Layer<S> for CacheLayer<St, K> {
     type Service = CacheService<S, St, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::new(inner, Arc::clone(&self.config))
+        CacheService::new(
+            inner,
+            Arc::clone(&self.config),
+            Arc::clone(&self.background),
+        )
     }
 }

@@ -46,10 +46,13 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod background;
 mod body;
 mod buffer;
+mod coalesce;
 mod config;
 mod entry;
+mod fetch;
 mod fill;
 mod future;
 mod key;

@@ -6,16 +6,30 @@ use http_body::Body;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use crate::coalesce::Shared;
 use crate::config::{Config, Disposition};
-use crate::entry::Kind;
+use crate::entry::{Kind, Staleness};
 use crate::semantics::RequestFacts;
 use crate::stats::Counters;
-use crate::{CacheBody, CacheKey, Entry, Store};
+use crate::{CacheBody, CacheKey, Entry, Policy, Store};
+
+/// What the store holds for a request.
+pub(crate) enum Found {
+    /// A fresh response; `refresh` when it is old enough for a refresh-ahead.
+    Fresh { entry: Arc<Entry>, refresh: bool },
+    /// A stale response within its stale-while-revalidate window.
+    Stale(Arc<Entry>),
+    /// A stale response that may only stand in if the origin fails (stale-if-error).
+    StaleIfError(Arc<Entry>),
+    /// The key is marked hit-for-pass: go straight to the origin.
+    Pass,
+    /// Nothing usable.
+    Missing,
+}
 
 /// What a synchronous lookup could tell.
 pub(crate) enum Now {
-    /// The answer: a fresh, matching entry, or none.
-    Known(Option<Arc<Entry>>),
+    Known(Found),
     /// The store needs to wait: ask [`Config::lookup`].
     Wait,
 }
@@ -23,21 +37,15 @@ pub(crate) enum Now {
 impl<St: Store + ?Sized, K> Config<St, K> {
     /// [`lookup`](Self::lookup) without waiting, when the store can answer at once
     /// ([`Store::get_now`]).
-    pub fn lookup_now(
-        &self,
-        key: &CacheKey,
-        request: &RequestFacts,
-        request_headers: &HeaderMap,
-        now: SystemTime,
-    ) -> Now {
+    pub fn lookup_now(&self, request: &Request<'_>, now: SystemTime) -> Now {
         let get_now = |key: &CacheKey| match self.store.get_now(key.store_key()) {
             None => Err(()),
             Some(found) => Ok(self.verified(key, found)),
         };
-        let Ok(entry) = get_now(key) else {
+        let Ok(entry) = get_now(request.key) else {
             return Now::Wait;
         };
-        let entry = match entry.map(|e| follow(e, key, request_headers)) {
+        let entry = match entry.map(|e| follow(e, request.key, request.headers)) {
             None => None,
             Some(Step::Found(entry)) => Some(entry),
             Some(Step::Variant(variant)) => match get_now(&variant) {
@@ -45,31 +53,49 @@ impl<St: Store + ?Sized, K> Config<St, K> {
                 Err(()) => return Now::Wait,
             },
         };
-        Now::Known(entry.filter(|e| usable(e, request, now)))
+        Now::Known(classify(entry, request, now))
     }
 
-    /// The fresh stored response for `key`, following a variants list to the variant that
-    /// matches `request_headers`. Every entry is checked against its full key: a hash collision
-    /// is a miss. Store errors are misses too.
-    ///
-    /// A request carrying `Authorization` only reuses responses the origin marked shareable
-    /// with credentials: otherwise the origin would have answered it personally.
-    pub async fn lookup(
-        &self,
-        key: &CacheKey,
-        request: &RequestFacts,
-        request_headers: &HeaderMap,
-        now: SystemTime,
-    ) -> Option<Arc<Entry>> {
-        let found = self.store.get(key.store_key()).await;
-        let entry = match follow(self.verified(key, found)?, key, request_headers) {
-            Step::Found(entry) => entry,
+    /// What the store holds for `request`, following a variants list to the variant that
+    /// matches the request's headers. Every entry is checked against its full key: a hash
+    /// collision is a miss. Store errors are misses too.
+    pub async fn lookup(&self, request: &Request<'_>, now: SystemTime) -> Found {
+        let found = self.store.get(request.key.store_key()).await;
+        let Some(entry) = self.verified(request.key, found) else {
+            return Found::Missing;
+        };
+        let entry = match follow(entry, request.key, request.headers) {
+            Step::Found(entry) => Some(entry),
             Step::Variant(variant) => {
                 let found = self.store.get(variant.store_key()).await;
-                self.verified(&variant, found)?
+                self.verified(&variant, found)
             }
         };
-        usable(&entry, request, now).then_some(entry)
+        classify(entry, request, now)
+    }
+
+    /// The entry another request's fetch shared, if it answers this request exactly as a store
+    /// hit would (same key and variant, credentials allowed, fresh).
+    pub fn accept_shared(
+        &self,
+        shared: &Shared,
+        request: &Request<'_>,
+        now: SystemTime,
+    ) -> Option<Arc<Entry>> {
+        let Shared::Entry { variants, entry } = shared else {
+            return None;
+        };
+        let expected = match variants.as_deref().map(Entry::kind) {
+            Some(Kind::Variants(names)) => request.key.variant(names, request.headers),
+            _ => request.key.clone(),
+        };
+        if entry.key() != expected.as_bytes() {
+            return None;
+        }
+        match classify(Some(Arc::clone(entry)), request, now) {
+            Found::Fresh { entry, .. } => Some(entry),
+            _ => None,
+        }
     }
 
     /// The entry if the store found one and it answers exactly `key`. Errors count as misses.
@@ -94,13 +120,15 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         }
     }
 
-    /// The response for a hit: stored status, headers and trailers, shared body bytes (none for
-    /// HEAD), and a current `Age`. `None` for an entry that is not a response.
+    /// The response from a stored entry: stored status, headers and trailers, shared body
+    /// bytes (none for HEAD), a current `Age`, and `X-Cache` as `disposition` says. `None` for an
+    /// entry that is not a response.
     pub fn answer<B: Body>(
         &self,
         entry: &Entry,
         head: bool,
         now: SystemTime,
+        disposition: Disposition,
     ) -> Option<Response<CacheBody<B>>> {
         let Kind::Response(stored) = entry.kind() else {
             return None;
@@ -114,10 +142,12 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         *response.status_mut() = stored.status;
         let headers = response.headers_mut();
         *headers = stored.headers.clone();
-        // Stored headers already hold `age` and the cache header, so these replace in place
-        // and the cloned map never grows (a growth would copy every field).
+        // Stored headers already hold `age` and the cache header (saying HIT), so these replace
+        // in place and the cloned map never grows (a growth would copy every field).
         headers.insert(AGE, age_value(entry.age(now)));
-        self.mark(headers, Disposition::Hit);
+        if disposition != Disposition::Hit {
+            self.mark(headers, disposition);
+        }
         Some(response)
     }
 }
@@ -131,18 +161,45 @@ enum Step {
 fn follow(entry: Arc<Entry>, key: &CacheKey, request_headers: &HeaderMap) -> Step {
     match entry.kind() {
         Kind::Variants(names) => Step::Variant(key.variant(names, request_headers)),
-        Kind::Response(_) => Step::Found(entry),
+        Kind::Response(_) | Kind::Pass => Step::Found(entry),
     }
 }
 
-/// A response entry that is fresh and may answer this request.
-fn usable(entry: &Entry, request: &RequestFacts, now: SystemTime) -> bool {
+/// Where `entry` leaves the request: a response it may use (and how), a pass marker, or nothing.
+/// A request carrying `Authorization` only reuses responses the origin marked shareable with
+/// credentials: otherwise the origin would have answered it personally.
+fn classify(entry: Option<Arc<Entry>>, request: &Request<'_>, now: SystemTime) -> Found {
+    let Some(entry) = entry else {
+        return Found::Missing;
+    };
     match entry.kind() {
-        Kind::Response(stored) => {
-            entry.is_fresh(now) && (stored.shared_with_credentials || !request.has_authorization)
+        Kind::Pass if entry.is_fresh(now) => Found::Pass,
+        Kind::Response(stored)
+            if stored.shared_with_credentials || !request.facts.has_authorization =>
+        {
+            match entry.staleness(now) {
+                Staleness::Fresh => Found::Fresh {
+                    refresh: request
+                        .policy
+                        .refresh_ahead
+                        .is_some_and(|share| entry.lived(now) >= share),
+                    entry,
+                },
+                Staleness::Revalidate => Found::Stale(entry),
+                Staleness::IfError => Found::StaleIfError(entry),
+                Staleness::Expired => Found::Missing,
+            }
         }
-        Kind::Variants(_) => false,
+        _ => Found::Missing,
     }
+}
+
+/// What a lookup needs to know about the request.
+pub(crate) struct Request<'a> {
+    pub key: &'a CacheKey,
+    pub facts: &'a RequestFacts,
+    pub headers: &'a HeaderMap,
+    pub policy: &'a Policy,
 }
 
 /// The `Age` header value: from a table of static values for the first hour (cloning them costs

@@ -80,6 +80,25 @@ pub enum NotStoredReason {
 }
 
 impl NotStoredReason {
+    /// Whether the response could never be shared with other requests for the key, so that
+    /// they should not wait for it ("hit-for-pass"). Errors, statuses and bodies that failed
+    /// are not: the next response may well be shareable.
+    pub(crate) fn is_unshareable(self) -> bool {
+        matches!(
+            self,
+            NotStoredReason::NoStore
+                | NotStoredReason::Private
+                | NotStoredReason::NoCache
+                | NotStoredReason::Malformed
+                | NotStoredReason::VaryStar
+                | NotStoredReason::SetCookie
+                | NotStoredReason::Authorization
+                | NotStoredReason::NotFresh
+                | NotStoredReason::Override
+                | NotStoredReason::TooLarge
+        )
+    }
+
     /// A short, stable name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

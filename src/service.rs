@@ -2,12 +2,16 @@
 //!
 //! 1. In `call`, synchronously: not GET/HEAD, or the route's policy, the request's credentials
 //!    or its key say so? Then the request bypasses the cache.
-//! 2. Look the key up; a fresh stored response that matches (full key, `Vary`, credentials) is
-//!    the answer.
-//! 3. Otherwise call the inner service, and store its response if the rules allow.
+//! 2. Look the key up (at once when the store can answer at once, [`Store::get_now`]).
+//! 3. Serve what was found:
+//!    - fresh: answer (`HIT`); past the refresh-ahead point, refresh in the background;
+//!    - stale within stale-while-revalidate: answer (`STALE`) and refresh in the background;
+//!    - nothing, or stale only usable if the origin fails: fetch, coalesced with other requests
+//!      for the key (fetch.rs), falling back to the stale response on failure;
+//!    - marked hit-for-pass: fetch directly, nobody waits for anybody.
 //!
-//! A hit that the store answers at once ([`Store::get_now`], as the memory store does) is
-//! answered inside `call`: no future is allocated and the inner service is not even cloned.
+//! A hit that the store answers at once is answered inside `call`: no future is allocated and
+//! the inner service is not even cloned.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, request};
@@ -17,9 +21,10 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 use tower_service::Service;
 
+use crate::background::Background;
 use crate::config::{Config, Disposition};
-use crate::fill::Miss;
-use crate::lookup::Now;
+use crate::fetch::{self, Pending};
+use crate::lookup::{self, Found, Now};
 use crate::policy::PolicyId;
 use crate::semantics::RequestFacts;
 use crate::stats::Counters;
@@ -31,11 +36,16 @@ use crate::{
 pub struct CacheService<S, St: ?Sized, K = DefaultKey> {
     inner: S,
     config: Arc<Config<St, K>>,
+    background: Arc<Background>,
 }
 
 impl<S, St: ?Sized, K> CacheService<S, St, K> {
-    pub(crate) fn new(inner: S, config: Arc<Config<St, K>>) -> Self {
-        CacheService { inner, config }
+    pub(crate) fn new(inner: S, config: Arc<Config<St, K>>, background: Arc<Background>) -> Self {
+        CacheService {
+            inner,
+            config,
+            background,
+        }
     }
 
     /// The inner service.
@@ -49,6 +59,7 @@ impl<S: Clone, St: ?Sized, K> Clone for CacheService<S, St, K> {
         CacheService {
             inner: self.inner.clone(),
             config: Arc::clone(&self.config),
+            background: Arc::clone(&self.background),
         }
     }
 }
@@ -82,85 +93,78 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let config = &self.config;
         let (parts, body) = request.into_parts();
-        let lookup = match config.prepare(&parts) {
+        let lookup = match self.config.prepare(&parts) {
             Ok(lookup) => lookup,
             Err(reason) => {
-                config.bypassed(reason);
+                self.config.bypassed(reason);
                 let request = Request::from_parts(parts, body);
-                return ResponseFuture::flow(bypass(
-                    Arc::clone(config),
-                    self.take_inner(),
-                    request,
-                ));
+                let config = Arc::clone(&self.config);
+                return ResponseFuture::flow(fetch::bypass(config, self.take_inner(), request));
             }
         };
         let now = SystemTime::now();
-        match config.lookup_now(&lookup.key, &lookup.facts, &parts.headers, now) {
-            Now::Known(Some(entry)) => {
-                if let Some(response) = config.answer(&entry, lookup.head, now) {
-                    Counters::add(&config.counters.hits);
-                    return ResponseFuture::ready(response);
-                }
-                self.miss(parts, body, lookup, now)
-            }
-            Now::Known(None) => self.miss(parts, body, lookup, now),
-            Now::Wait => ResponseFuture::flow(cached(
-                Arc::clone(config),
+        let found = self
+            .config
+            .lookup_now(&lookup.request(&self.config, &parts), now);
+        let pending = Pending {
+            parts,
+            body,
+            lookup,
+            now,
+        };
+        match found {
+            Now::Known(found) => serve(
+                &self.config,
+                &self.background,
+                || take(&mut self.inner),
+                found,
+                pending,
+            ),
+            Now::Wait => ResponseFuture::flow(looked_up_later(
+                Arc::clone(&self.config),
+                Arc::clone(&self.background),
                 self.take_inner(),
-                parts,
-                body,
-                lookup,
-                now,
+                pending,
             )),
         }
     }
 }
 
 impl<S: Clone, St: ?Sized, K> CacheService<S, St, K> {
-    /// The inner service to call, leaving a clone in its place: the instance that was polled
-    /// ready is the one that gets called (tower's `mem::replace` idiom).
     fn take_inner(&mut self) -> S {
-        let clone = self.inner.clone();
-        std::mem::replace(&mut self.inner, clone)
+        take(&mut self.inner)
     }
 }
 
-impl<S, St, K> CacheService<S, St, K>
-where
-    S: Clone,
-    St: Store + ?Sized,
-{
-    fn miss<ReqB, ResB>(
-        &mut self,
-        parts: request::Parts,
-        body: ReqB,
-        lookup: Lookup,
-        now: SystemTime,
-    ) -> ResponseFuture<ResB, S::Error>
-    where
-        S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-        S::Future: Send,
-        S::Error: Send + 'static,
-        K: KeyMaker,
-        ReqB: Send + 'static,
-        ResB: Body + Send + 'static,
-        ResB::Data: Into<Bytes> + Send,
-        ResB::Error: Send,
-    {
-        Counters::add(&self.config.counters.misses);
-        let config = Arc::clone(&self.config);
-        ResponseFuture::flow(miss(config, self.take_inner(), parts, body, lookup, now))
-    }
+/// The inner service to call, leaving a clone in its place: the instance that was polled ready
+/// is the one that gets called (tower's `mem::replace` idiom).
+fn take<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// What a cacheable request is looked up with.
 pub(crate) struct Lookup {
-    policy: PolicyId,
-    facts: RequestFacts,
-    key: CacheKey,
-    head: bool,
+    pub policy: PolicyId,
+    pub facts: RequestFacts,
+    pub key: CacheKey,
+    pub head: bool,
+}
+
+impl Lookup {
+    pub(crate) fn request<'a, St: ?Sized, K>(
+        &'a self,
+        config: &'a Config<St, K>,
+        parts: &'a request::Parts,
+    ) -> lookup::Request<'a> {
+        lookup::Request {
+            key: &self.key,
+            facts: &self.facts,
+            headers: &parts.headers,
+            policy: config.policies.get(self.policy),
+        }
+    }
 }
 
 impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
@@ -184,75 +188,86 @@ impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
     }
 }
 
-/// A request that may be answered from the cache, when the store has to be waited for.
-async fn cached<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
-    inner: S,
-    parts: request::Parts,
-    body: ReqB,
-    lookup: Lookup,
-    now: SystemTime,
-) -> Result<Response<CacheBody<ResB>>, S::Error>
+/// Serves what the lookup found (step 3 above). `inner` is called at most once, and only when
+/// the inner service is needed.
+fn serve<S, St, K, ReqB, ResB>(
+    config: &Arc<Config<St, K>>,
+    background: &Arc<Background>,
+    inner: impl FnOnce() -> S,
+    found: Found,
+    pending: Pending<ReqB>,
+) -> ResponseFuture<ResB, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
     St: Store + ?Sized,
-    ResB: Body,
-    ResB::Data: Into<Bytes>,
+    K: KeyMaker,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Into<Bytes> + Send,
+    ResB::Error: Send,
 {
-    if let Some(entry) = config
-        .lookup(&lookup.key, &lookup.facts, &parts.headers, now)
-        .await
-    {
-        if let Some(response) = config.answer(&entry, lookup.head, now) {
-            Counters::add(&config.counters.hits);
-            return Ok(response);
+    let head = pending.lookup.head;
+    let now = pending.now;
+    let (stale, pass) = match found {
+        Found::Fresh { entry, refresh } => {
+            if let Some(response) = config.answer(&entry, head, now, Disposition::Hit) {
+                Counters::add(&config.counters.hits);
+                if refresh {
+                    fetch::refresh(config, background, inner(), pending);
+                }
+                return ResponseFuture::ready(response);
+            }
+            (None, false)
         }
-    }
-    Counters::add(&config.counters.misses);
-    miss(config, inner, parts, body, lookup, now).await
-}
-
-/// A request that was looked up and not found: the inner service answers, the cache may store.
-async fn miss<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
-    mut inner: S,
-    parts: request::Parts,
-    body: ReqB,
-    lookup: Lookup,
-    now: SystemTime,
-) -> Result<Response<CacheBody<ResB>>, S::Error>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    St: Store + ?Sized,
-    ResB: Body,
-    ResB::Data: Into<Bytes>,
-{
-    let miss = Miss {
-        policy: config.policies.get(lookup.policy),
-        facts: lookup.facts,
-        key: lookup.key,
-        head: lookup.head,
-        request_headers: parts.headers.clone(),
-        now,
+        Found::Stale(entry) => {
+            if let Some(response) = config.answer(&entry, head, now, Disposition::Stale) {
+                Counters::add(&config.counters.stale);
+                fetch::refresh(config, background, inner(), pending);
+                return ResponseFuture::ready(response);
+            }
+            (None, false)
+        }
+        Found::StaleIfError(entry) => (Some(entry), false),
+        Found::Pass => (None, true),
+        Found::Missing => (None, false),
     };
-    let response = inner.call(Request::from_parts(parts, body)).await?;
-    Ok(config.fill(miss, response).await)
+    Counters::add(&config.counters.misses);
+    let config = Arc::clone(config);
+    if pass {
+        ResponseFuture::flow(fetch::direct(config, inner(), pending, None))
+    } else {
+        let background = Arc::clone(background);
+        ResponseFuture::flow(fetch::coalesced(
+            config,
+            background,
+            inner(),
+            pending,
+            stale,
+        ))
+    }
 }
 
-/// A request that does not use the cache.
-async fn bypass<S, St, K, ReqB, ResB>(
+/// A request whose store had to be waited for: the same as `call`, after the lookup.
+async fn looked_up_later<S, St, K, ReqB, ResB>(
     config: Arc<Config<St, K>>,
-    mut inner: S,
-    request: Request<ReqB>,
+    background: Arc<Background>,
+    inner: S,
+    pending: Pending<ReqB>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    St: ?Sized,
-    ResB: Body,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    St: Store + ?Sized,
+    K: KeyMaker,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Into<Bytes> + Send,
+    ResB::Error: Send,
 {
-    let response = inner.call(request).await?;
-    let (mut parts, body) = response.into_parts();
-    crate::CacheOverride::take(&mut parts, config.override_header.as_ref());
-    config.mark(&mut parts.headers, Disposition::Bypass);
-    Ok(Response::from_parts(parts, CacheBody::origin(body)))
+    let request = pending.lookup.request(&config, &pending.parts);
+    let found = config.lookup(&request, pending.now).await;
+    serve(&config, &background, || inner, found, pending).await
 }

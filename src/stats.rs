@@ -13,6 +13,9 @@ pub(crate) struct Counters {
     pub bypasses: AtomicU64,
     pub stores: AtomicU64,
     pub store_errors: AtomicU64,
+    pub stale: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub refreshes: AtomicU64,
 }
 
 impl Counters {
@@ -38,6 +41,9 @@ impl CacheStats {
             bypasses: self.counters.bypasses.load(Relaxed),
             stores: self.counters.stores.load(Relaxed),
             store_errors: self.counters.store_errors.load(Relaxed),
+            stale: self.counters.stale.load(Relaxed),
+            coalesced: self.counters.coalesced.load(Relaxed),
+            refreshes: self.counters.refreshes.load(Relaxed),
             evictions: store.evictions,
             entries: store.entries,
             weighted_bytes: store.weighted_bytes,
@@ -57,7 +63,8 @@ impl fmt::Debug for CacheStats {
 pub struct StatsSnapshot {
     /// Requests answered from the cache.
     pub hits: u64,
-    /// Requests looked up and not found (or not fresh), then sent to the inner service.
+    /// Requests looked up and not found (or not fresh); they went to the inner service or waited
+    /// for another request's fetch (see `coalesced`).
     pub misses: u64,
     /// Requests that did not use the cache at all (see [`BypassReason`](crate::BypassReason)).
     pub bypasses: u64,
@@ -65,6 +72,12 @@ pub struct StatsSnapshot {
     pub stores: u64,
     /// Store operations that failed (the request was still answered, by the inner service).
     pub store_errors: u64,
+    /// Requests answered with a stale response (stale-while-revalidate or stale-if-error).
+    pub stale: u64,
+    /// Missed requests answered with the response another request fetched (no origin call).
+    pub coalesced: u64,
+    /// Background refreshes started (stale-while-revalidate and refresh-ahead).
+    pub refreshes: u64,
     /// Entries the store dropped to stay within its capacity.
     pub evictions: u64,
     /// Entries in the store (approximate for the memory store).

@@ -60,6 +60,14 @@ pub enum Cookies {
 /// | [`authorization`](Policy::authorization) | [`Authorization::StoreIfPublic`] |
 /// | [`cookies`](Policy::cookies) | [`Cookies::Bypass`] |
 /// | [`max_key_bytes`](Policy::max_key_bytes) | 8 KiB; longer keys bypass |
+/// | [`negative_ttl`](Policy::negative_ttl) | 10 s for 404 and 410, when the origin gives no lifetime |
+/// | [`stale_while_revalidate`](Policy::stale_while_revalidate) | 0 (or the origin's `stale-while-revalidate`) |
+/// | [`stale_if_error`](Policy::stale_if_error) | 0 (or the origin's `stale-if-error`) |
+/// | [`origin_timeout`](Policy::origin_timeout) | none: only errors and 5xx trigger stale-if-error |
+/// | [`refresh_ahead`](Policy::refresh_ahead) | off |
+/// | [`ttl_jitter`](Policy::ttl_jitter) | 0 |
+/// | [`max_coalesce_wait`](Policy::max_coalesce_wait) | 5 s, then a waiter asks the origin itself |
+/// | [`hit_for_pass`](Policy::hit_for_pass) | 10 s |
 ///
 /// `no-store`, `private`, `no-cache` and `Vary: *` responses are never stored, whatever the policy.
 ///
@@ -84,6 +92,14 @@ pub struct Policy {
     pub(crate) authorization: Authorization,
     pub(crate) cookies: Cookies,
     pub(crate) max_key_bytes: usize,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) stale_while_revalidate: Duration,
+    pub(crate) stale_if_error: Duration,
+    pub(crate) origin_timeout: Option<Duration>,
+    pub(crate) refresh_ahead: Option<f64>,
+    pub(crate) ttl_jitter: f64,
+    pub(crate) max_coalesce_wait: Duration,
+    pub(crate) hit_for_pass: Duration,
 }
 
 impl Default for Policy {
@@ -98,6 +114,14 @@ impl Default for Policy {
             authorization: Authorization::StoreIfPublic,
             cookies: Cookies::Bypass,
             max_key_bytes: 8 << 10,
+            negative_ttl: Duration::from_secs(10),
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            origin_timeout: None,
+            refresh_ahead: None,
+            ttl_jitter: 0.0,
+            max_coalesce_wait: Duration::from_secs(5),
+            hit_for_pass: Duration::from_secs(10),
         }
     }
 }
@@ -162,6 +186,72 @@ impl Policy {
     /// The longest cache key; requests whose key is longer bypass the cache.
     pub fn max_key_bytes(mut self, bytes: usize) -> Self {
         self.max_key_bytes = bytes;
+        self
+    }
+
+    /// How long 404 and 410 responses stay fresh when the origin gives no lifetime, so requests
+    /// for missing things do not all reach the backend (negative caching).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// For how long after expiry a response is served stale while one background request
+    /// refreshes it (RFC 5861). The origin's `stale-while-revalidate=N` can lengthen it when
+    /// Cache-Control is honoured; `must-revalidate`, `proxy-revalidate` and `s-maxage` forbid it.
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.stale_while_revalidate = window;
+        self
+    }
+
+    /// For how long after expiry a response is served stale when the origin fails: an error from
+    /// the inner service, a 5xx, or no answer within [`origin_timeout`](Policy::origin_timeout)
+    /// (RFC 5861). The origin's `stale-if-error=N` can lengthen it; the same directives as for
+    /// stale-while-revalidate forbid it.
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
+        self
+    }
+
+    /// When a stale response could be served instead, an origin slower than this counts as
+    /// failed: the client gets the stale response, and the fetch goes on in the background to
+    /// refresh the cache.
+    pub fn origin_timeout(mut self, timeout: Duration) -> Self {
+        self.origin_timeout = Some(timeout);
+        self
+    }
+
+    /// Refreshes an entry in the background when a request hits it after this share of its
+    /// lifetime (0.8: after 80%), so that hot entries never expire. Values are kept within
+    /// 0.05 to 1.0.
+    pub fn refresh_ahead(mut self, share_of_lifetime: f64) -> Self {
+        self.refresh_ahead = Some(share_of_lifetime.clamp(0.05, 1.0));
+        self
+    }
+
+    /// Spreads lifetimes by up to this share either way (0.1: +-10%), so that entries stored
+    /// together do not expire together. Values are kept within 0 to 0.5.
+    pub fn ttl_jitter(mut self, share: f64) -> Self {
+        self.ttl_jitter = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, 0.5)
+        };
+        self
+    }
+
+    /// How long a request waits for another request's fetch of the same key before asking the
+    /// origin itself.
+    pub fn max_coalesce_wait(mut self, wait: Duration) -> Self {
+        self.max_coalesce_wait = wait;
+        self
+    }
+
+    /// How long a key whose response could not be shared (`private`, `Set-Cookie`, `no-store`,
+    /// too large, ...) is remembered as such, so that its requests go straight to the origin
+    /// instead of queueing behind each other ("hit-for-pass").
+    pub fn hit_for_pass(mut self, ttl: Duration) -> Self {
+        self.hit_for_pass = ttl;
         self
     }
 }

@@ -5,6 +5,7 @@ use http::{request, response};
 use std::time::{Duration, SystemTime};
 
 use super::{CacheControl, Vary, freshness};
+use crate::entry::Lifetime;
 use crate::policy::{Authorization, Cookies, Policy, SetCookie};
 use crate::{BypassReason, CacheOverride, NotStoredReason};
 
@@ -38,8 +39,8 @@ impl RequestFacts {
 /// A response that may be stored.
 #[derive(Debug)]
 pub(crate) struct StoreDecision {
-    /// How long it stays fresh from now.
-    pub fresh_for: Duration,
+    /// How long it stays fresh from now, and may be served stale after.
+    pub lifetime: Lifetime,
     /// Its age when received, in seconds.
     pub initial_age: u64,
     /// The request fields it varies on (empty: none).
@@ -56,6 +57,7 @@ pub(crate) fn decide(
     response: &response::Parts,
     overrides: CacheOverride,
     now: SystemTime,
+    jitter_seed: u64,
 ) -> Result<StoreDecision, NotStoredReason> {
     if overrides.forbids_store() {
         return Err(NotStoredReason::Override);
@@ -91,6 +93,7 @@ pub(crate) fn decide(
         Vary::Malformed => return Err(NotStoredReason::Malformed),
     };
     let initial_age = freshness::initial_age(headers, now);
+    let negative = matches!(response.status.as_u16(), 404 | 410);
     let fresh_for = match overrides.lifetime() {
         Some(ttl) => ttl,
         None => match policy
@@ -100,18 +103,46 @@ pub(crate) fn decide(
         {
             // The origin's lifetime counts from the response's creation, not from now.
             Some(lifetime) => lifetime.saturating_sub(Duration::from_secs(initial_age)),
-            None => policy.ttl,
+            None if negative => policy.negative_ttl,
+            None => jittered(policy.ttl, policy.ttl_jitter, jitter_seed),
         },
     };
     if fresh_for.is_zero() {
         return Err(NotStoredReason::NotFresh);
     }
-    Ok(StoreDecision {
+    // RFC 9111 §4.2.4: these forbid serving stale; otherwise the longer of the operator's and
+    // the origin's permission (RFC 5861) applies.
+    let stale_allowed = !(cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some());
+    let window = |policy_window: Duration, origin: Option<u64>| {
+        let origin = origin
+            .filter(|_| policy.honor_cache_control)
+            .map_or(Duration::ZERO, Duration::from_secs);
+        if stale_allowed {
+            policy_window.max(origin)
+        } else {
+            Duration::ZERO
+        }
+    };
+    let lifetime = Lifetime {
         fresh_for,
+        stale_while_revalidate: window(policy.stale_while_revalidate, cc.stale_while_revalidate),
+        stale_if_error: window(policy.stale_if_error, cc.stale_if_error),
+    };
+    Ok(StoreDecision {
+        lifetime,
         initial_age,
         vary,
         shared_with_credentials,
     })
+}
+
+/// `ttl` spread by up to `share` either way, by a seed that differs per entry.
+fn jittered(ttl: Duration, share: f64, seed: u64) -> Duration {
+    if share <= 0.0 {
+        return ttl;
+    }
+    let unit = (seed >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+    ttl.mul_f64(1.0 + share * (2.0 * unit - 1.0))
 }
 
 /// The header fields to store (RFC 9111 §3.1): no hop-by-hop or `Connection`-listed fields, no
@@ -186,7 +217,14 @@ mod tests {
         req: RequestFacts,
         r: &response::Parts,
     ) -> Result<StoreDecision, NotStoredReason> {
-        decide(policy, req, r, CacheOverride::default(), SystemTime::now())
+        decide(
+            policy,
+            req,
+            r,
+            CacheOverride::default(),
+            SystemTime::now(),
+            0,
+        )
     }
 
     #[test]
@@ -259,14 +297,14 @@ mod tests {
     fn lifetime_sources() {
         let p = Policy::new().ttl(Duration::from_secs(7));
         let d = verdict(&p, ANON, &res(200, &[])).unwrap();
-        assert_eq!(d.fresh_for, Duration::from_secs(7));
+        assert_eq!(d.lifetime.fresh_for, Duration::from_secs(7));
         let d = verdict(
             &p,
             ANON,
             &res(200, &[("cache-control", "max-age=100"), ("age", "40")]),
         )
         .unwrap();
-        assert_eq!(d.fresh_for, Duration::from_secs(60));
+        assert_eq!(d.lifetime.fresh_for, Duration::from_secs(60));
         assert_eq!(d.initial_age, 40);
         let d = verdict(
             &p.clone().honor_cache_control(false),
@@ -274,16 +312,69 @@ mod tests {
             &res(200, &[("cache-control", "max-age=100")]),
         )
         .unwrap();
-        assert_eq!(d.fresh_for, Duration::from_secs(7));
+        assert_eq!(d.lifetime.fresh_for, Duration::from_secs(7));
         let d = decide(
             &p,
             ANON,
             &res(200, &[("cache-control", "max-age=100")]),
             CacheOverride::ttl(Duration::from_secs(3)),
             SystemTime::now(),
+            0,
         )
         .unwrap();
-        assert_eq!(d.fresh_for, Duration::from_secs(3));
+        assert_eq!(d.lifetime.fresh_for, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn stale_windows_negative_ttl_and_jitter() {
+        let p = Policy::new()
+            .stale_while_revalidate(Duration::from_secs(30))
+            .stale_if_error(Duration::from_secs(60));
+        let d = verdict(
+            &p,
+            ANON,
+            &res(200, &[("cache-control", "max-age=10, stale-if-error=600")]),
+        )
+        .unwrap();
+        assert_eq!(d.lifetime.stale_while_revalidate, Duration::from_secs(30));
+        assert_eq!(d.lifetime.stale_if_error, Duration::from_secs(600));
+        for forbids in [
+            "max-age=10, must-revalidate",
+            "s-maxage=10",
+            "max-age=10, proxy-revalidate",
+        ] {
+            let d = verdict(&p, ANON, &res(200, &[("cache-control", forbids)])).unwrap();
+            assert_eq!(
+                d.lifetime.stale_while_revalidate,
+                Duration::ZERO,
+                "{forbids}"
+            );
+            assert_eq!(d.lifetime.stale_if_error, Duration::ZERO, "{forbids}");
+        }
+        let d = verdict(&p, ANON, &res(404, &[])).unwrap();
+        assert_eq!(d.lifetime.fresh_for, Duration::from_secs(10));
+        let d = verdict(&p, ANON, &res(410, &[("cache-control", "max-age=100")])).unwrap();
+        assert_eq!(d.lifetime.fresh_for, Duration::from_secs(100));
+
+        let p = Policy::new().ttl(Duration::from_secs(100)).ttl_jitter(0.1);
+        let ttls: Vec<Duration> = (0..200u64)
+            .map(|i| {
+                let seed = xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes());
+                decide(
+                    &p,
+                    ANON,
+                    &res(200, &[]),
+                    CacheOverride::default(),
+                    SystemTime::now(),
+                    seed,
+                )
+                .unwrap()
+                .lifetime
+                .fresh_for
+            })
+            .collect();
+        assert!(ttls.iter().all(|t| (90..=110).contains(&t.as_secs())));
+        assert!(ttls.iter().any(|t| t.as_secs() < 95) && ttls.iter().any(|t| t.as_secs() >= 105));
     }
 
     #[test]

@@ -299,7 +299,7 @@ mod tests {
                     shared_with_credentials: false,
                 },
                 SystemTime::now(),
-                Duration::from_secs(60),
+                crate::entry::Lifetime::fresh(Duration::from_secs(60)),
                 0,
             )
             .with_tags(tags.iter().copied()),

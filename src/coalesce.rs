@@ -1,0 +1,173 @@
+//! Single flight: while one request for a key is being fetched, the others wait for its result.
+//!
+//! The first request for a key becomes the leader and gets a [`FlightGuard`]; later ones get a
+//! receiver. The leader publishes what it may share: the stored entry (waiters check it exactly
+//! as they would check a store hit: full key, `Vary`, credentials), or that it could not be
+//! shared (waiters then go to the origin themselves). A guard dropped without publishing (its
+//! task was aborted or panicked) publishes [`Shared::Failed`], so waiters never hang.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+use crate::{Entry, StoreKey};
+
+/// What a finished fetch offers the requests that waited for it.
+#[derive(Clone, Debug)]
+pub(crate) enum Shared {
+    /// The stored response, and the variants list it was stored under, if it varies.
+    Entry {
+        variants: Option<Arc<Entry>>,
+        entry: Arc<Entry>,
+    },
+    /// The response may not be shared (private, `Set-Cookie`, too large...): ask the origin.
+    Pass,
+    /// The fetch failed (an error, a 5xx, an aborted task): ask the origin, or serve stale.
+    Failed,
+}
+
+type Flight = Arc<watch::Sender<Option<Shared>>>;
+
+/// The fetches in flight, by key.
+#[derive(Default)]
+pub(crate) struct Flights {
+    flights: Mutex<HashMap<StoreKey, Flight>>,
+}
+
+/// The leader's or a waiter's part in a flight.
+pub(crate) enum Role {
+    Leader(FlightGuard),
+    Waiter(watch::Receiver<Option<Shared>>),
+}
+
+impl Flights {
+    fn lock(&self) -> MutexGuard<'_, HashMap<StoreKey, Flight>> {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Joins the flight for `key`, or starts it.
+    pub fn join(self: &Arc<Self>, key: StoreKey) -> Role {
+        let mut flights = self.lock();
+        if let Some(flight) = flights.get(&key) {
+            return Role::Waiter(flight.subscribe());
+        }
+        Role::Leader(self.start(&mut flights, key))
+    }
+
+    /// Starts a flight for `key` unless one is already under way (for background refreshes,
+    /// which never wait).
+    pub fn lead(self: &Arc<Self>, key: StoreKey) -> Option<FlightGuard> {
+        let mut flights = self.lock();
+        if flights.contains_key(&key) {
+            return None;
+        }
+        Some(self.start(&mut flights, key))
+    }
+
+    fn start(
+        self: &Arc<Self>,
+        flights: &mut HashMap<StoreKey, Flight>,
+        key: StoreKey,
+    ) -> FlightGuard {
+        let (sender, _) = watch::channel(None);
+        let flight = Arc::new(sender);
+        flights.insert(key, Arc::clone(&flight));
+        FlightGuard {
+            flights: Arc::clone(self),
+            key,
+            flight,
+            published: false,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The leader's duty: publish the outcome, once.
+pub(crate) struct FlightGuard {
+    flights: Arc<Flights>,
+    key: StoreKey,
+    flight: Flight,
+    published: bool,
+}
+
+impl FlightGuard {
+    /// Ends the flight: later requests look the key up again; waiters get `shared`.
+    pub fn publish(mut self, shared: Shared) {
+        self.finish(shared);
+    }
+
+    fn finish(&mut self, shared: Shared) {
+        if self.published {
+            return;
+        }
+        self.published = true;
+        {
+            let mut flights = self.flights.lock();
+            if flights
+                .get(&self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                flights.remove(&self.key);
+            }
+        }
+        self.flight.send_replace(Some(shared));
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.finish(Shared::Failed);
+    }
+}
+
+/// Waits for the flight's outcome; `Failed` if it ends without one.
+pub(crate) async fn outcome(mut waiter: watch::Receiver<Option<Shared>>) -> Shared {
+    match waiter.wait_for(Option::is_some).await {
+        Ok(shared) => shared.clone().unwrap_or(Shared::Failed),
+        Err(_) => Shared::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_leader_many_waiters() {
+        let flights = Arc::new(Flights::default());
+        let key = StoreKey::of(b"k");
+        let Role::Leader(guard) = flights.join(key) else {
+            panic!("first is the leader")
+        };
+        let waiters: Vec<_> = (0..10)
+            .map(|_| match flights.join(key) {
+                Role::Waiter(w) => tokio::spawn(outcome(w)),
+                Role::Leader(_) => panic!("only one leader"),
+            })
+            .collect();
+        assert!(flights.lead(key).is_none());
+        guard.publish(Shared::Pass);
+        for w in waiters {
+            assert!(matches!(w.await.unwrap(), Shared::Pass));
+        }
+        assert_eq!(flights.len(), 0);
+        assert!(matches!(flights.join(key), Role::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_fails_its_waiters() {
+        let flights = Arc::new(Flights::default());
+        let key = StoreKey::of(b"k");
+        let leader = flights.join(key);
+        let Role::Waiter(w) = flights.join(key) else {
+            panic!("waiter expected")
+        };
+        drop(leader);
+        assert!(matches!(outcome(w).await, Shared::Failed));
+        assert_eq!(flights.len(), 0);
+    }
+}

@@ -1,0 +1,338 @@
+//! Going to the origin: coalesced with other requests for the key, directly, or in the
+//! background; with a stale response to fall back on when the origin fails (RFC 5861).
+//!
+//! A coalesced fetch runs in a task of its own ([`Background`]): if the client that started it
+//! goes away, the fetch still completes, stores the response and answers the requests waiting
+//! for it.
+
+use bytes::Bytes;
+use http::header::{
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+};
+use http::{Method, Request, Response, request};
+use http_body::Body;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::oneshot;
+use tower_service::Service;
+
+use crate::background::Background;
+use crate::coalesce::{self, FlightGuard, Role, Shared};
+use crate::config::{Config, Disposition};
+use crate::fill::Miss;
+use crate::service::Lookup;
+use crate::stats::Counters;
+use crate::{CacheBody, CacheOverride, Entry, Store};
+
+/// A cacheable request on its way to the origin.
+pub(crate) struct Pending<ReqB> {
+    pub parts: request::Parts,
+    pub body: ReqB,
+    pub lookup: Lookup,
+    pub now: SystemTime,
+}
+
+/// A request that does not use the cache.
+pub(crate) async fn bypass<S, St, K, ReqB, ResB>(
+    config: Arc<Config<St, K>>,
+    mut inner: S,
+    request: Request<ReqB>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: ?Sized,
+    ResB: Body,
+{
+    let response = inner.call(request).await?;
+    let (mut parts, body) = response.into_parts();
+    CacheOverride::take(&mut parts, config.override_header.as_ref());
+    config.mark(&mut parts.headers, Disposition::Bypass);
+    Ok(Response::from_parts(parts, CacheBody::origin(body)))
+}
+
+/// A miss: waits for another request's fetch of the key if there is one (up to the policy's
+/// `max_coalesce_wait`), or fetches and lets later requests wait for it.
+pub(crate) async fn coalesced<S, St, K, ReqB, ResB>(
+    config: Arc<Config<St, K>>,
+    background: Arc<Background>,
+    inner: S,
+    pending: Pending<ReqB>,
+    stale: Option<Arc<Entry>>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    St: Store + ?Sized,
+    K: Send + Sync + 'static,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Into<Bytes> + Send,
+    ResB::Error: Send,
+{
+    // HEAD fills nothing, and coalescing needs tokio (tasks, timers).
+    if pending.lookup.head || tokio::runtime::Handle::try_current().is_err() {
+        return direct(config, inner, pending, stale).await;
+    }
+    let guard = match config.flights.join(pending.lookup.key.store_key()) {
+        Role::Leader(guard) => guard,
+        Role::Waiter(waiter) => {
+            let policy = config.policies.get(pending.lookup.policy);
+            let shared = tokio::time::timeout(policy.max_coalesce_wait, coalesce::outcome(waiter))
+                .await
+                .unwrap_or(Shared::Failed);
+            let now = SystemTime::now();
+            let request = pending.lookup.request(&config, &pending.parts);
+            if let Some(entry) = config.accept_shared(&shared, &request, now) {
+                let response = config.answer(&entry, false, now, Disposition::Hit);
+                if let Some(response) = response {
+                    Counters::add(&config.counters.coalesced);
+                    return Ok(response);
+                }
+            }
+            if let (Shared::Failed, Some(stale)) = (&shared, &stale) {
+                if let Some(response) = config.answer_stale(stale, &pending) {
+                    return Ok(response);
+                }
+            }
+            // Not shareable, failed without a stale fallback, timed out, or another variant:
+            // this request asks the origin itself.
+            return direct(config, inner, pending, stale).await;
+        }
+    };
+    lead(config, background, inner, pending, stale, guard).await
+}
+
+/// The first request for a key: fetches in a task of its own, so that the waiters get their
+/// answer even if this request's client goes away.
+async fn lead<S, St, K, ReqB, ResB>(
+    config: Arc<Config<St, K>>,
+    background: Arc<Background>,
+    inner: S,
+    pending: Pending<ReqB>,
+    stale: Option<Arc<Entry>>,
+    guard: FlightGuard,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    St: Store + ?Sized,
+    K: Send + Sync + 'static,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Into<Bytes> + Send,
+    ResB::Error: Send,
+{
+    let (head, now) = (pending.lookup.head, pending.now);
+    let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
+    let (answer, answered) = oneshot::channel();
+    let fetching = fetch(Arc::clone(&config), inner, pending, Some(guard));
+    // The runtime was checked by `coalesced`, so the task starts.
+    background.spawn(async move {
+        // The client may be gone; the fill is what matters then.
+        let _ = answer.send(fetching.await);
+    });
+    let mut answered = answered;
+    if let (Some(stale), Some(limit)) = (&stale, timeout) {
+        if tokio::time::timeout(limit, &mut answered).await.is_err() {
+            // Too slow: the stale response now; the fetch refreshes the cache when it lands.
+            if let Some(response) = config.answer_stale_at(stale, head, SystemTime::now()) {
+                return Ok(response);
+            }
+        }
+    }
+    match answered.await.unwrap_or_else(|_| never_answered()) {
+        Ok(response) => Ok(config.settle(response, stale.as_deref(), head, now)),
+        Err(error) => config.settle_error(error, stale.as_deref(), head),
+    }
+}
+
+/// A fetch nobody waits for and nobody else joins (hit-for-pass, HEAD, a waiter that gave up).
+pub(crate) async fn direct<S, St, K, ReqB, ResB>(
+    config: Arc<Config<St, K>>,
+    inner: S,
+    pending: Pending<ReqB>,
+    stale: Option<Arc<Entry>>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: Store + ?Sized,
+    ResB: Body,
+    ResB::Data: Into<Bytes>,
+{
+    let (head, now) = (pending.lookup.head, pending.now);
+    let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
+    let mut fetching = std::pin::pin!(fetch(Arc::clone(&config), inner, pending, None));
+    if let (Some(stale), Some(limit)) = (&stale, timeout) {
+        if tokio::runtime::Handle::try_current().is_ok()
+            && tokio::time::timeout(limit, fetching.as_mut())
+                .await
+                .is_err()
+        {
+            if let Some(response) = config.answer_stale_at(stale, head, SystemTime::now()) {
+                return Ok(response);
+            }
+        }
+    }
+    match fetching.await {
+        Ok(response) => Ok(config.settle(response, stale.as_deref(), head, now)),
+        Err(error) => config.settle_error(error, stale.as_deref(), head),
+    }
+}
+
+/// Calls the inner service and fills the cache with its response; publishes the outcome to
+/// the requests waiting for it (a failure, when the inner service fails).
+pub(crate) fn fetch<S, St, K, ReqB, ResB>(
+    config: Arc<Config<St, K>>,
+    mut inner: S,
+    pending: Pending<ReqB>,
+    guard: Option<FlightGuard>,
+) -> impl Future<Output = Result<Response<CacheBody<ResB>>, S::Error>>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: Store + ?Sized,
+    ResB: Body,
+    ResB::Data: Into<Bytes>,
+{
+    let Pending {
+        parts,
+        body,
+        lookup,
+        now,
+    } = pending;
+    let request_headers = parts.headers.clone();
+    // Called here, not in the future: the service was polled ready for this call.
+    let called = inner.call(Request::from_parts(parts, body));
+    async move {
+        let miss = Miss {
+            policy: config.policies.get(lookup.policy),
+            facts: lookup.facts,
+            key: lookup.key,
+            head: lookup.head,
+            request_headers,
+            now,
+        };
+        // On an error the guard is dropped, which tells the waiters the fetch failed.
+        let response = called.await?;
+        let (response, shared) = config.fill(miss, response).await;
+        if let Some(guard) = guard {
+            guard.publish(shared);
+        }
+        Ok(response)
+    }
+}
+
+/// Refreshes an entry in the background (stale-while-revalidate, refresh-ahead), unless a
+/// fetch of the key is already under way or the maximum of refreshes is running. The request
+/// that triggered it is answered from the cache; its parts become the refresh's request, made
+/// unconditional and for the whole body.
+pub(crate) fn refresh<S, St, K, ReqB, ResB>(
+    config: &Arc<Config<St, K>>,
+    background: &Background,
+    inner: S,
+    mut pending: Pending<ReqB>,
+) where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    St: Store + ?Sized,
+    K: Send + Sync + 'static,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Into<Bytes> + Send,
+    ResB::Error: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let Some(permit) = background.refresh_permit() else {
+        tracing::debug!("background refresh skipped: the maximum are running");
+        return;
+    };
+    let Some(guard) = config.flights.lead(pending.lookup.key.store_key()) else {
+        return;
+    };
+    pending.parts.method = Method::GET;
+    pending.lookup.head = false;
+    for name in [
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_MATCH,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        RANGE,
+    ] {
+        pending.parts.headers.remove(name);
+    }
+    pending.now = SystemTime::now();
+    let refreshing = fetch(Arc::clone(config), inner, pending, Some(guard));
+    let spawned = background.spawn(async move {
+        let _permit = permit;
+        if let Err(_error) = refreshing.await {
+            tracing::debug!("background refresh failed; the stored response stays");
+        }
+    });
+    if spawned {
+        Counters::add(&config.counters.refreshes);
+    }
+}
+
+/// A fetch task only ends without an answer when the inner service panicked in it (or the
+/// runtime is shutting down). The inner service's error cannot be made up, so its panic is
+/// carried on to the caller, as it would have been without the cache.
+fn never_answered<T>() -> T {
+    panic!("the inner service panicked or was cancelled while filling the cache")
+}
+
+impl<St: Store + ?Sized, K> Config<St, K> {
+    /// The origin's answer, or the stale response when the answer is a server error and a stale
+    /// one may stand in (stale-if-error).
+    fn settle<B: Body>(
+        &self,
+        response: Response<CacheBody<B>>,
+        stale: Option<&Entry>,
+        head: bool,
+        now: SystemTime,
+    ) -> Response<CacheBody<B>> {
+        if let Some(stale) = stale.filter(|_| response.status().is_server_error()) {
+            if let Some(stale) = self.answer_stale_at(stale, head, now) {
+                return stale;
+            }
+        }
+        response
+    }
+
+    /// The inner service's error, or the stale response when one may stand in.
+    fn settle_error<B: Body, E>(
+        &self,
+        error: E,
+        stale: Option<&Entry>,
+        head: bool,
+    ) -> Result<Response<CacheBody<B>>, E> {
+        match stale.and_then(|s| self.answer_stale_at(s, head, SystemTime::now())) {
+            Some(response) => Ok(response),
+            None => Err(error),
+        }
+    }
+
+    fn answer_stale<B: Body, ReqB>(
+        &self,
+        stale: &Entry,
+        pending: &Pending<ReqB>,
+    ) -> Option<Response<CacheBody<B>>> {
+        self.answer_stale_at(stale, pending.lookup.head, SystemTime::now())
+    }
+
+    fn answer_stale_at<B: Body>(
+        &self,
+        stale: &Entry,
+        head: bool,
+        now: SystemTime,
+    ) -> Option<Response<CacheBody<B>>> {
+        let response = self.answer(stale, head, now, Disposition::Stale)?;
+        Counters::add(&self.counters.stale);
+        Some(response)
+    }
+}
