@@ -206,16 +206,17 @@ where
     // Called here, not in the future: the service was polled ready for this call.
     let called = inner.call(Request::from_parts(parts, body));
     async move {
+        // On an error the guard is dropped, which tells the waiters the fetch failed.
+        let response = called.await?;
         let miss = Miss {
             policy: config.policies.get(lookup.policy),
             facts: lookup.facts,
             key: lookup.key,
             head: lookup.head,
             request_headers,
-            now,
+            requested_at: now,
+            now: SystemTime::now(),
         };
-        // On an error the guard is dropped, which tells the waiters the fetch failed.
-        let response = called.await?;
         let (response, shared) = config.fill(miss, response).await;
         if let Some(guard) = guard {
             guard.publish(shared);

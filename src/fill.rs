@@ -24,6 +24,9 @@ pub(crate) struct Miss<'a> {
     pub head: bool,
     /// The request's headers, for the `Vary` fields of the variant key.
     pub request_headers: HeaderMap,
+    /// When the request was sent to the origin.
+    pub requested_at: SystemTime,
+    /// When the response arrived: entries are timed from here (RFC 9111 §4.2.3).
     pub now: SystemTime,
 }
 
@@ -47,7 +50,19 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             Err(NotStoredReason::Head)
         } else {
             let seed = xxh3_64_with_seed(miss.key.as_bytes(), unix_nanos(miss.now));
-            semantics::decide(miss.policy, miss.facts, &parts, overrides, miss.now, seed)
+            let delay = miss
+                .now
+                .duration_since(miss.requested_at)
+                .unwrap_or_default();
+            semantics::decide(
+                miss.policy,
+                miss.facts,
+                &parts,
+                overrides,
+                miss.now,
+                delay,
+                seed,
+            )
         };
         let decision = match decision.and_then(|d| within_limit(&parts, miss.policy, d)) {
             Ok(decision) => decision,

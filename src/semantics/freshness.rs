@@ -31,14 +31,15 @@ pub(crate) fn origin_lifetime(
     Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
 }
 
-/// The response's corrected initial age in seconds (§4.2.3): the larger of its `Age` header and
-/// the apparent age from its `Date`. An invalid `Age` is ignored (§5.1).
-pub(crate) fn initial_age(headers: &HeaderMap, now: SystemTime) -> u64 {
+/// The response's corrected initial age in seconds (§4.2.3): the larger of its `Age` header
+/// plus the time the request took, and the apparent age from its `Date`. An invalid `Age` is
+/// ignored (§5.1).
+pub(crate) fn initial_age(headers: &HeaderMap, now: SystemTime, response_delay: Duration) -> u64 {
     let age_value = headers
         .get(AGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+        .map_or(0, |age| age.saturating_add(response_delay.as_secs()));
     let apparent_age = headers
         .get(DATE)
         .and_then(http_date)
@@ -98,16 +99,31 @@ mod tests {
         let now = SystemTime::now();
         let date = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(
-            initial_age(&headers(&[("age", "10"), ("date", &date)]), now),
+            initial_age(
+                &headers(&[("age", "10"), ("date", &date)]),
+                now,
+                Duration::ZERO
+            ),
             30
         );
         assert_eq!(
-            initial_age(&headers(&[("age", "100"), ("date", &date)]), now),
-            100
+            initial_age(
+                &headers(&[("age", "100"), ("date", &date)]),
+                now,
+                Duration::from_secs(2)
+            ),
+            102,
+            "the Age value plus the time the request took"
         );
-        assert_eq!(initial_age(&headers(&[("age", "x")]), now), 0);
+        assert_eq!(
+            initial_age(&headers(&[("age", "x")]), now, Duration::ZERO),
+            0
+        );
         // A Date in the future (clock skew) is not a negative age.
         let future = httpdate::fmt_http_date(now + Duration::from_secs(300));
-        assert_eq!(initial_age(&headers(&[("date", &future)]), now), 0);
+        assert_eq!(
+            initial_age(&headers(&[("date", &future)]), now, Duration::ZERO),
+            0
+        );
     }
 }

@@ -57,6 +57,7 @@ pub(crate) fn decide(
     response: &response::Parts,
     overrides: CacheOverride,
     now: SystemTime,
+    response_delay: Duration,
     jitter_seed: u64,
 ) -> Result<StoreDecision, NotStoredReason> {
     if overrides.forbids_store() {
@@ -92,7 +93,7 @@ pub(crate) fn decide(
         Vary::Star => return Err(NotStoredReason::VaryStar),
         Vary::Malformed => return Err(NotStoredReason::Malformed),
     };
-    let initial_age = freshness::initial_age(headers, now);
+    let initial_age = freshness::initial_age(headers, now, response_delay);
     let negative = matches!(response.status.as_u16(), 404 | 410);
     let fresh_for = match overrides.lifetime() {
         Some(ttl) => ttl,
@@ -223,6 +224,7 @@ mod tests {
             r,
             CacheOverride::default(),
             SystemTime::now(),
+            Duration::ZERO,
             0,
         )
     }
@@ -319,6 +321,7 @@ mod tests {
             &res(200, &[("cache-control", "max-age=100")]),
             CacheOverride::ttl(Duration::from_secs(3)),
             SystemTime::now(),
+            Duration::ZERO,
             0,
         )
         .unwrap();
@@ -366,6 +369,7 @@ mod tests {
                     &res(200, &[]),
                     CacheOverride::default(),
                     SystemTime::now(),
+                    Duration::ZERO,
                     seed,
                 )
                 .unwrap()
