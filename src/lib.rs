@@ -32,6 +32,11 @@
 //! A hit shares the stored body (`Bytes`), copying only the header map. Bodies larger than the
 //! policy's limit stream through unstored with bounded memory; trailers are stored and replayed.
 //!
+//! It protects the backend: concurrent misses for a key reach it once (the others wait for that
+//! fetch, which survives its client going away); within a stale-while-revalidate window expired
+//! responses are served at once while one background request refreshes them; within a
+//! stale-if-error window a stale response stands in for a failing origin (RFC 5861).
+//!
 //! # Pieces
 //!
 //! - [`CacheLayer`] / [`CacheService`]: the middleware, configured with builder methods.
@@ -42,7 +47,8 @@
 //!   `Arc<dyn DynStore>` at run time, or your own.
 //! - [`CacheStats`]: hits, misses, bypasses, stores, evictions.
 //!
-//! Every response carries `X-Cache: HIT | MISS | BYPASS` (configurable), and hits an `Age`.
+//! Every response carries `X-Cache: HIT | STALE | MISS | BYPASS` (configurable), and hits an
+//! `Age`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
