@@ -232,3 +232,48 @@ async fn different_variants_do_not_share_a_fetch() {
     // One fetch per language is ideal; correctness is what matters: never the other language.
     assert!(calls.get() >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_gives_up_after_the_policys_bound() {
+    // The first call hangs at the origin until released; later calls answer at once.
+    let calls = Calls::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let (c, g) = (calls.clone(), gate.clone());
+    let app = Router::new()
+        .route(
+            "/item",
+            get(move || {
+                let n = c.hit();
+                let g = g.clone();
+                async move {
+                    if n == 1 {
+                        let _ = g.acquire().await.unwrap();
+                    }
+                    format!("call {n}")
+                }
+            }),
+        )
+        .layer(cache(
+            Policy::new().max_coalesce_wait(Duration::from_millis(100)),
+        ));
+    let leader = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            read(
+                app.oneshot(Request::get("/item").body(Body::empty()).unwrap())
+                    .await
+                    .unwrap(),
+            )
+            .await
+        })
+    };
+    while calls.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The leader is stuck; the waiter stops waiting and asks the origin itself.
+    let waiter = burst(&app, 1).await;
+    assert_eq!(waiter[0].text(), "call 2");
+    assert!(!leader.is_finished());
+    gate.add_permits(1);
+    assert_eq!(leader.await.unwrap().text(), "call 1");
+}
