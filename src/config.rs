@@ -4,6 +4,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 
 use crate::coalesce::Flights;
+use crate::invalidate::Generations;
 use crate::policy::Policies;
 use crate::stats::Counters;
 use crate::{BypassReason, NotStoredReason};
@@ -20,6 +21,14 @@ pub(crate) struct Config<St: ?Sized, K> {
     pub counters: Arc<Counters>,
     /// Fetches in flight, for coalescing.
     pub flights: Arc<Flights>,
+    /// Fill generations, so that invalidated data is never written back.
+    pub generations: Arc<Generations>,
+    /// The response header carrying tags (`cache-tag` by default), or none.
+    pub tag_header: Option<HeaderName>,
+    /// Whether the tag header is passed on to clients (it is removed by default).
+    pub keep_tag_header: bool,
+    /// When set, `PURGE` requests with this bearer token invalidate their URI.
+    pub purge_token: Option<crate::purge::Token>,
 }
 
 // Manual: the derive would require `St: Clone` and `K: Clone`, but both are behind `Arc`.
@@ -33,6 +42,10 @@ impl<St: ?Sized, K> Clone for Config<St, K> {
             override_header: self.override_header.clone(),
             counters: Arc::clone(&self.counters),
             flights: Arc::clone(&self.flights),
+            generations: Arc::clone(&self.generations),
+            tag_header: self.tag_header.clone(),
+            keep_tag_header: self.keep_tag_header,
+            purge_token: self.purge_token.clone(),
         }
     }
 }
@@ -68,5 +81,36 @@ impl<St: ?Sized, K> Config<St, K> {
 
     pub fn not_stored(&self, reason: NotStoredReason) {
         tracing::debug!(reason = reason.as_str(), "response not stored");
+    }
+}
+
+impl<St: crate::Store + ?Sized, K> Config<St, K> {
+    /// Invalidates every entry carrying one of `tags`: recorded first (so that fills in
+    /// progress do not write back), then removed from the store. Store errors are logged and
+    /// counted; the count of removed entries is returned.
+    pub async fn invalidate(&self, tags: &[&str]) -> u64 {
+        if tags.is_empty() {
+            return 0;
+        }
+        self.generations.record(tags.iter().copied());
+        Counters::add(&self.counters.invalidations);
+        match self.store.invalidate_tags(tags).await {
+            Ok(removed) => removed,
+            Err(error) => {
+                Counters::add(&self.counters.store_errors);
+                tracing::warn!(%error, "cache invalidation failed in the store");
+                0
+            }
+        }
+    }
+
+    /// Removes every entry, and records it so that fills in progress do not write back.
+    pub async fn clear(&self) {
+        self.generations.record_everything();
+        Counters::add(&self.counters.invalidations);
+        if let Err(error) = self.store.clear().await {
+            Counters::add(&self.counters.store_errors);
+            tracing::warn!(%error, "cache clear failed in the store");
+        }
     }
 }

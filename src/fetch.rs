@@ -21,6 +21,7 @@ use crate::background::Background;
 use crate::coalesce::{self, FlightGuard, Role, Shared};
 use crate::config::{Config, Disposition};
 use crate::fill::Miss;
+use crate::invalidate;
 use crate::service::Lookup;
 use crate::stats::Counters;
 use crate::{CacheBody, CacheOverride, Entry, Store};
@@ -33,7 +34,10 @@ pub(crate) struct Pending<ReqB> {
     pub now: SystemTime,
 }
 
-/// A request that does not use the cache.
+/// A request that does not use the cache. If its method may change something and the origin
+/// answers 2xx or 3xx, what it changed is invalidated before the response is returned
+/// (RFC 9111 §4.4): the target URI, same-host `Location` and `Content-Location` URIs, and the
+/// tags the response names in the tag header. Error answers invalidate nothing.
 pub(crate) async fn bypass<S, St, K, ReqB, ResB>(
     config: Arc<Config<St, K>>,
     mut inner: S,
@@ -41,14 +45,126 @@ pub(crate) async fn bypass<S, St, K, ReqB, ResB>(
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    St: ?Sized,
+    St: Store + ?Sized,
     ResB: Body,
 {
-    let response = inner.call(request).await?;
+    let (parts, body) = request.into_parts();
+    let write = (!invalidate::is_safe(&parts.method)).then(|| clone_parts(&parts));
+    let response = inner.call(Request::from_parts(parts, body)).await?;
     let (mut parts, body) = response.into_parts();
     CacheOverride::take(&mut parts, config.override_header.as_ref());
+    if let Some(write) = write {
+        let tags = config.written_tags(&write, &mut parts);
+        if parts.status.is_success() || parts.status.is_redirection() {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            config.invalidate(&tags).await;
+        }
+    } else if let Some(name) = config
+        .tag_header
+        .as_ref()
+        .filter(|_| !config.keep_tag_header)
+    {
+        parts.headers.remove(name);
+    }
     config.mark(&mut parts.headers, Disposition::Bypass);
     Ok(Response::from_parts(parts, CacheBody::origin(body)))
+}
+
+/// A `PURGE` request, answered by the cache itself (see `CacheLayer::purge_method`).
+pub(crate) async fn purge<St, K, ResB, E>(
+    config: Arc<Config<St, K>>,
+    request: request::Parts,
+) -> Result<Response<CacheBody<ResB>>, E>
+where
+    St: Store + ?Sized,
+    ResB: Body,
+{
+    let allowed = config
+        .purge_token
+        .as_ref()
+        .is_some_and(|token| token.authorizes(&request.headers));
+    let answer = if !allowed {
+        crate::purge::unauthorized()
+    } else {
+        match crate::key::authority_str(&request) {
+            Some(authority) => {
+                let tag = invalidate::uri_tag(authority, request.uri.path());
+                let purged = config.invalidate(&[&tag]).await;
+                crate::purge::text(http::StatusCode::OK, format!("purged {purged} entries\n"))
+            }
+            None => crate::purge::text(http::StatusCode::BAD_REQUEST, "invalid Host\n"),
+        }
+    };
+    let mut answer = answer.map(|body| CacheBody::buffered(body, None));
+    config.mark(answer.headers_mut(), Disposition::Bypass);
+    Ok(answer)
+}
+
+/// A copy of a request's head: method, URI, version, headers and extensions.
+fn clone_parts(parts: &request::Parts) -> request::Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = parts.method.clone();
+    head.uri = parts.uri.clone();
+    head.version = parts.version;
+    head.headers = parts.headers.clone();
+    head.extensions = parts.extensions.clone();
+    head
+}
+
+impl<St: ?Sized, K> Config<St, K> {
+    /// The tags a write covers: its target URI, same-host locations, and the tags the response
+    /// names (the tag header is removed from the response unless configured otherwise).
+    fn written_tags(
+        &self,
+        request: &request::Parts,
+        response: &mut http::response::Parts,
+    ) -> Vec<String> {
+        let Some(authority) = crate::key::authority_str(request) else {
+            // An invalid Host: nothing can have been cached under it.
+            return Vec::new();
+        };
+        let path = request.uri.path();
+        let mut tags = vec![invalidate::uri_tag(authority, path)];
+        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let values = response.headers.get_all(name).iter();
+            tags.extend(
+                values
+                    .filter_map(|v| v.to_str().ok())
+                    .filter_map(|v| invalidate::location_tag(authority, path, v)),
+            );
+        }
+        let policy = self.policies.get(self.policies.select(request));
+        if let Some(tagger) = &policy.invalidate_with {
+            let derived = tagger.0.tags(request, response);
+            let (valid, invalid): (Vec<String>, Vec<String>) = derived
+                .into_iter()
+                .partition(|t| invalidate::is_valid_tag(t));
+            if !invalid.is_empty() {
+                tracing::warn!(
+                    count = invalid.len(),
+                    "invalid tags from invalidate_with skipped"
+                );
+            }
+            tags.extend(valid);
+        }
+        if let Some(name) = &self.tag_header {
+            let mut named = Vec::new();
+            if let Err(bad) =
+                invalidate::parse_tag_header(response.headers.get_all(name).iter(), &mut named)
+            {
+                tracing::warn!(
+                    ?bad,
+                    "bad purge tags on a write's response; only its URI is invalidated"
+                );
+                named.clear();
+            }
+            tags.extend(named);
+            if !self.keep_tag_header {
+                response.headers.remove(name);
+            }
+        }
+        tags
+    }
 }
 
 /// A miss: waits for another request's fetch of the key if there is one (up to the policy's
@@ -203,6 +319,10 @@ where
         now,
     } = pending;
     let request_headers = parts.headers.clone();
+    let tags = invalidate::implicit_tags(&parts);
+    let tagged_by_policy = config.policies.get(lookup.policy).tag_with.is_some();
+    let request_head = tagged_by_policy.then(|| clone_parts(&parts));
+    let ticket = config.generations.begin_fill();
     // Called here, not in the future: the service was polled ready for this call.
     let called = inner.call(Request::from_parts(parts, body));
     async move {
@@ -216,6 +336,9 @@ where
             request_headers,
             requested_at: now,
             now: SystemTime::now(),
+            ticket,
+            tags,
+            request: request_head,
         };
         let (response, shared) = config.fill(miss, response).await;
         if let Some(guard) = guard {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, HeaderMap, HeaderValue};
-use http::{Response, response};
+use http::{Response, request, response};
 use http_body::Body;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +12,7 @@ use crate::buffer::{Read, read_to_limit};
 use crate::coalesce::Shared;
 use crate::config::{Config, Disposition};
 use crate::entry::StoredResponse;
+use crate::invalidate::{self, FillTicket};
 use crate::semantics::{self, RequestFacts, StoreDecision};
 use crate::stats::Counters;
 use crate::{CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, Policy, Store, StoreKey};
@@ -28,6 +29,12 @@ pub(crate) struct Miss<'a> {
     pub requested_at: SystemTime,
     /// When the response arrived: entries are timed from here (RFC 9111 §4.2.3).
     pub now: SystemTime,
+    /// Started before the origin was called: tells whether an invalidation overtook the fill.
+    pub ticket: FillTicket,
+    /// The entry's tags so far: the internal ones of its URI; the origin's are added here.
+    pub tags: Vec<String>,
+    /// The request's head, when the policy derives tags from it.
+    pub request: Option<request::Parts>,
 }
 
 impl<St: Store + ?Sized, K> Config<St, K> {
@@ -36,7 +43,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
     /// Also returns what requests waiting for this fetch may be given.
     pub async fn fill<B>(
         &self,
-        miss: Miss<'_>,
+        mut miss: Miss<'_>,
         response: Response<B>,
     ) -> (Response<CacheBody<B>>, Shared)
     where
@@ -46,6 +53,25 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         let (mut parts, body) = response.into_parts();
         let overrides = CacheOverride::take(&mut parts, self.override_header.as_ref());
         self.mark(&mut parts.headers, Disposition::Miss);
+        let tagged = self.take_tags(&mut parts, &mut miss.tags).and_then(|()| {
+            let (Some(tagger), Some(request)) = (&miss.policy.tag_with, &miss.request) else {
+                return Ok(());
+            };
+            let derived = tagger.0.tags(request, &parts);
+            let origin = miss
+                .tags
+                .iter()
+                .filter(|t| !invalidate::is_internal(t))
+                .count();
+            if origin + derived.len() > invalidate::MAX_TAGS
+                || !derived.iter().all(|t| invalidate::is_valid_tag(t))
+            {
+                tracing::warn!("the policy's tags are too many or invalid; response not stored");
+                return Err(NotStoredReason::Tags);
+            }
+            miss.tags.extend(derived);
+            Ok(())
+        });
         let decision = if miss.head {
             Err(NotStoredReason::Head)
         } else {
@@ -64,7 +90,10 @@ impl<St: Store + ?Sized, K> Config<St, K> {
                 seed,
             )
         };
-        let decision = match decision.and_then(|d| within_limit(&parts, miss.policy, d)) {
+        let decision = decision
+            .and_then(|d| tagged.map(|()| d))
+            .and_then(|d| within_limit(&parts, miss.policy, d));
+        let decision = match decision {
             Ok(decision) => decision,
             Err(reason) => {
                 let shared = self.not_shared(&miss, &parts, reason).await;
@@ -92,6 +121,37 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         )
     }
 
+    /// Moves the origin's tags from the tag header into `tags` (the header leaves the response
+    /// unless configured otherwise). Too many tags, or malformed ones, mean the response is not
+    /// stored: an entry missing a tag could outlive an invalidation meant for it.
+    fn take_tags(
+        &self,
+        parts: &mut response::Parts,
+        tags: &mut Vec<String>,
+    ) -> Result<(), NotStoredReason> {
+        let Some(name) = &self.tag_header else {
+            return Ok(());
+        };
+        if !parts.headers.contains_key(name) {
+            return Ok(());
+        }
+        let mut origin = Vec::new();
+        let parsed = invalidate::parse_tag_header(parts.headers.get_all(name).iter(), &mut origin);
+        if !self.keep_tag_header {
+            parts.headers.remove(name);
+        }
+        match parsed {
+            Ok(()) => {
+                tags.extend(origin);
+                Ok(())
+            }
+            Err(bad) => {
+                tracing::warn!(?bad, "bad cache tags from the origin; response not stored");
+                Err(NotStoredReason::Tags)
+            }
+        }
+    }
+
     /// Logs why a response was not stored; remembers a key whose responses cannot be shared
     /// (hit-for-pass), so its requests stop waiting for each other.
     async fn not_shared(
@@ -108,9 +168,13 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             return Shared::Failed;
         }
         if !miss.policy.hit_for_pass.is_zero() {
-            let marker = Entry::pass(miss.key.full(), miss.now, miss.policy.hit_for_pass);
-            self.put(miss.key.store_key(), marker, miss.policy.hit_for_pass)
-                .await;
+            let marker = Entry::pass(miss.key.full(), miss.now, miss.policy.hit_for_pass)
+                .with_tags(miss.tags.iter().map(String::as_str));
+            let key = miss.key.store_key();
+            if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
+                self.put(key, marker, miss.policy.hit_for_pass).await;
+                self.undo_if_overtaken(miss, &[key]).await;
+            }
         }
         Shared::Pass
     }
@@ -136,36 +200,57 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         };
         let lifetime = decision.lifetime;
         let ttl = lifetime.storage_ttl();
+        let tags = || miss.tags.iter().map(String::as_str);
         let (target, variants) = if decision.vary.is_empty() {
             (miss.key.clone(), None)
         } else {
             let variant = miss.key.variant(&decision.vary, &miss.request_headers);
-            let list = Arc::new(Entry::variants(
-                miss.key.full(),
-                decision.vary,
-                miss.now,
-                lifetime,
-            ));
-            // The list first: a reader that finds it before the variant just misses.
-            self.put_shared(miss.key.store_key(), Arc::clone(&list), ttl)
-                .await;
-            (variant, Some(list))
+            let list = Entry::variants(miss.key.full(), decision.vary, miss.now, lifetime);
+            (variant, Some(Arc::new(list.with_tags(tags()))))
         };
-        let entry = Arc::new(Entry::response(
+        let entry = Entry::response(
             target.full(),
             stored,
             miss.now,
             lifetime,
             decision.initial_age,
-        ));
-        if self
-            .put_shared(target.store_key(), Arc::clone(&entry), ttl)
-            .await
-        {
+        );
+        let entry = Arc::new(entry.with_tags(tags()));
+        // Shared with waiters whatever happens below: it answers the requests that waited for it.
+        let shared = Shared::Entry {
+            variants: variants.clone(),
+            entry: Arc::clone(&entry),
+        };
+        if miss.ticket.overtaken(tags()) {
+            tracing::debug!("an invalidation overtook this fill; not stored");
+            return shared;
+        }
+        let mut written = Vec::with_capacity(2);
+        if let Some(list) = variants {
+            // The list first: a reader that finds it before the variant just misses.
+            self.put_shared(miss.key.store_key(), list, ttl).await;
+            written.push(miss.key.store_key());
+        }
+        if self.put_shared(target.store_key(), entry, ttl).await {
             Counters::add(&self.counters.stores);
         }
-        // Shared with waiters even if the store failed: the response is good.
-        Shared::Entry { variants, entry }
+        written.push(target.store_key());
+        self.undo_if_overtaken(miss, &written).await;
+        shared
+    }
+
+    /// Removes what this fill just wrote if an invalidation came in meanwhile: either it sees
+    /// the invalidation's record here, or the invalidation's removal comes after the write.
+    async fn undo_if_overtaken(&self, miss: &Miss<'_>, written: &[StoreKey]) {
+        if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
+            return;
+        }
+        for key in written {
+            if let Err(error) = self.store.remove(*key).await {
+                Counters::add(&self.counters.store_errors);
+                tracing::warn!(%error, "could not remove an overtaken fill");
+            }
+        }
     }
 
     async fn put(&self, key: StoreKey, entry: Entry, ttl: Duration) -> bool {

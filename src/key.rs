@@ -363,6 +363,14 @@ fn authority(req: &request::Parts) -> Result<&[u8], BypassReason> {
     Ok(host.as_bytes())
 }
 
+/// The request's authority as the key sees it (`""` when there is none), or `None` when the
+/// `Host` is invalid.
+pub(crate) fn authority_str(req: &request::Parts) -> Option<&str> {
+    authority(req)
+        .ok()
+        .and_then(|a| std::str::from_utf8(a).ok())
+}
+
 /// `host[:port]` as RFC 3986 allows it (reg-name, IPv4, or a bracketed IPv6 literal), and no
 /// user info: nothing a client could use to make two hosts look alike.
 fn is_host_and_port(value: &[u8]) -> bool {

@@ -9,7 +9,7 @@ use crate::background::Background;
 use crate::config::Config;
 use crate::policy::Policies;
 use crate::stats::{CacheStats, Counters};
-use crate::{CacheService, DefaultKey, KeyMaker, Policy, RoutePattern, Store};
+use crate::{CacheHandle, CacheService, DefaultKey, KeyMaker, Policy, RoutePattern, Store};
 
 const DEFAULT_MAX_REFRESHES: usize = 32;
 
@@ -77,6 +77,10 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 override_header: Some(HeaderName::from_static("x-cache-override")),
                 counters: Arc::new(Counters::default()),
                 flights: Arc::default(),
+                generations: Arc::default(),
+                tag_header: Some(HeaderName::from_static("cache-tag")),
+                keep_tag_header: false,
+                purge_token: None,
             }),
             background: Arc::new(Background::new(DEFAULT_MAX_REFRESHES)),
         }
@@ -140,6 +144,10 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
                 override_header: config.override_header,
                 counters: config.counters,
                 flights: config.flights,
+                generations: config.generations,
+                tag_header: config.tag_header,
+                keep_tag_header: config.keep_tag_header,
+                purge_token: config.purge_token,
             }),
             background: self.background,
         }
@@ -182,6 +190,43 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
             counters: Arc::clone(&self.config.counters),
             store: Arc::new(move || store.metrics()),
         }
+    }
+
+    /// A handle to invalidate, clear and warm this cache from application code.
+    pub fn handle(&self) -> CacheHandle
+    where
+        K: Send + Sync + 'static,
+    {
+        CacheHandle::new(Arc::clone(&self.config))
+    }
+
+    /// The name of the response header carrying tags (default `cache-tag`; `surrogate-key` is
+    /// the other common one). Tags are comma- or space-separated. On a response that is stored,
+    /// they tag the entry; on the response to a write (POST, PUT, ...), they name tags to
+    /// invalidate. The header is removed before the response leaves the layer unless
+    /// [`keep_tag_header`](Self::keep_tag_header) says otherwise.
+    pub fn tag_header(self, name: HeaderName) -> Self {
+        self.configure(|c| c.tag_header = Some(name))
+    }
+
+    /// Reads no tag header.
+    pub fn without_tag_header(self) -> Self {
+        self.configure(|c| c.tag_header = None)
+    }
+
+    /// Whether the tag header is passed on to clients (default false: it is the origin's
+    /// business with its cache).
+    pub fn keep_tag_header(self, keep: bool) -> Self {
+        self.configure(|c| c.keep_tag_header = keep)
+    }
+
+    /// Answers `PURGE` requests itself (they never reach the inner service): with
+    /// `Authorization: Bearer <token>` every entry stored for the request's URI is invalidated
+    /// (`200 purged N entries`); without it, `401`. Off by default, when `PURGE` is just a
+    /// method that changes something.
+    pub fn purge_method(self, token: &str) -> Result<Self, crate::InvalidToken> {
+        let token = crate::purge::Token::new(token)?;
+        Ok(self.configure(|c| c.purge_token = Some(token)))
     }
 
     /// The store, to clear it or remove entries directly.

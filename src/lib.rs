@@ -61,11 +61,14 @@ mod entry;
 mod fetch;
 mod fill;
 mod future;
+mod handle;
+mod invalidate;
 mod key;
 mod layer;
 mod lookup;
 mod outcome;
 mod policy;
+mod purge;
 mod response_override;
 mod semantics;
 mod service;
@@ -75,12 +78,14 @@ pub mod store;
 pub use body::CacheBody;
 pub use entry::Entry;
 pub use future::ResponseFuture;
+pub use handle::CacheHandle;
 pub use key::{CacheKey, DefaultKey, KeyBuilder, KeyMaker, StoreKey};
 pub use layer::CacheLayer;
 pub use outcome::{BypassReason, NotStoredReason};
 pub use policy::{
-    Authorization, Cookies, InvalidPattern, Policy, RoutePattern, SetCookie, StatusSet,
+    Authorization, Cookies, InvalidPattern, Policy, RoutePattern, SetCookie, StatusSet, Tagger,
 };
+pub use purge::{InvalidToken, PurgeService};
 pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};

@@ -77,6 +77,8 @@ pub enum NotStoredReason {
     Incomplete,
     /// HEAD responses carry no body to store.
     Head,
+    /// The origin's tags were too many, too long or not ASCII.
+    Tags,
 }
 
 impl NotStoredReason {
@@ -115,6 +117,7 @@ impl NotStoredReason {
             NotStoredReason::TooLarge => "too-large",
             NotStoredReason::Incomplete => "incomplete",
             NotStoredReason::Head => "head",
+            NotStoredReason::Tags => "tags",
         }
     }
 }

@@ -94,6 +94,9 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let (parts, body) = request.into_parts();
+        if parts.method.as_str() == "PURGE" && self.config.purge_token.is_some() {
+            return ResponseFuture::flow(fetch::purge(Arc::clone(&self.config), parts));
+        }
         let lookup = match self.config.prepare(&parts) {
             Ok(lookup) => lookup,
             Err(reason) => {

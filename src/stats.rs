@@ -16,6 +16,7 @@ pub(crate) struct Counters {
     pub stale: AtomicU64,
     pub coalesced: AtomicU64,
     pub refreshes: AtomicU64,
+    pub invalidations: AtomicU64,
 }
 
 impl Counters {
@@ -44,6 +45,7 @@ impl CacheStats {
             stale: self.counters.stale.load(Relaxed),
             coalesced: self.counters.coalesced.load(Relaxed),
             refreshes: self.counters.refreshes.load(Relaxed),
+            invalidations: self.counters.invalidations.load(Relaxed),
             evictions: store.evictions,
             entries: store.entries,
             weighted_bytes: store.weighted_bytes,
@@ -78,6 +80,8 @@ pub struct StatsSnapshot {
     pub coalesced: u64,
     /// Background refreshes started (stale-while-revalidate and refresh-ahead).
     pub refreshes: u64,
+    /// Invalidations done (by a write passing through, a purge, or the handle).
+    pub invalidations: u64,
     /// Entries the store dropped to stay within its capacity.
     pub evictions: u64,
     /// Entries in the store (approximate for the memory store).

@@ -2,9 +2,12 @@
 
 mod route;
 mod statuses;
+mod tagger;
 
 pub use route::{InvalidPattern, RoutePattern};
 pub use statuses::StatusSet;
+pub(crate) use tagger::SharedTagger;
+pub use tagger::Tagger;
 
 use http::request;
 use std::time::Duration;
@@ -81,7 +84,7 @@ pub enum Cookies {
 ///     .set_cookie(SetCookie::StripAndStore);
 /// # let _ = assets;
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     pub(crate) enabled: bool,
     pub(crate) ttl: Duration,
@@ -100,6 +103,8 @@ pub struct Policy {
     pub(crate) ttl_jitter: f64,
     pub(crate) max_coalesce_wait: Duration,
     pub(crate) hit_for_pass: Duration,
+    pub(crate) tag_with: Option<SharedTagger>,
+    pub(crate) invalidate_with: Option<SharedTagger>,
 }
 
 impl Default for Policy {
@@ -122,6 +127,8 @@ impl Default for Policy {
             ttl_jitter: 0.0,
             max_coalesce_wait: Duration::from_secs(5),
             hit_for_pass: Duration::from_secs(10),
+            tag_with: None,
+            invalidate_with: None,
         }
     }
 }
@@ -244,6 +251,32 @@ impl Policy {
     /// origin itself.
     pub fn max_coalesce_wait(mut self, wait: Duration) -> Self {
         self.max_coalesce_wait = wait;
+        self
+    }
+
+    /// Tags stored responses with what `tagger` derives from the request and response, besides
+    /// the origin's tag header: `GET /products/42` -> `product:42`, `products`.
+    ///
+    /// ```
+    /// use tower_response_cache::Policy;
+    ///
+    /// let products = Policy::new().tag_with(|req: &http::request::Parts, _: &http::response::Parts| {
+    ///     let id = req.uri.path().trim_start_matches("/products/");
+    ///     vec![format!("product:{id}"), "products".to_owned()]
+    /// });
+    /// # let _ = products;
+    /// ```
+    pub fn tag_with(mut self, tagger: impl Tagger) -> Self {
+        self.tag_with = Some(SharedTagger(std::sync::Arc::new(tagger)));
+        self
+    }
+
+    /// When a write (POST, PUT, PATCH, DELETE, ...) on this route succeeds (2xx or 3xx), also
+    /// invalidates the tags `tagger` derives: `PUT /products/42` -> `product:42`, `products`.
+    /// (The write's own URI, its same-host `Location`, and the tags its response names in the
+    /// tag header are always invalidated.)
+    pub fn invalidate_with(mut self, tagger: impl Tagger) -> Self {
+        self.invalidate_with = Some(SharedTagger(std::sync::Arc::new(tagger)));
         self
     }
 

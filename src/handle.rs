@@ -1,0 +1,142 @@
+//! [`CacheHandle`]: invalidating, clearing and warming a cache from application code.
+
+use http::{Request, Uri};
+use http_body::Body;
+use std::fmt;
+use std::sync::Arc;
+use tower_service::Service;
+
+use crate::Store;
+use crate::config::Config;
+use crate::invalidate::{self, PREFIX_DEPTH};
+use crate::store::BoxFuture;
+
+/// A cheap-to-clone handle on a cache (from [`CacheLayer::handle`](crate::CacheLayer::handle)),
+/// for invalidating what the application changed by other paths than HTTP writes through the
+/// layer, and for warming.
+///
+/// Invalidations are recorded before entries are removed, so a fill that started earlier never
+/// writes the old data back.
+///
+/// ```
+/// use tower_response_cache::{CacheLayer, MemoryStore};
+///
+/// # async fn example() {
+/// let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20));
+/// let cache = layer.handle();
+/// // ... after changing product 42 in the database:
+/// cache.invalidate_tags(&["product:42"]).await;
+/// cache.invalidate_uri(&"http://shop.example/products/42".parse().unwrap()).await;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CacheHandle {
+    cache: Arc<dyn Invalidate>,
+}
+
+impl fmt::Debug for CacheHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheHandle").finish_non_exhaustive()
+    }
+}
+
+/// The operations a handle needs, without the store and key maker types.
+trait Invalidate: Send + Sync {
+    fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64>;
+    fn clear(&self) -> BoxFuture<'_, ()>;
+}
+
+impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Config<St, K> {
+    fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64> {
+        Box::pin(Config::invalidate(self, tags))
+    }
+    fn clear(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Config::clear(self))
+    }
+}
+
+impl CacheHandle {
+    pub(crate) fn new<St: Store + ?Sized, K: Send + Sync + 'static>(
+        config: Arc<Config<St, K>>,
+    ) -> Self {
+        CacheHandle { cache: config }
+    }
+
+    /// Invalidates every entry stored for this URI: all its `Vary` variants, all its queries
+    /// and all the key maker's variants. An absolute URI names its host; an origin-form one
+    /// (`/path`) the entries stored without a host. Returns how many entries were removed.
+    pub async fn invalidate_uri(&self, uri: &Uri) -> u64 {
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let tag = invalidate::uri_tag(authority, uri.path());
+        self.cache.invalidate(&[&tag]).await
+    }
+
+    /// Invalidates every entry under a path prefix on `authority` (`"shop.example"`, or `""`
+    /// for entries stored without a host), at `/` boundaries: `"/products/"` covers
+    /// `/products/1` and `/products/a/b`. A prefix deeper than 8 segments invalidates at the
+    /// 8th (more than asked, never less).
+    pub async fn invalidate_prefix(&self, authority: &str, prefix: &str) -> u64 {
+        let prefix = if prefix.starts_with('/') { prefix } else { "/" };
+        let mut tags = Vec::new();
+        // "/a/b" also names the URI "/a/b" itself.
+        if !prefix.ends_with('/') {
+            tags.push(invalidate::uri_tag(authority, prefix));
+        }
+        let dir = &prefix[..=prefix.rfind('/').unwrap_or(0)];
+        let cut = dir
+            .match_indices('/')
+            .nth(PREFIX_DEPTH)
+            .map_or(dir.len(), |(i, _)| i + 1);
+        let dir = &dir[..cut];
+        if dir == "/" {
+            // Everything on the host: the root has no prefix tag of its own.
+            tags.push(invalidate::host_tag(authority));
+        } else {
+            tags.push(invalidate::prefix_tag(authority, dir));
+        }
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.cache.invalidate(&tags).await
+    }
+
+    /// Invalidates every entry carrying any of `tags` (from the tag header or the policy).
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> u64 {
+        self.cache.invalidate(tags).await
+    }
+
+    /// Removes every entry.
+    pub async fn clear(&self) {
+        self.cache.clear().await;
+    }
+
+    /// Sends `requests` through `service` (a service with this cache in front), one after the
+    /// other, reading each response to the end, so that they are stored. Returns how many were
+    /// answered with a success status.
+    pub async fn warm<S, ReqB, ResB>(
+        &self,
+        mut service: S,
+        requests: impl IntoIterator<Item = Request<ReqB>>,
+    ) -> usize
+    where
+        S: Service<Request<ReqB>, Response = http::Response<ResB>>,
+        ResB: Body,
+    {
+        use http_body_util::BodyExt;
+        let mut warmed = 0;
+        for request in requests {
+            if std::future::poll_fn(|cx| service.poll_ready(cx))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let Ok(response) = service.call(request).await else {
+                continue;
+            };
+            let ok = response.status().is_success();
+            if response.into_body().collect().await.is_ok() && ok {
+                warmed += 1;
+            }
+        }
+        warmed
+    }
+}

@@ -1,0 +1,367 @@
+//! Invalidation: which entries a change covers (tags), and fill generations, so that a fill
+//! that started before an invalidation can never write the old data back.
+//!
+//! # Tags
+//!
+//! Every entry carries, besides the tags the origin or the policy give it, an internal tag for
+//! its URI (authority and path, whatever the query, the `Vary` variant or the key maker's extra
+//! parts) and one for each of the first path prefixes. Invalidating a URI or a prefix is then a
+//! tag invalidation, which the store does in O(entries carrying the tag).
+//!
+//! # Generations
+//!
+//! A counter is bumped by every invalidation, which records the new value against each tag it
+//! covers (or against everything, for a clear). A fill takes a [`FillTicket`] with the counter's
+//! value before it calls the origin. Before it stores, and again after, it asks whether any of
+//! its entry's tags was invalidated since: if so it does not store, or removes what it stored.
+//! An invalidation records before it removes, so in every interleaving either the fill sees the
+//! record or the removal comes after the write. Records are kept only while a fill that started
+//! before them is still running, so memory stays bounded.
+
+use http::request;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Internal tags start with a byte no user tag may contain.
+const INTERNAL: char = '\u{1}';
+/// How many path prefixes get a tag of their own (`/a/`, `/a/b/`, ...).
+pub(crate) const PREFIX_DEPTH: usize = 8;
+/// Records past this many (an unusually long fill during a flood of invalidations) collapse
+/// into one "everything was invalidated" record: fills in progress then do not store.
+const MAX_RECORDS: usize = 100_000;
+
+/// The most tags one entry may carry from the origin and the policy together.
+pub const MAX_TAGS: usize = 64;
+/// The longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 256;
+
+/// The internal tag of a URI: the request's authority (lowercased) and path.
+pub(crate) fn uri_tag(authority: &str, path: &str) -> String {
+    format!("{INTERNAL}uri {}{path}", authority.to_ascii_lowercase())
+}
+
+/// The internal tag of a path prefix that ends with `/`.
+pub(crate) fn prefix_tag(authority: &str, prefix: &str) -> String {
+    format!("{INTERNAL}pre {}{prefix}", authority.to_ascii_lowercase())
+}
+
+/// The internal tag of everything stored for one authority.
+pub(crate) fn host_tag(authority: &str) -> String {
+    format!("{INTERNAL}host {}", authority.to_ascii_lowercase())
+}
+
+/// The internal tags of an entry stored for `request`: its URI, its host and its path prefixes.
+pub(crate) fn implicit_tags(request: &request::Parts) -> Vec<String> {
+    let authority = crate::key::authority_str(request).unwrap_or("");
+    let path = request.uri.path();
+    let mut tags = vec![uri_tag(authority, path), host_tag(authority)];
+    let prefixes = path
+        .match_indices('/')
+        .skip(1)
+        .take(PREFIX_DEPTH)
+        .map(|(i, _)| &path[..=i]);
+    tags.extend(prefixes.map(|prefix| prefix_tag(authority, prefix)));
+    tags
+}
+
+/// Whether a request method is known to be safe (RFC 9110 §9.2.1); any other one is taken to
+/// change something.
+pub(crate) fn is_safe(method: &http::Method) -> bool {
+    use http::Method;
+    [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method)
+}
+
+/// The URI tag of a `Location` or `Content-Location` value, when it names the same host as the
+/// request (RFC 9111 §4.4): absolute (`http://same.host/x`), absolute-path (`/x`) or relative to
+/// the request's path (`x`). Query and fragment are not part of a URI tag.
+pub(crate) fn location_tag(authority: &str, request_path: &str, value: &str) -> Option<String> {
+    let value = value.trim();
+    let without_scheme = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .or_else(|| value.strip_prefix("//"));
+    let path_of = |rest: &str| -> String {
+        let end = rest.find(['?', '#']).unwrap_or(rest.len());
+        rest[..end].to_owned()
+    };
+    let path = match without_scheme {
+        Some(rest) => {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if !host.eq_ignore_ascii_case(authority) {
+                return None;
+            }
+            let path = path_of(path);
+            if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path
+            }
+        }
+        None if value.starts_with('/') => path_of(value),
+        None if value.contains(':') || value.is_empty() => return None,
+        None => {
+            let base = &request_path[..=request_path.rfind('/').unwrap_or(0)];
+            format!("{base}{}", path_of(value))
+        }
+    };
+    Some(uri_tag(authority, &path))
+}
+
+/// Whether a tag is one of the crate's own (URI, host, prefix).
+pub(crate) fn is_internal(tag: &str) -> bool {
+    tag.starts_with(INTERNAL)
+}
+
+/// Whether `tag` may be used as a tag: 1 to [`MAX_TAG_LEN`] visible ASCII characters, no
+/// commas or spaces (they separate tags in headers).
+pub(crate) fn is_valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= MAX_TAG_LEN
+        && tag.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+}
+
+/// Why a set of tags was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BadTags {
+    /// More than [`MAX_TAGS`].
+    TooMany,
+    /// Longer than [`MAX_TAG_LEN`], or not visible ASCII.
+    Invalid,
+}
+
+/// Parses a tag header (`a b, c`: comma and/or space separated); empty items are skipped.
+pub(crate) fn parse_tag_header<'a>(
+    values: impl Iterator<Item = &'a http::HeaderValue>,
+    into: &mut Vec<String>,
+) -> Result<(), BadTags> {
+    for value in values {
+        let text = value.to_str().map_err(|_| BadTags::Invalid)?;
+        for tag in text.split([',', ' ', '\t']).filter(|t| !t.is_empty()) {
+            if !is_valid_tag(tag) {
+                return Err(BadTags::Invalid);
+            }
+            if into.len() >= MAX_TAGS {
+                return Err(BadTags::TooMany);
+            }
+            into.push(tag.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Fill generations (see the module docs).
+#[derive(Default)]
+pub(crate) struct Generations {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The last generation handed out.
+    current: u64,
+    /// Everything was invalidated at this generation (a clear, or too many records).
+    everything: u64,
+    /// Tag -> the generation of its last invalidation.
+    tags: HashMap<Box<str>, u64>,
+    /// Start generations of the fills in progress, with their counts.
+    fills: BTreeMap<u64, usize>,
+}
+
+impl Generations {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a fill: the ticket remembers the generation it started at.
+    pub fn begin_fill(self: &Arc<Self>) -> FillTicket {
+        let mut state = self.lock();
+        let started = state.current;
+        *state.fills.entry(started).or_default() += 1;
+        FillTicket {
+            generations: Arc::clone(self),
+            started,
+        }
+    }
+
+    /// Records an invalidation of `tags` (before the store removes anything).
+    pub fn record<'a>(&self, tags: impl IntoIterator<Item = &'a str>) {
+        let mut state = self.lock();
+        if state.fills.is_empty() {
+            // No fill can be affected: nothing to remember.
+            state.current += 1;
+            return;
+        }
+        state.current += 1;
+        let current = state.current;
+        for tag in tags {
+            state.tags.insert(tag.into(), current);
+        }
+        if state.tags.len() > MAX_RECORDS {
+            state.everything = current;
+            state.tags.clear();
+        }
+    }
+
+    /// Records that everything was invalidated (a clear).
+    pub fn record_everything(&self) {
+        let mut state = self.lock();
+        state.current += 1;
+        state.everything = state.current;
+        state.tags.clear();
+    }
+
+    fn end_fill(&self, started: u64) {
+        let mut state = self.lock();
+        if let Some(count) = state.fills.get_mut(&started) {
+            *count -= 1;
+            if *count == 0 {
+                state.fills.remove(&started);
+            }
+        }
+        // Records at or before the oldest running fill's start can affect no running fill.
+        let oldest = state.fills.keys().next().copied();
+        match oldest {
+            None => state.tags.clear(),
+            Some(oldest) => state.tags.retain(|_, generation| *generation > oldest),
+        }
+    }
+
+    #[cfg(test)]
+    fn records(&self) -> usize {
+        self.lock().tags.len()
+    }
+}
+
+/// A fill in progress; ends when dropped.
+pub(crate) struct FillTicket {
+    generations: Arc<Generations>,
+    started: u64,
+}
+
+impl FillTicket {
+    /// Whether any of `tags` (or everything) was invalidated since this fill started.
+    pub fn overtaken<'a>(&self, tags: impl IntoIterator<Item = &'a str>) -> bool {
+        let state = self.generations.lock();
+        state.everything > self.started
+            || tags
+                .into_iter()
+                .any(|tag| state.tags.get(tag).is_some_and(|g| *g > self.started))
+    }
+}
+
+impl Drop for FillTicket {
+    fn drop(&mut self) {
+        self.generations.end_fill(self.started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fill_sees_only_later_invalidations() {
+        let g = Arc::new(Generations::default());
+        let early = g.begin_fill();
+        g.record(["a"]);
+        let late = g.begin_fill();
+        assert!(early.overtaken(["a"]));
+        assert!(!early.overtaken(["b"]));
+        assert!(
+            !late.overtaken(["a"]),
+            "the invalidation came before this fill"
+        );
+        g.record_everything();
+        assert!(late.overtaken(["z"]));
+    }
+
+    #[test]
+    fn records_are_dropped_when_no_fill_needs_them() {
+        let g = Arc::new(Generations::default());
+        g.record(["a"]);
+        assert_eq!(g.records(), 0, "no fill running: nothing kept");
+        let fill = g.begin_fill();
+        g.record(["a", "b"]);
+        assert_eq!(g.records(), 2);
+        drop(fill);
+        assert_eq!(g.records(), 0);
+    }
+
+    #[test]
+    fn a_flood_of_records_stays_bounded() {
+        let g = Arc::new(Generations::default());
+        let fill = g.begin_fill();
+        for i in 0..(MAX_RECORDS + 10) {
+            g.record([format!("t{i}").as_str()]);
+        }
+        assert!(g.records() <= MAX_RECORDS);
+        assert!(fill.overtaken(["unrelated"]), "collapsed into 'everything'");
+    }
+
+    #[test]
+    fn implicit_tags_cover_uri_and_prefixes() {
+        let req = http::Request::get("/a/b/c?x=1")
+            .header("host", "Shop.Example")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let tags = implicit_tags(&req);
+        assert_eq!(tags[0], uri_tag("shop.example", "/a/b/c"));
+        assert_eq!(tags[1], host_tag("shop.example"));
+        assert_eq!(
+            &tags[2..],
+            [
+                prefix_tag("shop.example", "/a/"),
+                prefix_tag("shop.example", "/a/b/")
+            ]
+        );
+    }
+
+    #[test]
+    fn locations() {
+        let tag = |v| location_tag("shop.example", "/orders/new", v);
+        assert_eq!(tag("/orders/7"), Some(uri_tag("shop.example", "/orders/7")));
+        assert_eq!(
+            tag("http://SHOP.example/orders/7?x#y"),
+            Some(uri_tag("shop.example", "/orders/7"))
+        );
+        assert_eq!(
+            tag("https://shop.example"),
+            Some(uri_tag("shop.example", "/"))
+        );
+        assert_eq!(tag("7"), Some(uri_tag("shop.example", "/orders/7")));
+        assert_eq!(tag("http://other.example/orders/7"), None);
+        assert_eq!(tag("mailto:x@y"), None);
+        assert_eq!(tag(""), None);
+    }
+
+    #[test]
+    fn tag_headers() {
+        let mut tags = Vec::new();
+        let v = [http::HeaderValue::from_static("a b,c ,, d")];
+        parse_tag_header(v.iter(), &mut tags).unwrap();
+        assert_eq!(tags, ["a", "b", "c", "d"]);
+        let huge = http::HeaderValue::from_str(&"x".repeat(MAX_TAG_LEN + 1)).unwrap();
+        assert_eq!(
+            parse_tag_header([&huge].into_iter(), &mut Vec::new()),
+            Err(BadTags::Invalid)
+        );
+        let non_ascii = http::HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert_eq!(
+            parse_tag_header([&non_ascii].into_iter(), &mut Vec::new()),
+            Err(BadTags::Invalid)
+        );
+        let many = http::HeaderValue::from_str(
+            &(0..=MAX_TAGS)
+                .map(|i| format!("t{i}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+        .unwrap();
+        assert_eq!(
+            parse_tag_header([&many].into_iter(), &mut Vec::new()),
+            Err(BadTags::TooMany)
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Purging over HTTP: [`PurgeService`] to mount as an endpoint, and the `PURGE` method.
+//!
+//! Both require `Authorization: Bearer <token>`, compared in constant time; without it they
+//! answer `401` and do nothing. They never reveal what is cached: only how many entries went.
+
+use bytes::Bytes;
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+use crate::CacheHandle;
+use crate::store::BoxFuture;
+
+/// A purge token that could not be used: empty, or not visible ASCII.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidToken;
+
+impl fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a purge token must be 1 or more visible ASCII characters")
+    }
+}
+
+impl std::error::Error for InvalidToken {}
+
+/// A bearer token, compared in constant time.
+#[derive(Clone)]
+pub(crate) struct Token(Arc<[u8]>);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    pub fn new(token: &str) -> Result<Self, InvalidToken> {
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidToken);
+        }
+        Ok(Token(token.as_bytes().into()))
+    }
+
+    /// Whether `headers` carry `Authorization: Bearer <this token>`.
+    pub fn authorizes(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return false;
+        };
+        let value = value.as_bytes();
+        if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
+            return false;
+        }
+        constant_time_eq(value[7..].trim_ascii(), &self.0)
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken says nothing about
+/// how much of a guess was right (only, at most, whether its length was).
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = u8::from(given.len() != expected.len());
+    for (i, e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(!e);
+        difference |= std::hint::black_box(g ^ e);
+    }
+    difference == 0
+}
+
+pub(crate) fn unauthorized() -> Response<Bytes> {
+    let mut response = text(
+        StatusCode::UNAUTHORIZED,
+        "a valid bearer token is required\n",
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"cache purge\""),
+    );
+    response
+}
+
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// An endpoint that purges the cache, for operators and deploy scripts: a tower service to
+/// mount where you like (`Router::route_service("/cache/purge", purge)` in axum).
+///
+/// `POST` (or `DELETE`) with `Authorization: Bearer <token>` and, in the query string, any of:
+/// `uri=<URI>` (repeatable; absolute for a host, `/path` for entries stored without one),
+/// `tag=<tag>` (repeatable), `prefix=<path prefix>&host=<authority>`, `all=true`. It answers
+/// `200 purged N entries`, `401` without the token, `400` for a request it cannot read, `405`
+/// for other methods.
+///
+/// ```
+/// use axum::Router;
+/// use tower_response_cache::{CacheLayer, MemoryStore, PurgeService};
+///
+/// let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20));
+/// let purge = PurgeService::new(cache.handle(), "a-long-random-secret").unwrap();
+/// let admin: Router = Router::new().route_service("/cache/purge", purge);
+/// # let _ = admin;
+/// ```
+#[derive(Clone, Debug)]
+pub struct PurgeService {
+    handle: CacheHandle,
+    token: Token,
+}
+
+impl PurgeService {
+    /// A purge endpoint for the cache behind `handle`, accepting `token`.
+    pub fn new(handle: CacheHandle, token: &str) -> Result<Self, InvalidToken> {
+        Ok(PurgeService {
+            handle,
+            token: Token::new(token)?,
+        })
+    }
+}
+
+impl<B> Service<Request<B>> for PurgeService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Full<Bytes>>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // Authorization first: nothing else is said to a caller without the token.
+        if !self.token.authorizes(request.headers()) {
+            return Box::pin(async { Ok(unauthorized().map(Full::new)) });
+        }
+        if request.method() != Method::POST && request.method() != Method::DELETE {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use POST or DELETE\n");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+            return Box::pin(async { Ok(response.map(Full::new)) });
+        }
+        let handle = self.handle.clone();
+        let orders = Orders::parse(request.uri().query().unwrap_or(""));
+        Box::pin(async move {
+            let orders = match orders {
+                Ok(orders) => orders,
+                Err(problem) => return Ok(text(StatusCode::BAD_REQUEST, problem).map(Full::new)),
+            };
+            let purged = orders.carry_out(&handle).await;
+            Ok(text(StatusCode::OK, format!("purged {purged} entries\n")).map(Full::new))
+        })
+    }
+}
+
+/// What a purge request asks for.
+#[derive(Debug, Default)]
+struct Orders {
+    uris: Vec<Uri>,
+    tags: Vec<String>,
+    prefix: Option<(String, String)>,
+    all: bool,
+}
+
+const USAGE: &str =
+    "say what to purge: uri=URI, tag=TAG, prefix=PATH&host=AUTHORITY, or all=true\n";
+
+impl Orders {
+    fn parse(query: &str) -> Result<Orders, String> {
+        let mut orders = Orders::default();
+        let mut prefix = None;
+        let mut host = None;
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*name {
+                "uri" => orders.uris.push(
+                    value
+                        .parse()
+                        .map_err(|_| format!("not a URI: {value:?}\n"))?,
+                ),
+                "tag" if crate::invalidate::is_valid_tag(&value) => {
+                    orders.tags.push(value.into_owned())
+                }
+                "tag" => return Err(format!("not a valid tag: {value:?}\n")),
+                "prefix" => prefix = Some(value.into_owned()),
+                "host" => host = Some(value.into_owned()),
+                "all" => orders.all = value == "true" || value == "1",
+                _ => return Err(format!("unknown parameter {name:?}\n{USAGE}")),
+            }
+        }
+        if orders.uris.len() + orders.tags.len() > 1000 {
+            return Err("at most 1000 URIs and tags per request\n".to_owned());
+        }
+        orders.prefix = prefix.map(|p| (host.unwrap_or_default(), p));
+        if orders.uris.is_empty()
+            && orders.tags.is_empty()
+            && orders.prefix.is_none()
+            && !orders.all
+        {
+            return Err(USAGE.to_owned());
+        }
+        Ok(orders)
+    }
+
+    async fn carry_out(self, handle: &CacheHandle) -> u64 {
+        if self.all {
+            handle.clear().await;
+            return 0;
+        }
+        let mut purged = 0;
+        for uri in &self.uris {
+            purged += handle.invalidate_uri(uri).await;
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+            purged += handle.invalidate_tags(&tags).await;
+        }
+        if let Some((host, prefix)) = &self.prefix {
+            purged += handle.invalidate_prefix(host, prefix).await;
+        }
+        purged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let token = Token::new("s3cret").unwrap();
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, HeaderValue::from_static(v));
+            h
+        };
+        assert!(token.authorizes(&with("Bearer s3cret")));
+        assert!(token.authorizes(&with("bearer  s3cret ")));
+        for bad in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Bearer",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer ",
+        ] {
+            assert!(!token.authorizes(&with(bad)), "{bad}");
+        }
+        assert!(!token.authorizes(&HeaderMap::new()));
+        assert_eq!(Token::new("").unwrap_err(), InvalidToken);
+        assert_eq!(Token::new("has space").unwrap_err(), InvalidToken);
+    }
+
+    #[test]
+    fn orders() {
+        let o = Orders::parse("uri=http%3A%2F%2Fa.example%2Fx&tag=t1&tag=t2").unwrap();
+        assert_eq!(o.uris.len(), 1);
+        assert_eq!(o.tags, ["t1", "t2"]);
+        assert!(Orders::parse("").is_err());
+        assert!(Orders::parse("what=ever").is_err());
+        assert!(Orders::parse("tag=a%20b").is_err());
+        assert!(Orders::parse("all=true").unwrap().all);
+        let o = Orders::parse("prefix=%2Fapi%2F&host=a.example").unwrap();
+        assert_eq!(o.prefix, Some(("a.example".to_owned(), "/api/".to_owned())));
+    }
+}

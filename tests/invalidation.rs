@@ -1,0 +1,306 @@
+//! Cached data follows the data it copies: writes invalidate what they change, tags reach
+//! across variants and routes, and a slow fill never writes old data back.
+
+mod common;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use common::{Calls, req, send};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tower_response_cache::{CacheLayer, MemoryStore};
+
+fn cache() -> CacheLayer<MemoryStore> {
+    CacheLayer::new(MemoryStore::with_capacity_bytes(64 << 20))
+}
+
+/// A tiny versioned "database": GET reads the version, PUT/POST/PATCH/DELETE bump it. A write
+/// to `/fail` answers 500, to `/missing` 404, without changing anything.
+#[derive(Clone, Default)]
+struct Db(Arc<AtomicU64>);
+
+fn app(db: &Db) -> Router {
+    async fn read(Path(id): Path<String>, State(db): State<Db>) -> String {
+        format!("{id} v{}", db.0.load(Ordering::SeqCst))
+    }
+    async fn write(Path(id): Path<String>, State(db): State<Db>) -> (StatusCode, String) {
+        match id.as_str() {
+            "fail" => (StatusCode::INTERNAL_SERVER_ERROR, "failed".into()),
+            "missing" => (StatusCode::NOT_FOUND, "no".into()),
+            _ => {
+                let v = db.0.fetch_add(1, Ordering::SeqCst) + 1;
+                (StatusCode::OK, format!("{id} now v{v}"))
+            }
+        }
+    }
+    Router::new()
+        .route(
+            "/items/{id}",
+            get(read).put(write).post(write).patch(write).delete(write),
+        )
+        .with_state(db.clone())
+        .layer(cache())
+}
+
+#[tokio::test]
+async fn a_write_invalidates_its_uri() {
+    for method in ["PUT", "POST", "PATCH", "DELETE", "MKCOL"] {
+        let db = Db::default();
+        let app = app(&db);
+        send(&app, common::get("/items/1")).await;
+        assert_eq!(send(&app, common::get("/items/1")).await.cache(), "HIT");
+        let write = send(&app, req(method, "/items/1", &[])).await;
+        if method == "MKCOL" {
+            // Not routed (405): an error answer, nothing invalidated.
+            assert_eq!(write.status, 405);
+            assert_eq!(send(&app, common::get("/items/1")).await.cache(), "HIT");
+            continue;
+        }
+        let after = send(&app, common::get("/items/1")).await;
+        assert_eq!(
+            (after.cache(), after.text().as_str()),
+            ("MISS", "1 v1"),
+            "{method}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn error_answers_invalidate_nothing() {
+    let db = Db::default();
+    let app = app(&db);
+    for id in ["fail", "missing"] {
+        send(&app, common::get(&format!("/items/{id}"))).await;
+        send(&app, req("PUT", &format!("/items/{id}"), &[])).await;
+        let after = send(&app, common::get(&format!("/items/{id}"))).await;
+        assert_eq!(after.cache(), "HIT", "{id}");
+    }
+}
+
+#[tokio::test]
+async fn every_variant_of_the_uri_goes() {
+    let calls = Calls::default();
+    let c = calls.clone();
+    let app = Router::new()
+        .route(
+            "/page",
+            get(move |headers: HeaderMap| {
+                let n = c.hit();
+                async move {
+                    let lang = headers
+                        .get("accept-language")
+                        .map_or("none", |v| v.to_str().unwrap())
+                        .to_owned();
+                    ([("vary", "accept-language")], format!("{lang} {n}"))
+                }
+            })
+            .post(|| async { "posted" }),
+        )
+        .layer(cache());
+    for lang in ["en", "fr"] {
+        send(&app, req("GET", "/page?x=1", &[("accept-language", lang)])).await;
+        send(&app, req("GET", "/page?x=2", &[("accept-language", lang)])).await;
+    }
+    assert_eq!(calls.get(), 4);
+    send(&app, req("POST", "/page", &[])).await;
+    for lang in ["en", "fr"] {
+        for q in ["1", "2"] {
+            let got = send(
+                &app,
+                req("GET", &format!("/page?x={q}"), &[("accept-language", lang)]),
+            )
+            .await;
+            assert_eq!(got.cache(), "MISS", "{lang} {q}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn locations_of_the_same_host_go_too() {
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|Path(id): Path<u32>| async move { format!("order {id}") }),
+        )
+        .route(
+            "/orders",
+            axum::routing::post(|| async {
+                (
+                    StatusCode::CREATED,
+                    [
+                        ("location", "/orders/7"),
+                        ("content-location", "http://other.example/orders/8"),
+                    ],
+                    "created",
+                )
+            }),
+        )
+        .layer(cache());
+    for id in [7, 8] {
+        send(&app, common::get(&format!("/orders/{id}"))).await;
+    }
+    send(&app, req("POST", "/orders", &[])).await;
+    assert_eq!(send(&app, common::get("/orders/7")).await.cache(), "MISS");
+    assert_eq!(
+        send(&app, common::get("/orders/8")).await.cache(),
+        "HIT",
+        "another host's URI"
+    );
+}
+
+#[tokio::test]
+async fn tags_reach_across_routes() {
+    let app = Router::new()
+        .route(
+            "/products/{id}",
+            get(|Path(id): Path<u32>| async move {
+                (
+                    [("cache-tag", format!("product:{id} products"))],
+                    "a product",
+                )
+            }),
+        )
+        .route(
+            "/categories/{id}",
+            get(|| async { ([("cache-tag", "products")], "a category") }),
+        )
+        .route(
+            "/other",
+            get(|| async { ([("cache-tag", "other")], "other") }),
+        )
+        .route(
+            "/admin/reindex",
+            axum::routing::post(|| async { ([("cache-tag", "products")], "reindexed") }),
+        )
+        .layer(cache());
+    for uri in ["/products/1", "/products/2", "/categories/5", "/other"] {
+        let got = send(&app, common::get(uri)).await;
+        assert!(
+            got.headers.get("cache-tag").is_none(),
+            "the tag header does not leave"
+        );
+    }
+    let purge = send(&app, req("POST", "/admin/reindex", &[])).await;
+    assert!(purge.headers.get("cache-tag").is_none());
+    for uri in ["/products/1", "/products/2", "/categories/5"] {
+        assert_eq!(send(&app, common::get(uri)).await.cache(), "MISS", "{uri}");
+    }
+    assert_eq!(send(&app, common::get("/other")).await.cache(), "HIT");
+}
+
+#[tokio::test]
+async fn malformed_tag_headers() {
+    let huge = "x".repeat(300);
+    let many: String = (0..100).map(|i| format!("t{i} ")).collect();
+    for (value, stored) in [
+        (axum::http::HeaderValue::from_static(""), true),
+        (axum::http::HeaderValue::from_static(" , ,"), true),
+        (axum::http::HeaderValue::from_str(&huge).unwrap(), false),
+        (axum::http::HeaderValue::from_str(&many).unwrap(), false),
+        (
+            axum::http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+            false,
+        ),
+    ] {
+        let v = value.clone();
+        let app = Router::new()
+            .route(
+                "/x",
+                get(move || {
+                    let v = v.clone();
+                    async move { ([("cache-tag", v)], "x") }
+                }),
+            )
+            .layer(cache());
+        send(&app, common::get("/x")).await;
+        let again = send(&app, common::get("/x")).await;
+        assert_eq!(again.cache() == "HIT", stored, "{value:?}");
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_entries_under_one_tag() {
+    let app = Router::new()
+        .route(
+            "/items/{id}",
+            get(|Path(id): Path<u32>| async move { ([("cache-tag", "catalog")], format!("{id}")) }),
+        )
+        .route(
+            "/purge",
+            axum::routing::post(|| async { [("cache-tag", "catalog")] }),
+        )
+        .layer(cache());
+    for i in 0..10_000 {
+        send(&app, common::get(&format!("/items/{i}"))).await;
+    }
+    assert_eq!(send(&app, common::get("/items/9999")).await.cache(), "HIT");
+    send(&app, req("POST", "/purge", &[])).await;
+    for i in (0..10_000).step_by(97) {
+        assert_eq!(
+            send(&app, common::get(&format!("/items/{i}")))
+                .await
+                .cache(),
+            "MISS",
+            "{i}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_fill_never_writes_old_data_back() {
+    // The GET handler reads the version, then takes a while before answering: a PUT can land in
+    // between. After the PUT has returned, no GET may answer with the old version.
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    for round in 0..40 {
+        let db = Db::default();
+        let delay = Duration::from_millis(random(30));
+        let d = db.clone();
+        let app = Router::new()
+            .route(
+                "/item",
+                get(move || {
+                    let v = d.0.load(Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        format!("v{v}")
+                    }
+                })
+                .put({
+                    let d = db.clone();
+                    move || {
+                        let v = d.0.fetch_add(1, Ordering::SeqCst) + 1;
+                        async move { format!("now v{v}") }
+                    }
+                }),
+            )
+            .layer(cache());
+        let slow_get = {
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, common::get("/item")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(random(20))).await;
+        let put = send(&app, req("PUT", "/item", &[])).await;
+        assert_eq!(put.status, 200);
+        let written = db.0.load(Ordering::SeqCst);
+        // Whatever the slow GET answered its own client, the cache must not keep it.
+        let _ = slow_get.await.unwrap();
+        for _ in 0..3 {
+            let got = send(&app, common::get("/item")).await;
+            assert_eq!(
+                got.text(),
+                format!("v{written}"),
+                "round {round}: stale data written back"
+            );
+            tokio::time::sleep(Duration::from_millis(random(10))).await;
+        }
+    }
+}
