@@ -304,3 +304,144 @@ async fn a_slow_fill_never_writes_old_data_back() {
         }
     }
 }
+
+#[tokio::test]
+async fn policy_taggers_tag_and_invalidate() {
+    use tower_response_cache::Policy;
+    let policy = Policy::new()
+        .tag_with(|req: &http::request::Parts, _: &http::response::Parts| {
+            let id = req.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+            vec![format!("product:{id}"), "products".to_owned()]
+        })
+        .invalidate_with(|req: &http::request::Parts, _: &http::response::Parts| {
+            let id = req.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+            vec![format!("product:{id}")]
+        });
+    let app = Router::new()
+        .route(
+            "/products/{id}",
+            get(|Path(id): Path<u32>| async move { format!("product {id}") })
+                .put(|| async { "saved" }),
+        )
+        .route(
+            "/listing/{id}",
+            get(|Path(id): Path<u32>| async move {
+                ([("cache-tag", format!("product:{id}"))], "listing")
+            }),
+        )
+        .layer(cache().policy(policy));
+    for uri in ["/products/1", "/products/2", "/listing/1", "/listing/2"] {
+        send(&app, common::get(uri)).await;
+    }
+    // PUT /admin-style write on product 1: its URI, and everything tagged product:1.
+    send(&app, req("PUT", "/products/1", &[])).await;
+    assert_eq!(send(&app, common::get("/products/1")).await.cache(), "MISS");
+    assert_eq!(send(&app, common::get("/listing/1")).await.cache(), "MISS");
+    assert_eq!(send(&app, common::get("/products/2")).await.cache(), "HIT");
+    assert_eq!(send(&app, common::get("/listing/2")).await.cache(), "HIT");
+}
+
+#[tokio::test]
+async fn tags_cover_every_vary_variant() {
+    let layer = cache();
+    let handle = layer.handle();
+    let app = Router::new()
+        .route(
+            "/page",
+            get(|headers: HeaderMap| async move {
+                let lang = headers["accept-language"].to_str().unwrap().to_owned();
+                ([("vary", "accept-language"), ("cache-tag", "page")], lang)
+            }),
+        )
+        .layer(layer);
+    for lang in ["en", "fr"] {
+        send(&app, req("GET", "/page", &[("accept-language", lang)])).await;
+        let again = send(&app, req("GET", "/page", &[("accept-language", lang)])).await;
+        assert_eq!((again.cache(), again.text().as_str()), ("HIT", lang));
+    }
+    // Two variants plus the variants list carry the tag.
+    assert_eq!(handle.invalidate_tags(&["page"]).await, 3);
+    for lang in ["en", "fr"] {
+        let got = send(&app, req("GET", "/page", &[("accept-language", lang)])).await;
+        assert_eq!((got.cache(), got.text().as_str()), ("MISS", lang));
+    }
+}
+
+#[tokio::test]
+async fn the_handle_invalidates_by_uri_prefix_tag_and_clears() {
+    let layer = cache();
+    let handle = layer.handle();
+    let app =
+        Router::new()
+            .route(
+                "/{*path}",
+                get(|uri: http::Uri| async move {
+                    ([("cache-tag", "all-pages")], uri.path().to_owned())
+                }),
+            )
+            .layer(layer);
+    let uris = ["/a/1", "/a/2?x=1", "/a/b/3", "/c/4", "/c/5"];
+    let fill = |app: Router| async move {
+        for uri in uris {
+            send(&app, common::get(uri)).await;
+        }
+    };
+    let cached = |app: Router| async move {
+        let mut hits = Vec::new();
+        for uri in uris {
+            hits.push(send(&app, common::get(uri)).await.cache() == "HIT");
+        }
+        hits
+    };
+    fill(app.clone()).await;
+    assert_eq!(handle.invalidate_uri(&"/a/2".parse().unwrap()).await, 1);
+    assert_eq!(cached(app.clone()).await, [true, false, true, true, true]);
+
+    fill(app.clone()).await;
+    assert_eq!(handle.invalidate_prefix("", "/a/").await, 3);
+    assert_eq!(cached(app.clone()).await, [false, false, false, true, true]);
+
+    fill(app.clone()).await;
+    assert_eq!(handle.invalidate_tags(&["all-pages"]).await, 5);
+    assert_eq!(cached(app.clone()).await, [false; 5]);
+
+    handle.clear().await;
+    assert_eq!(cached(app.clone()).await, [false; 5]);
+
+    // Warming: the next requests are hits.
+    handle.clear().await;
+    let requests = uris.map(|u| {
+        axum::http::Request::get(u)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    });
+    assert_eq!(handle.warm(app.clone(), requests).await, 5);
+    assert_eq!(cached(app).await, [true; 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_during_a_slow_fill_is_not_undone() {
+    let layer = cache();
+    let handle = layer.handle();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                "old"
+            }),
+        )
+        .layer(layer);
+    let fill = {
+        let app = app.clone();
+        tokio::spawn(async move { send(&app, common::get("/slow")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    handle.clear().await;
+    assert_eq!(
+        fill.await.unwrap().text(),
+        "old",
+        "the filler's own client still gets it"
+    );
+    assert_eq!(send(&app, common::get("/slow")).await.cache(), "MISS");
+}
