@@ -3,7 +3,8 @@
 //! ```sh
 //! cargo run --release --example reverse_proxy -- \
 //!     --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8000 \
-//!     [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES]
+//!     [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES] \
+//!     [--tag-header NAME] [--purge-token TOKEN]
 //! ```
 //!
 //! Every method is forwarded; GET and HEAD are cached by the origin's `Cache-Control`
@@ -12,6 +13,12 @@
 //! passed to the origin (so virtual hosts keep working and never share entries), with
 //! `X-Forwarded-For`, `-Host` and `-Proto`. Hop-by-hop fields are dropped both ways. An origin
 //! that cannot be reached gets a `502 Bad Gateway`.
+//!
+//! Writes (POST, PUT, PATCH, DELETE...) that succeed invalidate what they changed. The origin
+//! tags responses with `--tag-header` (default `cache-tag`), and names tags to purge in the same
+//! header on a write's response. With `--purge-token`, operators can purge: `PURGE /some/uri`,
+//! or `POST /_cache/purge?tag=...` / `?uri=...` / `?all=true`, both with
+//! `Authorization: Bearer TOKEN` (those requests never reach the origin).
 //!
 //! It prints `listening on ADDR` once it accepts connections.
 
@@ -27,8 +34,8 @@ use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tower::{Layer, service_fn};
-use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+use tower::{Layer, ServiceExt, service_fn};
+use tower_response_cache::{CacheLayer, MemoryStore, Policy, PurgeService};
 
 /// Everything the proxy can be told on its command line.
 #[derive(Clone, Debug)]
@@ -38,11 +45,14 @@ struct Options {
     default_ttl: Duration,
     max_body: usize,
     capacity: u64,
+    tag_header: HeaderName,
+    purge_token: Option<String>,
 }
 
 impl Options {
     const USAGE: &'static str = "usage: reverse_proxy --listen ADDR --upstream URL \
-        [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES]";
+        [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES] \
+        [--tag-header NAME] [--purge-token TOKEN]";
 
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut listen = None;
@@ -53,6 +63,8 @@ impl Options {
             default_ttl: Duration::ZERO,
             max_body: 1 << 20,
             capacity: 256 << 20,
+            tag_header: HeaderName::from_static("cache-tag"),
+            purge_token: None,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -73,6 +85,11 @@ impl Options {
                 "--capacity" => {
                     options.capacity = value()?.parse().map_err(|e| format!("--capacity: {e}"))?
                 }
+                "--tag-header" => {
+                    options.tag_header =
+                        value()?.parse().map_err(|e| format!("--tag-header: {e}"))?
+                }
+                "--purge-token" => options.purge_token = Some(value()?),
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown option {other}\n{}", Self::USAGE)),
             }
@@ -91,6 +108,9 @@ impl Options {
 }
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Where operators purge by tag, URI, prefix or everything (with --purge-token).
+const PURGE_PATH: &str = "/_cache/purge";
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -197,15 +217,31 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(options.capacity))
+    let mut cache = CacheLayer::new(MemoryStore::with_capacity_bytes(options.capacity))
         // A proxy does not know its origin's intentions: no header of the origin's may steer
-        // the cache beyond standard HTTP.
+        // the cache beyond standard HTTP and its tags.
         .without_override_header()
+        .tag_header(options.tag_header.clone())
         .policy(
             Policy::new()
                 .ttl(options.default_ttl)
                 .max_body_bytes(options.max_body),
         );
+    let mut purge = None;
+    if let Some(token) = &options.purge_token {
+        let layer = cache.clone().purge_method(token);
+        let endpoint = PurgeService::new(cache.handle(), token);
+        match (layer, endpoint) {
+            (Ok(layer), Ok(endpoint)) => {
+                cache = layer;
+                purge = Some(endpoint);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("--purge-token: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let client: Client<HttpConnector, Incoming> =
         Client::builder(TokioExecutor::new()).build_http();
 
@@ -229,9 +265,29 @@ async fn main() {
         };
         let client = client.clone();
         let upstream = options.upstream.clone();
-        let service = cache.layer(service_fn(move |request| {
+        let cached = cache.layer(service_fn(move |request| {
             forward(client.clone(), upstream.clone(), peer, request)
         }));
+        let purge = purge.clone();
+        // The purge endpoint is answered here, in front of the cache; everything else goes
+        // through the cache to the origin.
+        let service = service_fn(move |request: Request<Incoming>| {
+            let purge = purge.clone().filter(|_| request.uri().path() == PURGE_PATH);
+            let cached = cached.clone();
+            async move {
+                let response: Response<ProxyBody> = match purge {
+                    Some(purge) => {
+                        let Ok(response) = purge.oneshot(request).await;
+                        response.map(|body| body.map_err(|never| match never {}).boxed())
+                    }
+                    None => {
+                        let Ok(response) = cached.oneshot(request).await;
+                        response.map(|body| body.boxed())
+                    }
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
         tokio::spawn(async move {
             let server = auto::Builder::new(TokioExecutor::new());
             let connection =

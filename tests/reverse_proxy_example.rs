@@ -52,14 +52,29 @@ async fn origin(calls: Calls) -> std::net::SocketAddr {
                 async move { format!("posted {n}") }
             }),
         )
-        .route("/silent", get(|| async { "no freshness info" }));
+        .route("/silent", get(|| async { "no freshness info" }))
+        .route(
+            "/tagged",
+            get(|| async {
+                (
+                    [
+                        ("cache-control", "max-age=60"),
+                        ("surrogate-key", "news front"),
+                    ],
+                    "tagged",
+                )
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
 
-async fn start_proxy(upstream: std::net::SocketAddr) -> (tokio::process::Child, String) {
+async fn start_proxy(
+    upstream: std::net::SocketAddr,
+    extra: &[&str],
+) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(example_binary())
         .args([
             "--listen",
@@ -67,6 +82,7 @@ async fn start_proxy(upstream: std::net::SocketAddr) -> (tokio::process::Child, 
             "--upstream",
             &format!("http://{upstream}"),
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -87,13 +103,25 @@ async fn start_proxy(upstream: std::net::SocketAddr) -> (tokio::process::Child, 
 }
 
 async fn call(proxy: &str, method: &str, path: &str, host: &str) -> (u16, HeaderMap, Bytes) {
+    call_with(proxy, method, path, host, None).await
+}
+
+async fn call_with(
+    proxy: &str,
+    method: &str,
+    path: &str,
+    host: &str,
+    token: Option<&str>,
+) -> (u16, HeaderMap, Bytes) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(format!("http://{proxy}{path}"))
-        .header("host", host)
-        .body(Empty::new())
-        .unwrap();
+        .header("host", host);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Empty::new()).unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
         .await
         .expect("no hang")
@@ -110,7 +138,7 @@ async fn call(proxy: &str, method: &str, path: &str, host: &str) -> (u16, Header
 async fn the_proxy_caches_by_the_origins_rules() {
     let calls = Calls::default();
     let upstream = origin(calls.clone()).await;
-    let (mut child, proxy) = start_proxy(upstream).await;
+    let (mut child, proxy) = start_proxy(upstream, &[]).await;
 
     let (status, headers, body) = call(&proxy, "GET", "/fresh", "a.example").await;
     assert_eq!((status, &body[..]), (200, &b"fresh 1 for a.example"[..]));
@@ -146,8 +174,67 @@ async fn an_unreachable_origin_is_a_bad_gateway() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let (mut child, proxy) = start_proxy(free).await;
+    let (mut child, proxy) = start_proxy(free, &[]).await;
     let (status, _, _) = call(&proxy, "GET", "/anything", "a.example").await;
     assert_eq!(status, 502);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn writes_tags_and_purges_through_the_proxy() {
+    let calls = Calls::default();
+    let upstream = origin(calls.clone()).await;
+    let flags = ["--tag-header", "surrogate-key", "--purge-token", "t0ken"];
+    let (mut child, proxy) = start_proxy(upstream, &flags).await;
+
+    // A write through the proxy invalidates its URI.
+    call(&proxy, "GET", "/fresh", "a.example").await;
+    assert_eq!(
+        call(&proxy, "GET", "/fresh", "a.example").await.1["x-cache"],
+        "HIT"
+    );
+    call(&proxy, "POST", "/fresh", "a.example").await;
+    assert_eq!(
+        call(&proxy, "GET", "/fresh", "a.example").await.1["x-cache"],
+        "MISS"
+    );
+
+    // PURGE needs the token and never reaches the origin.
+    let before = calls.get();
+    let (status, _, _) = call(&proxy, "PURGE", "/fresh", "a.example").await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        call(&proxy, "GET", "/fresh", "a.example").await.1["x-cache"],
+        "HIT"
+    );
+    let (status, _, body) = call_with(&proxy, "PURGE", "/fresh", "a.example", Some("t0ken")).await;
+    assert_eq!((status, &body[..]), (200, &b"purged 1 entries\n"[..]));
+    assert_eq!(
+        call(&proxy, "GET", "/fresh", "a.example").await.1["x-cache"],
+        "MISS"
+    );
+    assert_eq!(
+        calls.get(),
+        before + 1,
+        "only the last GET reached the origin"
+    );
+
+    // The purge endpoint, by tag (the origin tags /tagged with surrogate-key).
+    call(&proxy, "GET", "/tagged", "a.example").await;
+    let (_, headers, _) = call(&proxy, "GET", "/tagged", "a.example").await;
+    assert_eq!(headers["x-cache"], "HIT");
+    assert!(
+        headers.get("surrogate-key").is_none(),
+        "tags stay between origin and cache"
+    );
+    let (status, _, _) = call(&proxy, "POST", "/_cache/purge?tag=news", "a.example").await;
+    assert_eq!(status, 401);
+    let purge = "/_cache/purge?tag=news";
+    let (status, _, body) = call_with(&proxy, "POST", purge, "a.example", Some("t0ken")).await;
+    assert_eq!((status, &body[..]), (200, &b"purged 1 entries\n"[..]));
+    assert_eq!(
+        call(&proxy, "GET", "/tagged", "a.example").await.1["x-cache"],
+        "MISS"
+    );
     child.kill().await.unwrap();
 }
