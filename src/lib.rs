@@ -37,6 +37,11 @@
 //! responses are served at once while one background request refreshes them; within a
 //! stale-if-error window a stale response stands in for a failing origin (RFC 5861).
 //!
+//! And it follows the data it copies: a write that passes through invalidates what it changed
+//! (its URI in every variant, same-host locations, tags) before its response returns, and a fill
+//! that started earlier can never write the old data back. [`CacheHandle`] and [`PurgeService`]
+//! invalidate by URI, prefix or tag from code or over HTTP.
+//!
 //! # Pieces
 //!
 //! - [`CacheLayer`] / [`CacheService`]: the middleware, configured with builder methods.

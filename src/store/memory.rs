@@ -166,8 +166,9 @@ impl Store for MemoryStore {
         let keys = self.tags.take(tags);
         let mut removed = 0;
         for key in keys {
-            if self.cache.remove(&key).await.is_some() {
+            if self.cache.contains_key(&key) {
                 removed += 1;
+                self.cache.invalidate(&key).await;
             }
         }
         Ok(removed)
