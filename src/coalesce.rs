@@ -80,6 +80,13 @@ impl Flights {
         }
     }
 
+    /// Stops new requests from joining the fetches now in flight: after an invalidation, a
+    /// request must not be handed a response fetched before it. Requests already waiting still
+    /// get their fetch's outcome (they were sent before the invalidation).
+    pub fn detach_all(&self) {
+        self.lock().clear();
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -156,6 +163,27 @@ mod tests {
         }
         assert_eq!(flights.len(), 0);
         assert!(matches!(flights.join(key), Role::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn detached_flights_take_no_new_waiters() {
+        let flights = Arc::new(Flights::default());
+        let key = StoreKey::of(b"k");
+        let Role::Leader(old) = flights.join(key) else {
+            panic!("leader expected")
+        };
+        let Role::Waiter(early) = flights.join(key) else {
+            panic!("waiter expected")
+        };
+        flights.detach_all();
+        let Role::Leader(new) = flights.join(key) else {
+            panic!("after detaching, a new request leads a new fetch")
+        };
+        old.publish(Shared::Pass);
+        assert!(matches!(outcome(early).await, Shared::Pass));
+        // The old leader's publish did not end the new flight.
+        assert_eq!(flights.len(), 1);
+        drop(new);
     }
 
     #[tokio::test]

@@ -93,6 +93,7 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
             return 0;
         }
         self.generations.record(tags.iter().copied());
+        self.flights.detach_all();
         Counters::add(&self.counters.invalidations);
         match self.store.invalidate_tags(tags).await {
             Ok(removed) => removed,
@@ -107,6 +108,7 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
     /// Removes every entry, and records it so that fills in progress do not write back.
     pub async fn clear(&self) {
         self.generations.record_everything();
+        self.flights.detach_all();
         Counters::add(&self.counters.invalidations);
         if let Err(error) = self.store.clear().await {
             Counters::add(&self.counters.store_errors);

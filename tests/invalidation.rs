@@ -291,6 +291,14 @@ async fn a_slow_fill_never_writes_old_data_back() {
         let put = send(&app, req("PUT", "/item", &[])).await;
         assert_eq!(put.status, 200);
         let written = db.0.load(Ordering::SeqCst);
+        // A GET right after the PUT, while the slow fill may still be in flight: it must not
+        // be handed that fill's (old) response.
+        let right_after = send(&app, common::get("/item")).await;
+        assert_eq!(
+            right_after.text(),
+            format!("v{written}"),
+            "round {round}: joined an old fill"
+        );
         // Whatever the slow GET answered its own client, the cache must not keep it.
         let _ = slow_get.await.unwrap();
         for _ in 0..3 {
