@@ -81,7 +81,7 @@ mod stats;
 pub mod store;
 
 pub use body::CacheBody;
-pub use entry::Entry;
+pub use entry::{DecodeError, Entry, FORMAT_VERSION};
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;
 pub use key::{CacheKey, DefaultKey, KeyBuilder, KeyMaker, StoreKey};
@@ -95,6 +95,8 @@ pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};
 pub use store::{DynStore, Eviction, MemoryStore, Store, StoreError, StoreMetrics};
+#[cfg(feature = "redis")]
+pub use store::{RedisFaults, RedisStore, RedisStoreBuilder};
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -7,9 +7,15 @@
 //! Store errors never fail a request: the layer logs and counts them, and answers from the inner
 //! service.
 
+#[cfg(feature = "redis")]
+mod breaker;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use memory::{Eviction, MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+pub use redis::{RedisFaults, RedisStore, RedisStoreBuilder};
 
 use std::error::Error as StdError;
 use std::fmt;

@@ -1,5 +1,9 @@
 //! The stored response: what a [`Store`](crate::Store) keeps under a [`StoreKey`](crate::StoreKey).
 
+mod codec;
+
+pub use codec::{DecodeError, FORMAT_VERSION};
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,348 @@
+//! The binary encoding of entries, for stores that keep bytes (Redis, files...).
+//!
+//! Versioned and compact: a 4-byte header (`TRC` and a version), the times and flags, the full
+//! key, the tags, then the response (status, header fields, body, trailers) or the variants
+//! list. Lengths are explicit and checked: decoding any byte string, truncated, corrupted or
+//! foreign, is a [`DecodeError`], never a panic, and never allocates more than the input's size.
+//! The body of a decoded entry shares the input's `Bytes` (no copy).
+
+use bytes::{BufMut, Bytes};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::fmt;
+
+use super::{Entry, Kind, StoredResponse};
+
+const MAGIC: &[u8; 3] = b"TRC";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+const KIND_RESPONSE: u8 = 0;
+const KIND_VARIANTS: u8 = 1;
+const KIND_PASS: u8 = 2;
+const FLAG_SHARED_WITH_CREDENTIALS: u8 = 0x80;
+
+/// Bytes that are not an entry of this format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeError(&'static str);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a cache entry: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl Entry {
+    /// The entry in the crate's versioned binary format (see [`Entry::decode`]).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.weight() + 64);
+        out.put_slice(MAGIC);
+        out.put_u8(FORMAT_VERSION);
+        let (kind, shared) = match &self.kind {
+            Kind::Response(r) => (KIND_RESPONSE, r.shared_with_credentials),
+            Kind::Variants(_) => (KIND_VARIANTS, false),
+            Kind::Pass => (KIND_PASS, false),
+        };
+        out.put_u8(
+            kind | if shared {
+                FLAG_SHARED_WITH_CREDENTIALS
+            } else {
+                0
+            },
+        );
+        for n in [
+            self.stored_at_ms,
+            self.fresh_until_ms,
+            self.stale_while_revalidate_ms,
+            self.stale_if_error_ms,
+            self.initial_age,
+        ] {
+            out.put_u64(n);
+        }
+        put_bytes(&mut out, &self.key);
+        out.put_u16(self.tags.len() as u16);
+        for tag in self.tags.iter() {
+            put_bytes(&mut out, tag.as_bytes());
+        }
+        match &self.kind {
+            Kind::Response(r) => {
+                out.put_u16(r.status.as_u16());
+                put_fields(&mut out, &r.headers);
+                put_bytes(&mut out, &r.body);
+                match &r.trailers {
+                    Some(trailers) => {
+                        out.put_u8(1);
+                        put_fields(&mut out, trailers);
+                    }
+                    None => out.put_u8(0),
+                }
+            }
+            Kind::Variants(names) => {
+                out.put_u16(names.len() as u16);
+                for name in names.iter() {
+                    put_bytes(&mut out, name.as_str().as_bytes());
+                }
+            }
+            Kind::Pass => {}
+        }
+        out
+    }
+
+    /// Reads an entry written by [`Entry::encode`]. Anything else (another version, truncated or
+    /// altered bytes, a foreign value) is an error.
+    pub fn decode(bytes: Bytes) -> Result<Entry, DecodeError> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(3)? != MAGIC[..] {
+            return Err(DecodeError("bad magic"));
+        }
+        if r.u8()? != FORMAT_VERSION {
+            return Err(DecodeError("unknown format version"));
+        }
+        let flags = r.u8()?;
+        let stored_at_ms = r.u64()?;
+        let fresh_until_ms = r.u64()?;
+        let stale_while_revalidate_ms = r.u64()?;
+        let stale_if_error_ms = r.u64()?;
+        let initial_age = r.u64()?;
+        let key = r.bytes()?;
+        let tag_count = r.u16()?;
+        let mut tags = Vec::with_capacity(usize::from(tag_count).min(r.remaining()));
+        for _ in 0..tag_count {
+            let tag = std::str::from_utf8(&r.bytes()?)
+                .map_err(|_| DecodeError("tag not UTF-8"))?
+                .into();
+            tags.push(tag);
+        }
+        let kind = match flags & !FLAG_SHARED_WITH_CREDENTIALS {
+            KIND_RESPONSE => {
+                let status =
+                    StatusCode::from_u16(r.u16()?).map_err(|_| DecodeError("bad status"))?;
+                let headers = r.fields()?;
+                let body = r.bytes()?;
+                let trailers = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.fields()?),
+                    _ => return Err(DecodeError("bad trailers flag")),
+                };
+                Kind::Response(StoredResponse {
+                    status,
+                    headers,
+                    body,
+                    trailers,
+                    shared_with_credentials: flags & FLAG_SHARED_WITH_CREDENTIALS != 0,
+                })
+            }
+            KIND_VARIANTS => {
+                let count = r.u16()?;
+                let mut names = Vec::with_capacity(usize::from(count).min(r.remaining()));
+                for _ in 0..count {
+                    names.push(
+                        HeaderName::from_bytes(&r.bytes()?)
+                            .map_err(|_| DecodeError("bad field name"))?,
+                    );
+                }
+                Kind::Variants(names.into_boxed_slice())
+            }
+            KIND_PASS => Kind::Pass,
+            _ => return Err(DecodeError("unknown entry kind")),
+        };
+        if r.remaining() != 0 {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(Entry {
+            key,
+            stored_at_ms,
+            fresh_until_ms,
+            stale_while_revalidate_ms,
+            stale_if_error_ms,
+            initial_age,
+            tags: tags.into_boxed_slice(),
+            kind,
+        })
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.put_u32(bytes.len() as u32);
+    out.put_slice(bytes);
+}
+
+fn put_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
+    out.put_u32(fields.len() as u32);
+    for (name, value) in fields {
+        put_bytes(out, name.as_str().as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
+}
+
+struct Reader {
+    bytes: Bytes,
+    at: usize,
+}
+
+impl Reader {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        if n > self.remaining() {
+            return Err(DecodeError("truncated"));
+        }
+        let taken = self.bytes.slice(self.at..self.at + n);
+        self.at += n;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let taken = self.take(N)?;
+        let mut array = [0; N];
+        array.copy_from_slice(&taken);
+        Ok(array)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn fields(&mut self) -> Result<HeaderMap, DecodeError> {
+        let count = self.u32()? as usize;
+        // Each field takes at least 8 bytes: a count beyond that is a lie.
+        if count > self.remaining() / 8 {
+            return Err(DecodeError("field count larger than the input"));
+        }
+        let mut fields = HeaderMap::with_capacity(count);
+        for _ in 0..count {
+            let name = HeaderName::from_bytes(&self.bytes()?)
+                .map_err(|_| DecodeError("bad field name"))?;
+            let value = HeaderValue::from_maybe_shared(self.bytes()?)
+                .map_err(|_| DecodeError("bad field value"))?;
+            fields.append(name, value);
+        }
+        Ok(fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Lifetime;
+    use std::time::{Duration, SystemTime};
+
+    fn sample() -> Entry {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        headers.append("set-thing", HeaderValue::from_static("a"));
+        headers.append(
+            "set-thing",
+            HeaderValue::from_bytes(b"\x80\xff obs-text").unwrap(),
+        );
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        Entry::response(
+            Bytes::from_static(b"\x01full key"),
+            StoredResponse {
+                status: StatusCode::NOT_FOUND,
+                headers,
+                body: Bytes::from(vec![7u8; 100_000]),
+                trailers: Some(trailers),
+                shared_with_credentials: true,
+            },
+            SystemTime::now(),
+            Lifetime {
+                fresh_for: Duration::from_secs(60),
+                stale_while_revalidate: Duration::from_secs(5),
+                stale_if_error: Duration::from_secs(600),
+            },
+            42,
+        )
+        .with_tags(["\u{1}uri x/y", "product:1"])
+    }
+
+    #[test]
+    fn round_trip() {
+        let entry = sample();
+        let decoded = Entry::decode(Bytes::from(entry.encode())).unwrap();
+        assert_eq!(decoded.encode(), entry.encode());
+        assert_eq!(decoded.key(), entry.key());
+        assert_eq!(
+            decoded.tags().collect::<Vec<_>>(),
+            ["\u{1}uri x/y", "product:1"]
+        );
+        assert_eq!(decoded.stored_at(), entry.stored_at());
+        let Kind::Response(r) = decoded.kind() else {
+            panic!("response expected")
+        };
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.headers.get_all("set-thing").iter().count(), 2);
+        assert_eq!(r.body.len(), 100_000);
+        assert_eq!(r.trailers.as_ref().unwrap()["grpc-status"], "0");
+        assert!(r.shared_with_credentials);
+
+        let now = SystemTime::now();
+        for e in [
+            Entry::variants(
+                Bytes::from_static(b"k"),
+                vec![HeaderName::from_static("accept")],
+                now,
+                Lifetime::fresh(Duration::from_secs(1)),
+            ),
+            Entry::pass(Bytes::from_static(b"k"), now, Duration::from_secs(1)),
+        ] {
+            assert_eq!(
+                Entry::decode(Bytes::from(e.encode())).unwrap().encode(),
+                e.encode()
+            );
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_many_corruptions_are_errors() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(
+                Entry::decode(Bytes::copy_from_slice(&bytes[..len])).is_err(),
+                "truncated at {len}"
+            );
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(Entry::decode(Bytes::from(extra)).is_err());
+        // Flip each byte of the header part: never a panic (an error, or another valid entry).
+        for i in 0..200.min(bytes.len()) {
+            let mut corrupt = bytes.clone();
+            corrupt[i] ^= 0xff;
+            let _ = Entry::decode(Bytes::from(corrupt));
+        }
+        let mut version = bytes.clone();
+        version[3] = 99;
+        assert_eq!(
+            Entry::decode(Bytes::from(version)).unwrap_err(),
+            DecodeError("unknown format version")
+        );
+        assert!(Entry::decode(Bytes::from_static(b"{\"json\": true}")).is_err());
+        // A huge declared count does not allocate: it is refused.
+        let mut lying = bytes[..4].to_vec();
+        lying.extend_from_slice(&[0u8; 41]);
+        lying.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Entry::decode(Bytes::from(lying)).is_err());
+    }
+}

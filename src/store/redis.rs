@@ -1,0 +1,394 @@
+//! [`RedisStore`]: entries in Redis, shared by every instance of a service.
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use sha2::Sha256;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+use super::breaker::Breaker;
+use super::{Store, StoreError, StoreMetrics};
+use crate::{Entry, StoreKey};
+
+const MAC_LEN: usize = 32;
+
+/// Removes every entry listed in each tag set, and the sets, in one atomic step.
+const INVALIDATE_TAGS: &str = r#"
+local removed = 0
+for _, tag in ipairs(KEYS) do
+  local members = redis.call('SMEMBERS', tag)
+  for i = 1, #members, 500 do
+    removed = removed + redis.call('DEL', unpack(members, i, math.min(i + 499, #members)))
+  end
+  redis.call('DEL', tag)
+end
+return removed
+"#;
+
+/// A [`Store`] in Redis (7 or later), shared by every instance of a service.
+///
+/// - Entries are stored in the crate's versioned binary format ([`Entry::encode`]) with their
+///   lifetime set in Redis (`PX`), so Redis drops them itself. A value that does not decode (a
+///   foreign value, an older format, corruption) is a miss, and is removed.
+/// - Tags are Redis sets of entry keys, expiring with the longest-lived of their entries, so tag
+///   indexes do not outgrow the entries. Invalidating tags is one Lua script: atomic.
+/// - With [`hmac_secret`](RedisStoreBuilder::hmac_secret) every value carries an HMAC-SHA256 of
+///   its key and bytes. A value whose HMAC does not verify is a miss: whoever can write to Redis
+///   without the secret cannot make the cache serve a response of their making. (They can still
+///   delete entries, or replay a genuine value under the same key until it expires; and the
+///   secret must stay out of Redis.)
+/// - Faults never fail a request: every operation has a timeout, errors are misses, and after a
+///   run of failures a circuit breaker stops calling Redis for a while (a dead Redis then costs
+///   nothing per request), probing now and then until it is back.
+/// - The connection is made on first use and re-made after a loss, so a service starts, and
+///   serves, while Redis is down.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_response_cache::{CacheLayer, RedisStore};
+///
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/")
+///     .prefix("shop")
+///     .timeout(Duration::from_millis(50))
+///     .hmac_secret(b"from your secret manager")
+///     .build()
+///     .expect("a valid Redis URL");
+/// let layer = CacheLayer::new(store);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    prefix: String,
+    timeout: Duration,
+    secret: Option<Box<[u8]>>,
+    breaker: Breaker,
+    invalidate: Script,
+    faults: AtomicU64,
+    undecodable: AtomicU64,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .field("hmac", &self.inner.secret.is_some())
+            .field("circuit_open", &self.inner.breaker.is_open())
+            .finish()
+    }
+}
+
+/// Builds a [`RedisStore`].
+#[derive(Clone)]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    secret: Option<Box<[u8]>>,
+    failures_to_open: u32,
+    open_for: Duration,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every Redis key this store writes (default `trc`), so several caches or
+    /// applications can share a Redis.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest any operation may take, connecting included (default 100 ms). Past it, the
+    /// operation counts as failed: a miss for a read.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Signs every value with HMAC-SHA256 under `secret`, and treats values that do not verify
+    /// as misses.
+    pub fn hmac_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().into());
+        self
+    }
+
+    /// After `failures` failed operations in a row, stop calling Redis for `open_for`, then
+    /// probe (default: 5 failures, 2 s).
+    pub fn circuit_breaker(mut self, failures: u32, open_for: Duration) -> Self {
+        self.failures_to_open = failures;
+        self.open_for = open_for;
+        self
+    }
+
+    /// Builds the store. Only the URL is checked here (`redis://`, `rediss://` with the
+    /// `redis-tls` feature, user and password in the URL); the connection is made on first use.
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(StoreError::new)?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                connection: OnceCell::new(),
+                prefix: self.prefix,
+                timeout: self.timeout,
+                secret: self.secret,
+                breaker: Breaker::new(self.failures_to_open, self.open_for),
+                invalidate: Script::new(INVALIDATE_TAGS),
+                faults: AtomicU64::new(0),
+                undecodable: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// Figures of a [`RedisStore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisFaults {
+    /// Operations that failed or timed out.
+    pub faults: u64,
+    /// Times the circuit breaker opened.
+    pub circuit_opened: u64,
+    /// Whether the circuit is open now (Redis is not being called).
+    pub circuit_open: bool,
+    /// Values that did not decode or verify (removed, served as misses).
+    pub undecodable: u64,
+}
+
+impl RedisStore {
+    /// A builder for a store at `url` (`redis://[user:password@]host:port/db`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: "trc".to_owned(),
+            timeout: Duration::from_millis(100),
+            secret: None,
+            failures_to_open: 5,
+            open_for: Duration::from_secs(2),
+        }
+    }
+
+    /// Faults seen so far.
+    pub fn faults(&self) -> RedisFaults {
+        RedisFaults {
+            faults: self.inner.faults.load(Relaxed),
+            circuit_opened: self.inner.breaker.opened.load(Relaxed),
+            circuit_open: self.inner.breaker.is_open(),
+            undecodable: self.inner.undecodable.load(Relaxed),
+        }
+    }
+
+    /// The Redis key of an entry.
+    pub fn entry_key(&self, key: StoreKey) -> String {
+        format!("{}:e:{key}", self.inner.prefix)
+    }
+
+    fn tag_key(&self, tag: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.inner.prefix.len() + 3 + tag.len());
+        key.extend_from_slice(self.inner.prefix.as_bytes());
+        key.extend_from_slice(b":t:");
+        key.extend_from_slice(tag.as_bytes());
+        key
+    }
+
+    /// Runs `op` on the connection, within the timeout, through the circuit breaker.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let inner = &self.inner;
+        if !inner.breaker.allow() {
+            return Err(StoreError::new("redis circuit open"));
+        }
+        let attempt = async {
+            let connection = inner
+                .connection
+                .get_or_try_init(|| {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(inner.timeout)
+                        .set_response_timeout(inner.timeout)
+                        .set_number_of_retries(1);
+                    ConnectionManager::new_with_config(inner.client.clone(), config)
+                })
+                .await?
+                .clone();
+            op(connection).await
+        };
+        match tokio::time::timeout(inner.timeout, attempt).await {
+            Ok(Ok(value)) => {
+                inner.breaker.success();
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(self.fault(StoreError::new(error))),
+            Err(_) => Err(self.fault(StoreError::new("redis operation timed out"))),
+        }
+    }
+
+    fn fault(&self, error: StoreError) -> StoreError {
+        self.inner.faults.fetch_add(1, Relaxed);
+        self.inner.breaker.failure();
+        error
+    }
+
+    fn mac(&self, redis_key: &str, value: &[u8]) -> Option<[u8; MAC_LEN]> {
+        let secret = self.inner.secret.as_ref()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
+        mac.update(redis_key.as_bytes());
+        mac.update(&[0]);
+        mac.update(value);
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// The entry in a stored value, if the value verifies and decodes.
+    fn open(&self, redis_key: &str, value: Vec<u8>) -> Option<Entry> {
+        let value = Bytes::from(value);
+        let payload = if self.inner.secret.is_some() {
+            let split = value.len().checked_sub(MAC_LEN)?;
+            let (payload, tag) = (value.slice(..split), &value[split..]);
+            let mut mac = Hmac::<Sha256>::new_from_slice(self.inner.secret.as_deref()?).ok()?;
+            mac.update(redis_key.as_bytes());
+            mac.update(&[0]);
+            mac.update(&payload);
+            // Constant-time comparison.
+            mac.verify_slice(tag).ok()?;
+            payload
+        } else {
+            value
+        };
+        Entry::decode(payload).ok()
+    }
+}
+
+impl Store for RedisStore {
+    async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        let redis_key = self.entry_key(key);
+        let k = redis_key.clone();
+        let value: Option<Vec<u8>> = self.run(|mut c| async move { c.get(k).await }).await?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        match self.open(&redis_key, value) {
+            Some(entry) => Ok(Some(Arc::new(entry))),
+            None => {
+                self.inner.undecodable.fetch_add(1, Relaxed);
+                tracing::warn!(key = %redis_key, "undecodable or unverified cache value; removed");
+                let _ = self
+                    .run(|mut c| async move { c.del::<_, ()>(redis_key).await })
+                    .await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
+        let redis_key = self.entry_key(key);
+        let mut value = entry.encode();
+        if let Some(mac) = self.mac(&redis_key, &value) {
+            value.extend_from_slice(&mac);
+        }
+        let ttl_ms = ttl.as_millis().clamp(1, i64::MAX as u128) as i64;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&redis_key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
+        for tag in entry.tags() {
+            let tag_key = self.tag_key(tag);
+            pipe.cmd("SADD").arg(&tag_key).arg(&redis_key).ignore();
+            // The set lives as long as its longest-lived entry (NX: first TTL, GT: longer).
+            pipe.cmd("PEXPIRE")
+                .arg(&tag_key)
+                .arg(ttl_ms)
+                .arg("NX")
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&tag_key)
+                .arg(ttl_ms)
+                .arg("GT")
+                .ignore();
+        }
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
+        let redis_key = self.entry_key(key);
+        self.run(|mut c| async move { c.del::<_, ()>(redis_key).await })
+            .await
+    }
+
+    async fn invalidate_tags<'a>(&'a self, tags: &'a [&'a str]) -> Result<u64, StoreError> {
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = self.inner.invalidate.prepare_invoke();
+        for tag in tags {
+            invocation.key(self.tag_key(tag));
+        }
+        self.run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await })
+            .await
+    }
+
+    async fn clear(&self) -> Result<(), StoreError> {
+        let pattern = format!("{}:*", escape_glob(&self.inner.prefix));
+        self.run(|mut c| async move {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await?;
+                if !keys.is_empty() {
+                    c.del::<_, ()>(keys).await?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        })
+        .await
+    }
+
+    fn metrics(&self) -> StoreMetrics {
+        StoreMetrics::default()
+    }
+}
+
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}

@@ -1,0 +1,358 @@
+//! The Redis store against a real `redis-server`, started by the tests on a free loopback port
+//! and killed to test faults.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use axum::Router;
+use axum::routing::get;
+use common::{Calls, send};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tower_response_cache::{CacheLayer, RedisStore};
+
+/// A `redis-server` of the test's own, on 127.0.0.1.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}). The Redis tests need it: \
+                     `apt-get install redis-server` (.ci/run installs it)"
+                )
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn store(url: &str) -> RedisStore {
+    RedisStore::builder(url)
+        .prefix("test")
+        .timeout(Duration::from_millis(200))
+        .circuit_breaker(3, Duration::from_millis(300))
+        .build()
+        .unwrap()
+}
+
+/// An app instance over `store`, whose handler says which instance answered.
+fn instance(name: &'static str, calls: &Calls, store: RedisStore) -> Router {
+    let calls = calls.clone();
+    Router::new()
+        .route(
+            "/{*path}",
+            get(move |uri: http::Uri| {
+                calls.hit();
+                async move {
+                    let big = uri.path() == "/big";
+                    let body = if big {
+                        "x".repeat(1 << 20)
+                    } else {
+                        format!("{} from {name}", uri.path())
+                    };
+                    (
+                        axum::response::AppendHeaders([
+                            ("cache-tag", "site"),
+                            ("x-multi", "one"),
+                            ("x-multi", "two"),
+                        ]),
+                        body,
+                    )
+                }
+            }),
+        )
+        .layer(CacheLayer::new(store).max_body_bytes(2 << 20))
+}
+
+async fn entry_keys(server: &RedisServer) -> Vec<String> {
+    let mut raw = server.raw().await;
+    redis::cmd("KEYS")
+        .arg("test:e:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_cache() {
+    let server = RedisServer::start();
+    let calls = Calls::default();
+    let a = instance("a", &calls, store(&server.url()));
+    let b = instance("b", &calls, store(&server.url()));
+    let filled = send(&a, common::get("/page")).await;
+    assert_eq!(
+        (filled.cache(), filled.text().as_str()),
+        ("MISS", "/page from a")
+    );
+    let hit = send(&b, common::get("/page")).await;
+    assert_eq!((hit.cache(), hit.text().as_str()), ("HIT", "/page from a"));
+    let multi: Vec<_> = hit.headers.get_all("x-multi").iter().collect();
+    assert_eq!(multi, ["one", "two"]);
+    send(&a, common::get("/big")).await;
+    let big = send(&b, common::get("/big")).await;
+    assert_eq!((big.cache(), big.body.len()), ("HIT", 1 << 20));
+    assert_eq!(calls.get(), 2);
+
+    // Entries expire in Redis itself; tag sets expire with them.
+    let mut raw = server.raw().await;
+    for key in entry_keys(&server).await {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 60_000, "{key}: {ttl}");
+    }
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("test:t:site")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "tag set ttl {ttl}");
+
+    // A tag invalidated through one instance is gone for the other.
+    let layer = CacheLayer::new(store(&server.url()));
+    assert_eq!(layer.handle().invalidate_tags(&["site"]).await, 2);
+    assert_eq!(send(&b, common::get("/page")).await.cache(), "MISS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_expire_in_redis() {
+    let server = RedisServer::start();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(move || {
+                c.hit();
+                async { "x" }
+            }),
+        )
+        .layer(CacheLayer::new(store(&server.url())).ttl(Duration::from_millis(600)));
+    send(&app, common::get("/x")).await;
+    assert_eq!(send(&app, common::get("/x")).await.cache(), "HIT");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        entry_keys(&server).await.is_empty(),
+        "Redis dropped the entry itself"
+    );
+    assert_eq!(send(&app, common::get("/x")).await.cache(), "MISS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_survive_the_round_trip() {
+    use bytes::Bytes;
+    use http_body::Frame;
+    use tower::{Layer, ServiceExt, service_fn};
+    let server = RedisServer::start();
+    let make = |store: RedisStore| {
+        CacheLayer::new(store).layer(service_fn(|_req: http::Request<()>| async {
+            let mut body = common::Script::chunks(&[b"grpc payload"]);
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", "0".parse().unwrap());
+            body.frames.push_back(Ok(Frame::trailers(trailers)));
+            Ok::<_, std::io::Error>(http::Response::new(body))
+        }))
+    };
+    let a = make(store(&server.url()));
+    let b = make(store(&server.url()));
+    common::read(
+        a.oneshot(http::Request::get("/g").body(()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let got = common::read(
+        b.oneshot(http::Request::get("/g").body(()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (got.cache(), got.body.clone()),
+        ("HIT", Bytes::from_static(b"grpc payload"))
+    );
+    assert_eq!(got.trailers.unwrap()["grpc-status"], "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_and_corrupted_values_are_misses_and_removed() {
+    let server = RedisServer::start();
+    let calls = Calls::default();
+    let s = store(&server.url());
+    let app = instance("a", &calls, s.clone());
+    send(&app, common::get("/page")).await;
+    let keys = entry_keys(&server).await;
+    assert_eq!(keys.len(), 1);
+    let mut raw = server.raw().await;
+    let original: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let mut flipped = original.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    for value in [
+        b"{\"html\":\"<b>evil</b>\"}".to_vec(),
+        original[..original.len() / 2].to_vec(),
+        flipped,
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(&keys[0])
+            .arg(value)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let got = send(&app, common::get("/page")).await;
+        assert_eq!((got.status, got.cache()), (200, "MISS"));
+        assert!(got.text().ends_with("from a"));
+    }
+    assert!(s.faults().undecodable >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hmac_keeps_out_values_written_without_the_secret() {
+    let server = RedisServer::start();
+    let signed = |secret: &str| {
+        RedisStore::builder(server.url())
+            .prefix("test")
+            .hmac_secret(secret)
+            .build()
+            .unwrap()
+    };
+    let calls = Calls::default();
+    let a = instance("a", &calls, signed("secret one"));
+    let a_again = instance("a2", &calls, signed("secret one"));
+    let b = instance("b", &calls, signed("secret two"));
+    let unsigned = instance("u", &calls, store(&server.url()));
+    send(&a, common::get("/page")).await;
+    assert_eq!(send(&a_again, common::get("/page")).await.cache(), "HIT");
+    let other = send(&b, common::get("/page")).await;
+    assert_eq!(
+        (other.cache(), other.text().as_str()),
+        ("MISS", "/page from b")
+    );
+
+    // An attacker with Redis access but not the secret writes a well-formed, unsigned entry.
+    send(&unsigned, common::get("/forged")).await;
+    let forged = send(&a, common::get("/forged")).await;
+    assert_eq!(
+        (forged.cache(), forged.text().as_str()),
+        ("MISS", "/forged from a")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_costs_a_miss_not_an_error() {
+    // Nothing listens on this port: the store never connects.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = store(&format!("redis://127.0.0.1:{port}/"));
+    let calls = Calls::default();
+    let app = instance("a", &calls, s.clone());
+    let started = Instant::now();
+    for _ in 0..50 {
+        let got = send(&app, common::get("/page")).await;
+        assert_eq!((got.status, got.cache()), (200, "MISS"));
+    }
+    assert_eq!(calls.get(), 50);
+    let faults = s.faults();
+    assert!(faults.circuit_opened >= 1, "{faults:?}");
+    // With the circuit open, almost every request skipped Redis entirely: 50 requests took far
+    // less than 50 timeouts.
+    assert!(
+        started.elapsed() < Duration::from_millis(200) * 20,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_load_and_restarted() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let calls = Calls::default();
+    let s = store(&server.url());
+    let app = instance("a", &calls, s.clone());
+    send(&app, common::get("/page")).await;
+    assert_eq!(send(&app, common::get("/page")).await.cache(), "HIT");
+
+    server.kill();
+    for _ in 0..30 {
+        let got = tokio::time::timeout(Duration::from_secs(2), send(&app, common::get("/page")))
+            .await
+            .expect("no hang while Redis is down");
+        assert_eq!(got.status, 200, "never a 5xx");
+        assert_eq!(got.cache(), "MISS");
+    }
+    assert!(s.faults().faults > 0);
+
+    let _server = RedisServer::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = send(&app, common::get("/page")).await;
+        assert_eq!(got.status, 200);
+        if got.cache() == "HIT" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache did not recover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!s.faults().circuit_open);
+}
