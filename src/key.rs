@@ -26,6 +26,11 @@ impl StoreKey {
         StoreKey(xxhash_rust::xxh3::xxh3_128(full_key))
     }
 
+    /// A key from its number (as [`as_u128`](Self::as_u128) gave it).
+    pub fn from_u128(hash: u128) -> Self {
+        StoreKey(hash)
+    }
+
     /// The hash as a number.
     pub fn as_u128(self) -> u128 {
         self.0

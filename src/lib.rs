@@ -96,7 +96,7 @@ pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};
 pub use store::{DynStore, Eviction, MemoryStore, Store, StoreError, StoreMetrics};
 #[cfg(feature = "redis")]
-pub use store::{RedisFaults, RedisStore, RedisStoreBuilder};
+pub use store::{RedisFaults, RedisStore, RedisStoreBuilder, TieredStore};
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -205,6 +205,14 @@ impl Entry {
         }
     }
 
+    /// How much longer the entry may be served at all (fresh or stale) after `now`.
+    pub fn remaining_lifetime(&self, now: SystemTime) -> Duration {
+        let end = self
+            .fresh_until_ms
+            .saturating_add(self.stale_while_revalidate_ms.max(self.stale_if_error_ms));
+        Duration::from_millis(end.saturating_sub(unix_ms(now)))
+    }
+
     /// The share of its fresh lifetime the entry has lived at `now` (0.0 to 1.0 and beyond).
     pub(crate) fn lived(&self, now: SystemTime) -> f64 {
         let lifetime = self.fresh_until_ms.saturating_sub(self.stored_at_ms);

@@ -12,10 +12,14 @@ mod breaker;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod tiered;
 
 pub use memory::{Eviction, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{RedisFaults, RedisStore, RedisStoreBuilder};
+#[cfg(feature = "redis")]
+pub use tiered::TieredStore;
 
 use std::error::Error as StdError;
 use std::fmt;

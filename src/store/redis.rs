@@ -197,6 +197,22 @@ impl RedisStore {
         }
     }
 
+    /// Publishes `message` on this store's channel `name` (prefixed).
+    pub(crate) async fn publish(&self, name: &str, message: Vec<u8>) -> Result<(), StoreError> {
+        let channel = self.channel(name);
+        self.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })
+            .await
+    }
+
+    /// The full name of this store's pub/sub channel `name`.
+    pub(crate) fn channel(&self, name: &str) -> String {
+        format!("{}:{name}", self.inner.prefix)
+    }
+
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
     /// The Redis key of an entry.
     pub fn entry_key(&self, key: StoreKey) -> String {
         format!("{}:e:{key}", self.inner.prefix)

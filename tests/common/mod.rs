@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: an origin that counts its calls, and request helpers.
 #![allow(dead_code)]
 
+#[cfg(feature = "redis")]
+pub mod redis_server;
+
 use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;

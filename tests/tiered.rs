@@ -1,0 +1,194 @@
+//! Two instances, each with a memory tier, sharing Redis: L1 hits stay local, invalidations
+//! reach every instance, a lost subscription clears L1.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use axum::Router;
+use axum::routing::get;
+use common::redis_server::RedisServer;
+use common::{Calls, send};
+use std::time::{Duration, Instant};
+use tower_response_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore};
+
+fn tiered(server: &RedisServer) -> TieredStore {
+    let l2 = RedisStore::builder(server.url())
+        .prefix("tiered")
+        .timeout(Duration::from_millis(200))
+        .circuit_breaker(3, Duration::from_millis(200))
+        .build()
+        .unwrap();
+    TieredStore::new(MemoryStore::with_capacity_bytes(16 << 20), l2).unwrap()
+}
+
+fn instance(name: &'static str, calls: &Calls, store: TieredStore) -> (Router, CacheHandle) {
+    let calls = calls.clone();
+    let layer = CacheLayer::new(store);
+    let handle = layer.handle();
+    let app = Router::new()
+        .route(
+            "/{*path}",
+            get(move |uri: http::Uri| {
+                calls.hit();
+                async move {
+                    (
+                        [("cache-tag", "pages")],
+                        format!("{} from {name}", uri.path()),
+                    )
+                }
+            }),
+        )
+        .layer(layer);
+    (app, handle)
+}
+
+async fn subscribed(store: &TieredStore) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.is_subscribed() {
+        assert!(Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn commands_processed(server: &RedisServer) -> u64 {
+    let mut raw = server.raw().await;
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn l1_entries(store: &TieredStore) -> u64 {
+    store.l1().run_pending_tasks().await;
+    tower_response_cache::Store::metrics(store.l1()).entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_hits_stay_local_and_instances_share_l2() {
+    let server = RedisServer::start();
+    let (a_store, b_store) = (tiered(&server), tiered(&server));
+    subscribed(&a_store).await;
+    subscribed(&b_store).await;
+    let calls = Calls::default();
+    let (a, _) = instance("a", &calls, a_store.clone());
+    let (b, _) = instance("b", &calls, b_store.clone());
+
+    send(&a, common::get("/page")).await;
+    let before = commands_processed(&server).await;
+    for _ in 0..100 {
+        assert_eq!(send(&a, common::get("/page")).await.cache(), "HIT");
+    }
+    // Only the INFO call itself was added.
+    assert_eq!(
+        commands_processed(&server).await,
+        before + 1,
+        "L1 hits touched Redis"
+    );
+
+    let from_b = send(&b, common::get("/page")).await;
+    assert_eq!(
+        (from_b.cache(), from_b.text().as_str()),
+        ("HIT", "/page from a")
+    );
+    assert_eq!(l1_entries(&b_store).await, 1, "B keeps it in its L1 now");
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_reach_every_instance() {
+    let server = RedisServer::start();
+    let (a_store, b_store) = (tiered(&server), tiered(&server));
+    subscribed(&a_store).await;
+    subscribed(&b_store).await;
+    let calls = Calls::default();
+    let (a, a_handle) = instance("a", &calls, a_store.clone());
+    let (b, _) = instance("b", &calls, b_store.clone());
+
+    let mut delays = Vec::new();
+    for round in 0..20 {
+        let uri = format!("/r{round}");
+        send(&a, common::get(&uri)).await;
+        assert_eq!(send(&b, common::get(&uri)).await.cache(), "HIT");
+        assert!(l1_entries(&b_store).await >= 1);
+        a_handle.invalidate_tags(&["pages"]).await;
+        let started = Instant::now();
+        while l1_entries(&b_store).await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "not propagated");
+            tokio::task::yield_now().await;
+        }
+        delays.push(started.elapsed());
+        assert_eq!(send(&b, common::get(&uri)).await.cache(), "MISS");
+    }
+    delays.sort();
+    println!(
+        "invalidation propagation to another instance's L1: p50 {:?}, max {:?}",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_clears_l1_until_it_is_back() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let store = tiered(&server);
+    subscribed(&store).await;
+    let calls = Calls::default();
+    let (app, _) = instance("a", &calls, store.clone());
+    send(&app, common::get("/page")).await;
+    assert_eq!(l1_entries(&store).await, 1);
+
+    server.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.is_subscribed() || l1_entries(&store).await > 0 {
+        assert!(Instant::now() < deadline, "the loss was not noticed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // While cut off, L1 is not used: answers come from the origin, never from a stale copy.
+    let got = send(&app, common::get("/page")).await;
+    assert_eq!((got.status, got.cache()), (200, "MISS"));
+    assert_eq!(l1_entries(&store).await, 0);
+
+    let _server = RedisServer::start_on(port);
+    subscribed(&store).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        send(&app, common::get("/page")).await;
+        if send(&app, common::get("/page")).await.cache() == "HIT" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_never_outlives_l2() {
+    let server = RedisServer::start();
+    let store = tiered(&server);
+    subscribed(&store).await;
+    let calls = Calls::default();
+    let layer = CacheLayer::new(store.clone()).ttl(Duration::from_millis(500));
+    let c = calls.clone();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(move || {
+                c.hit();
+                async { "x" }
+            }),
+        )
+        .layer(layer);
+    send(&app, common::get("/x")).await;
+    assert_eq!(send(&app, common::get("/x")).await.cache(), "HIT");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(send(&app, common::get("/x")).await.cache(), "MISS");
+    assert_eq!(calls.get(), 2);
+}
