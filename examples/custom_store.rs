@@ -9,7 +9,7 @@
 //! store would talk to its backend here (a database, a file, a remote cache); the layer treats
 //! its errors as misses and never fails a request because of them.
 //!
-//! The same store also works chosen at run time, as an `Arc<dyn DynStore>`.
+//! The same store also works chosen at run time, as an `AnyStore` (an `Arc<dyn DynStore>`).
 
 use axum::Router;
 use axum::body::Body;
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 use tower_response_cache::{
-    CacheLayer, DynStore, Entry, Store, StoreError, StoreKey, StoreMetrics,
+    AnyStore, CacheLayer, Entry, Store, StoreError, StoreKey, StoreMetrics,
 };
 
 #[derive(Default)]
@@ -132,9 +132,9 @@ async fn main() {
     fetch(&cached, "/hello").await;
     println!("{:?}\n", stats.snapshot());
 
-    println!("== the same store chosen at run time, as Arc<dyn DynStore>");
-    let store: Arc<dyn DynStore> = Arc::new(LoggingStore::default());
-    let cached = app.layer(CacheLayer::from_shared_store(store.clone()));
+    println!("== the same store chosen at run time, as AnyStore");
+    let store = AnyStore::new(LoggingStore::default());
+    let cached = app.layer(CacheLayer::new(store.clone()));
     fetch(&cached, "/hello").await;
     fetch(&cached, "/hello").await;
     store.clear().await.unwrap();

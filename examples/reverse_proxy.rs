@@ -4,8 +4,12 @@
 //! cargo run --release --example reverse_proxy -- \
 //!     --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8000 \
 //!     [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES] \
-//!     [--tag-header NAME] [--purge-token TOKEN]
+//!     [--tag-header NAME] [--purge-token TOKEN] [--redis URL]
 //! ```
+//!
+//! With `--redis redis://host:port/` (build with `--features redis`), the cache has two tiers:
+//! this proxy's memory in front of Redis, shared with every other proxy given the same URL, and
+//! invalidations reach all of them.
 //!
 //! Every method is forwarded; GET and HEAD are cached by the origin's `Cache-Control`
 //! (`s-maxage`, `max-age`, `Expires`). `--default-ttl` is the lifetime of responses that say
@@ -35,7 +39,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_response_cache::{CacheLayer, MemoryStore, Policy, PurgeService};
+use tower_response_cache::{AnyStore, CacheLayer, MemoryStore, Policy, PurgeService};
 
 /// Everything the proxy can be told on its command line.
 #[derive(Clone, Debug)]
@@ -47,12 +51,13 @@ struct Options {
     capacity: u64,
     tag_header: HeaderName,
     purge_token: Option<String>,
+    redis: Option<String>,
 }
 
 impl Options {
     const USAGE: &'static str = "usage: reverse_proxy --listen ADDR --upstream URL \
         [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES] \
-        [--tag-header NAME] [--purge-token TOKEN]";
+        [--tag-header NAME] [--purge-token TOKEN] [--redis URL]";
 
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut listen = None;
@@ -65,6 +70,7 @@ impl Options {
             capacity: 256 << 20,
             tag_header: HeaderName::from_static("cache-tag"),
             purge_token: None,
+            redis: None,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -90,6 +96,7 @@ impl Options {
                         value()?.parse().map_err(|e| format!("--tag-header: {e}"))?
                 }
                 "--purge-token" => options.purge_token = Some(value()?),
+                "--redis" => options.redis = Some(value()?),
                 "-h" | "--help" => return Err(Self::USAGE.to_owned()),
                 other => return Err(format!("unknown option {other}\n{}", Self::USAGE)),
             }
@@ -208,6 +215,33 @@ fn error(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
     response
 }
 
+/// The memory store, or memory in front of Redis with `--redis`.
+fn build_store(options: &Options) -> Result<AnyStore, String> {
+    let memory = MemoryStore::with_capacity_bytes(options.capacity);
+    let Some(url) = &options.redis else {
+        return Ok(AnyStore::new(memory));
+    };
+    #[cfg(feature = "redis")]
+    {
+        let redis = tower_response_cache::RedisStore::builder(url.as_str())
+            .prefix("reverse-proxy")
+            .build()
+            .map_err(|e| format!("--redis: {e}"))?;
+        let tiered = tower_response_cache::TieredStore::new(memory, redis)
+            .map_err(|e| format!("--redis: {e}"))?;
+        eprintln!("sharing the cache through {url}");
+        Ok(AnyStore::new(tiered))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (memory, url);
+        Err(
+            "--redis needs the redis feature: cargo run --features redis --example reverse_proxy"
+                .into(),
+        )
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let options = match Options::parse(std::env::args().skip(1)) {
@@ -217,7 +251,14 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let mut cache = CacheLayer::new(MemoryStore::with_capacity_bytes(options.capacity))
+    let store = match build_store(&options) {
+        Ok(store) => store,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let mut cache = CacheLayer::new(store)
         // A proxy does not know its origin's intentions: no header of the origin's may steer
         // the cache beyond standard HTTP and its tags.
         .without_override_header()

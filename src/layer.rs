@@ -65,8 +65,8 @@ impl<St: Store> CacheLayer<St> {
 }
 
 impl<St: Store + ?Sized> CacheLayer<St> {
-    /// A cache over a store that is already shared (for example an `Arc<dyn DynStore>`, or a
-    /// store the application also uses directly).
+    /// A cache over a store that is already shared (a store the application also uses
+    /// directly).
     pub fn from_shared_store(store: Arc<St>) -> Self {
         CacheLayer {
             config: Arc::new(Config {

@@ -1,4 +1,4 @@
-//! Stores: chosen at run time (`Arc<dyn DynStore>`), and a failing store never fails a request.
+//! Stores: chosen at run time (`AnyStore`), and a failing store never fails a request.
 
 mod common;
 
@@ -7,7 +7,9 @@ use axum::routing::get;
 use common::{Calls, send};
 use std::sync::Arc;
 use std::time::Duration;
-use tower_response_cache::{CacheLayer, DynStore, Entry, MemoryStore, Store, StoreError, StoreKey};
+use tower_response_cache::{
+    AnyStore, CacheLayer, DynStore, Entry, MemoryStore, Store, StoreError, StoreKey,
+};
 
 fn app(calls: &Calls, layer: CacheLayer<impl Store + ?Sized>) -> Router {
     let calls = calls.clone();
@@ -24,8 +26,9 @@ fn app(calls: &Calls, layer: CacheLayer<impl Store + ?Sized>) -> Router {
 
 #[tokio::test]
 async fn a_store_chosen_at_run_time() {
-    let store: Arc<dyn DynStore> = Arc::new(MemoryStore::with_capacity_bytes(1 << 20));
-    let layer = CacheLayer::from_shared_store(store.clone());
+    let inner: Arc<dyn DynStore> = Arc::new(MemoryStore::with_capacity_bytes(1 << 20));
+    let store = AnyStore::from(inner);
+    let layer = CacheLayer::new(store.clone());
     let calls = Calls::default();
     let app = app(&calls, layer);
     send(&app, common::get("/x")).await;
@@ -138,4 +141,28 @@ async fn a_colliding_key_is_a_miss_never_another_urls_response() {
         ("MISS", "page alice")
     );
     assert_eq!(calls.get(), 3);
+}
+
+#[tokio::test]
+async fn a_service_over_a_run_time_store_can_be_spawned() {
+    use tower::{Layer, ServiceExt, service_fn};
+    let store = AnyStore::new(MemoryStore::with_capacity_bytes(1 << 20));
+    let svc = CacheLayer::new(store).layer(service_fn(|_r: http::Request<()>| async {
+        Ok::<_, std::io::Error>(http::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"x"),
+        )))
+    }));
+    let spawned = tokio::spawn(async move {
+        let first = svc.clone().oneshot(http::Request::new(())).await.unwrap();
+        let second = svc.oneshot(http::Request::new(())).await.unwrap();
+        (
+            first.headers()["x-cache"].clone(),
+            second.headers()["x-cache"].clone(),
+        )
+    });
+    let (first, second) = spawned.await.unwrap();
+    assert_eq!(
+        (first.to_str().unwrap(), second.to_str().unwrap()),
+        ("MISS", "HIT")
+    );
 }

@@ -2,7 +2,8 @@
 //!
 //! A store maps a [`StoreKey`] to an [`Entry`] for a given storage lifetime, indexes entries by
 //! their tags, and can be cleared. The cache layer is generic over the store (static dispatch, no
-//! boxing on the hit path); `Arc<dyn DynStore>` is a `Store` too, for choosing one at run time.
+//! boxing on the hit path); [`AnyStore`] wraps an `Arc<dyn DynStore>`, for choosing one at run
+//! time.
 //!
 //! Store errors never fail a request: the layer logs and counts them, and answers from the inner
 //! service.
@@ -133,8 +134,8 @@ impl StdError for StoreError {
     }
 }
 
-/// The object-safe form of [`Store`], implemented for every `Store`. Use `Arc<dyn DynStore>`
-/// where the store is chosen at run time; it implements `Store` itself.
+/// The object-safe form of [`Store`], implemented for every `Store`. Where the store is chosen
+/// at run time, wrap an `Arc<dyn DynStore>` in [`AnyStore`].
 pub trait DynStore: Send + Sync + 'static {
     /// [`Store::get`], boxed.
     fn get_dyn(&self, key: StoreKey) -> BoxFuture<'_, Result<Option<Arc<Entry>>, StoreError>>;
@@ -192,15 +193,59 @@ impl<T: Store> DynStore for T {
     }
 }
 
-impl Store for dyn DynStore {
+/// A store chosen at run time: any [`DynStore`] (every [`Store`] is one) behind an `Arc`, as a
+/// `Store` of one type.
+///
+/// (A wrapper rather than `Store` for `dyn DynStore` itself: futures over the bare trait object
+/// cannot be spawned, a limit of today's compiler with trait objects in async code.)
+///
+/// ```
+/// use tower_response_cache::{AnyStore, CacheLayer, MemoryStore};
+///
+/// let store = if std::env::var("CACHE").as_deref() == Ok("off") {
+///     AnyStore::new(MemoryStore::with_capacity_bytes(0))
+/// } else {
+///     AnyStore::new(MemoryStore::with_capacity_bytes(64 << 20))
+/// };
+/// let layer = CacheLayer::new(store);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct AnyStore(Arc<dyn DynStore>);
+
+impl AnyStore {
+    /// Wraps a store.
+    pub fn new(store: impl Store) -> Self {
+        AnyStore(Arc::new(store))
+    }
+
+    /// The store behind it.
+    pub fn inner(&self) -> &Arc<dyn DynStore> {
+        &self.0
+    }
+}
+
+impl From<Arc<dyn DynStore>> for AnyStore {
+    fn from(store: Arc<dyn DynStore>) -> Self {
+        AnyStore(store)
+    }
+}
+
+impl fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AnyStore").finish_non_exhaustive()
+    }
+}
+
+impl Store for AnyStore {
     fn get(
         &self,
         key: StoreKey,
     ) -> impl Future<Output = Result<Option<Arc<Entry>>, StoreError>> + Send {
-        self.get_dyn(key)
+        self.0.get_dyn(key)
     }
     fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
-        self.get_now_dyn(key)
+        self.0.get_now_dyn(key)
     }
     fn put(
         &self,
@@ -208,26 +253,26 @@ impl Store for dyn DynStore {
         entry: Arc<Entry>,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.put_dyn(key, entry, ttl)
+        self.0.put_dyn(key, entry, ttl)
     }
     fn remove(&self, key: StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.remove_dyn(key)
+        self.0.remove_dyn(key)
     }
     fn invalidate_tags<'a>(
         &'a self,
         tags: &'a [&'a str],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'a {
-        self.invalidate_tags_dyn(tags)
+        self.0.invalidate_tags_dyn(tags)
     }
     fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.clear_dyn()
+        self.0.clear_dyn()
     }
     fn metrics(&self) -> StoreMetrics {
-        self.metrics_dyn()
+        self.0.metrics_dyn()
     }
 }
 
-impl<T: Store + ?Sized> Store for Arc<T> {
+impl<T: Store> Store for Arc<T> {
     fn get(
         &self,
         key: StoreKey,
