@@ -24,6 +24,8 @@ pub(crate) enum Shared {
     Pass,
     /// The fetch failed (an error, a 5xx, an aborted task): ask the origin, or serve stale.
     Failed,
+    /// Another instance filled the store (cluster-wide coalescing): look the key up again.
+    LookAgain,
 }
 
 type Flight = Arc<watch::Sender<Option<Shared>>>;

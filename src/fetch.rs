@@ -13,7 +13,7 @@ use http::{Method, Request, Response, request};
 use http_body::Body;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 use tower_service::Service;
 
@@ -22,6 +22,7 @@ use crate::coalesce::{self, FlightGuard, Role, Shared};
 use crate::config::{Config, Disposition};
 use crate::fill::Miss;
 use crate::invalidate;
+use crate::lookup::Found;
 use crate::service::Lookup;
 use crate::stats::Counters;
 use crate::{CacheBody, CacheOverride, Entry, Store};
@@ -200,7 +201,14 @@ where
                 .unwrap_or(Shared::Failed);
             let now = SystemTime::now();
             let request = pending.lookup.request(&config, &pending.parts);
-            if let Some(entry) = config.accept_shared(&shared, &request, now) {
+            let accepted = match &shared {
+                Shared::LookAgain => match config.lookup(&request, now).await {
+                    Found::Fresh { entry, .. } => Some(entry),
+                    _ => None,
+                },
+                _ => config.accept_shared(&shared, &request, now),
+            };
+            if let Some(entry) = accepted {
                 let response = config.answer(&entry, false, now, Disposition::Hit);
                 if let Some(response) = response {
                     Counters::add(&config.counters.coalesced);
@@ -242,13 +250,33 @@ where
     ResB::Error: Send,
 {
     let (head, now) = (pending.lookup.head, pending.now);
+    let key = pending.lookup.key.store_key();
     let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
+    let claimed = match config.claim_or_wait(&pending.parts, &pending.lookup).await {
+        Claim::Mine => true,
+        Claim::GaveUp => false,
+        Claim::Filled(entry) => {
+            // Another instance filled it: answer from the store, and tell the local waiters.
+            if let Some(response) = config.answer(&entry, head, SystemTime::now(), Disposition::Hit)
+            {
+                Counters::add(&config.counters.coalesced);
+                guard.publish(Shared::LookAgain);
+                return Ok(response);
+            }
+            false
+        }
+    };
     let (answer, answered) = oneshot::channel();
     let fetching = fetch(Arc::clone(&config), inner, pending, Some(guard));
+    let task_config = Arc::clone(&config);
     // The runtime was checked by `coalesced`, so the task starts.
     background.spawn(async move {
+        let result = fetching.await;
+        if claimed {
+            task_config.store.release_fill(key).await;
+        }
         // The client may be gone; the fill is what matters then.
-        let _ = answer.send(fetching.await);
+        let _ = answer.send(result);
     });
     let mut answered = answered;
     if let (Some(stale), Some(limit)) = (&stale, timeout) {
@@ -262,6 +290,46 @@ where
     match answered.await.unwrap_or_else(|_| never_answered()) {
         Ok(response) => Ok(config.settle(response, stale.as_deref(), head, now)),
         Err(error) => config.settle_error(error, stale.as_deref(), head),
+    }
+}
+
+/// The outcome of asking the store for the right to fill a key (cluster-wide coalescing).
+enum Claim {
+    /// This instance fills it (and releases the claim after).
+    Mine,
+    /// Another instance filled it while this one waited.
+    Filled(Arc<Entry>),
+    /// Waited long enough: fill it anyway, without a claim.
+    GaveUp,
+}
+
+/// How often a waiting instance looks for another instance's fill.
+const CLAIM_POLL: Duration = Duration::from_millis(20);
+
+impl<St: Store + ?Sized, K> Config<St, K> {
+    /// Claims the fill of the request's key, or waits for the instance that holds the claim:
+    /// until its entry appears, its claim ends (then this one claims), or the policy's
+    /// `max_coalesce_wait` has passed.
+    async fn claim_or_wait(&self, parts: &request::Parts, lookup: &Lookup) -> Claim {
+        let key = lookup.key.store_key();
+        let wait = self.policies.get(lookup.policy).max_coalesce_wait;
+        if self.store.claim_fill(key, wait).await {
+            return Claim::Mine;
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            tokio::time::sleep(CLAIM_POLL).await;
+            let request = lookup.request(self, parts);
+            if let Found::Fresh { entry, .. } = self.lookup(&request, SystemTime::now()).await {
+                return Claim::Filled(entry);
+            }
+            if Instant::now() >= deadline {
+                return Claim::GaveUp;
+            }
+            if self.store.claim_fill(key, wait).await {
+                return Claim::Mine;
+            }
+        }
     }
 }
 

@@ -291,3 +291,54 @@ async fn redis_killed_mid_load_and_restarted() {
     }
     assert!(!s.faults().circuit_open);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_wide_coalescing_calls_a_slow_origin_once() {
+    let server = RedisServer::start();
+    for (cluster, expected_calls) in [(true, 1), (false, 2)] {
+        let calls = Calls::default();
+        let make = |name: &'static str| {
+            let store = RedisStore::builder(server.url())
+                .prefix(format!("cluster-{cluster}"))
+                .cluster_coalescing(cluster)
+                .build()
+                .unwrap();
+            let c = calls.clone();
+            Router::new()
+                .route(
+                    "/slow",
+                    get(move || {
+                        c.hit();
+                        async move {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            format!("filled by {name}")
+                        }
+                    }),
+                )
+                .layer(CacheLayer::new(store))
+        };
+        let (a, b) = (make("a"), make("b"));
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                send(&app, common::get("/slow")).await
+            }));
+        }
+        let mut bodies = Vec::new();
+        for task in tasks {
+            let got = task.await.unwrap();
+            assert_eq!(got.status, 200);
+            bodies.push(got.text());
+        }
+        assert_eq!(calls.get(), expected_calls, "cluster coalescing {cluster}");
+        if cluster {
+            bodies.dedup();
+            assert_eq!(
+                bodies.len(),
+                1,
+                "every instance served the one fill: {bodies:?}"
+            );
+        }
+    }
+}

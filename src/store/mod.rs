@@ -82,6 +82,21 @@ pub trait Store: Send + Sync + 'static {
     fn metrics(&self) -> StoreMetrics {
         StoreMetrics::default()
     }
+
+    /// Cluster-wide coalescing: asks to be the one instance that fills `key`, for at most
+    /// `hold`. `true` means go ahead (the default: a store of one instance has no one to ask);
+    /// `false` means another instance is filling it, and the layer looks the key up again
+    /// shortly instead of calling the origin. A store that cannot tell (an error) says `true`.
+    fn claim_fill(&self, key: StoreKey, hold: Duration) -> impl Future<Output = bool> + Send {
+        let _ = (key, hold);
+        std::future::ready(true)
+    }
+
+    /// Gives up a claim made with [`claim_fill`](Store::claim_fill): the fill is done.
+    fn release_fill(&self, key: StoreKey) -> impl Future<Output = ()> + Send {
+        let _ = key;
+        std::future::ready(())
+    }
 }
 
 /// Figures a store reports about itself.
@@ -159,6 +174,10 @@ pub trait DynStore: Send + Sync + 'static {
     fn clear_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// [`Store::metrics`].
     fn metrics_dyn(&self) -> StoreMetrics;
+    /// [`Store::claim_fill`], boxed.
+    fn claim_fill_dyn(&self, key: StoreKey, hold: Duration) -> BoxFuture<'_, bool>;
+    /// [`Store::release_fill`], boxed.
+    fn release_fill_dyn(&self, key: StoreKey) -> BoxFuture<'_, ()>;
 }
 
 impl<T: Store> DynStore for T {
@@ -190,6 +209,12 @@ impl<T: Store> DynStore for T {
     }
     fn metrics_dyn(&self) -> StoreMetrics {
         self.metrics()
+    }
+    fn claim_fill_dyn(&self, key: StoreKey, hold: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(self.claim_fill(key, hold))
+    }
+    fn release_fill_dyn(&self, key: StoreKey) -> BoxFuture<'_, ()> {
+        Box::pin(self.release_fill(key))
     }
 }
 
@@ -270,6 +295,12 @@ impl Store for AnyStore {
     fn metrics(&self) -> StoreMetrics {
         self.0.metrics_dyn()
     }
+    fn claim_fill(&self, key: StoreKey, hold: Duration) -> impl Future<Output = bool> + Send {
+        self.0.claim_fill_dyn(key, hold)
+    }
+    fn release_fill(&self, key: StoreKey) -> impl Future<Output = ()> + Send {
+        self.0.release_fill_dyn(key)
+    }
 }
 
 impl<T: Store> Store for Arc<T> {
@@ -304,5 +335,11 @@ impl<T: Store> Store for Arc<T> {
     }
     fn metrics(&self) -> StoreMetrics {
         (**self).metrics()
+    }
+    fn claim_fill(&self, key: StoreKey, hold: Duration) -> impl Future<Output = bool> + Send {
+        (**self).claim_fill(key, hold)
+    }
+    fn release_fill(&self, key: StoreKey) -> impl Future<Output = ()> + Send {
+        (**self).release_fill(key)
     }
 }

@@ -18,6 +18,12 @@ use crate::{Entry, StoreKey};
 
 const MAC_LEN: usize = 32;
 
+/// Deletes a fill lock only if this instance holds it.
+const RELEASE_LOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 /// Removes every entry listed in each tag set, and the sets, in one atomic step.
 const INVALIDATE_TAGS: &str = r#"
 local removed = 0
@@ -75,6 +81,9 @@ struct Inner {
     secret: Option<Box<[u8]>>,
     breaker: Breaker,
     invalidate: Script,
+    release: Script,
+    /// With cluster-wide coalescing, this instance's lock token.
+    lock_token: Option<String>,
     faults: AtomicU64,
     undecodable: AtomicU64,
 }
@@ -99,6 +108,7 @@ pub struct RedisStoreBuilder {
     secret: Option<Box<[u8]>>,
     failures_to_open: u32,
     open_for: Duration,
+    cluster_coalescing: bool,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -140,6 +150,14 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Cluster-wide coalescing: before filling a key, an instance takes a short lock in Redis
+    /// (`SET NX PX`); the other instances then wait for the entry (polling, up to the policy's
+    /// `max_coalesce_wait`) instead of calling the origin too. Off by default.
+    pub fn cluster_coalescing(mut self, on: bool) -> Self {
+        self.cluster_coalescing = on;
+        self
+    }
+
     /// Builds the store. Only the URL is checked here (`redis://`, `rediss://` with the
     /// `redis-tls` feature, user and password in the URL); the connection is made on first use.
     pub fn build(self) -> Result<RedisStore, StoreError> {
@@ -153,6 +171,8 @@ impl RedisStoreBuilder {
                 secret: self.secret,
                 breaker: Breaker::new(self.failures_to_open, self.open_for),
                 invalidate: Script::new(INVALIDATE_TAGS),
+                release: Script::new(RELEASE_LOCK),
+                lock_token: self.cluster_coalescing.then(lock_token),
                 faults: AtomicU64::new(0),
                 undecodable: AtomicU64::new(0),
             }),
@@ -184,7 +204,12 @@ impl RedisStore {
             secret: None,
             failures_to_open: 5,
             open_for: Duration::from_secs(2),
+            cluster_coalescing: false,
         }
+    }
+
+    fn lock_key(&self, key: StoreKey) -> String {
+        format!("{}:lock:{key}", self.inner.prefix)
     }
 
     /// Faults seen so far.
@@ -396,6 +421,53 @@ impl Store for RedisStore {
     fn metrics(&self) -> StoreMetrics {
         StoreMetrics::default()
     }
+
+    async fn claim_fill(&self, key: StoreKey, hold: Duration) -> bool {
+        let Some(token) = self.inner.lock_token.clone() else {
+            return true;
+        };
+        let lock = self.lock_key(key);
+        let hold_ms = hold.as_millis().clamp(1, i64::MAX as u128) as i64;
+        let set = self
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(lock)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(hold_ms)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            })
+            .await;
+        // Taken only when Redis says so; on an error, fill (the origin is the fallback).
+        !matches!(set, Ok(None))
+    }
+
+    async fn release_fill(&self, key: StoreKey) {
+        let Some(token) = self.inner.lock_token.clone() else {
+            return;
+        };
+        let mut invocation = self.inner.release.prepare_invoke();
+        invocation.key(self.lock_key(key)).arg(token);
+        let _ = self
+            .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await;
+    }
+}
+
+/// A lock token unique to this store instance.
+fn lock_token() -> String {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Relaxed)
+    )
 }
 
 fn escape_glob(text: &str) -> String {

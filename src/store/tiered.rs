@@ -170,6 +170,14 @@ impl Store for TieredStore {
     fn metrics(&self) -> StoreMetrics {
         self.shared.l1.metrics()
     }
+
+    async fn claim_fill(&self, key: StoreKey, hold: Duration) -> bool {
+        self.shared.l2.claim_fill(key, hold).await
+    }
+
+    async fn release_fill(&self, key: StoreKey) {
+        self.shared.l2.release_fill(key).await
+    }
 }
 
 /// An invalidation on the wire: `<instance> key <hex>`, `<instance> tags <tag>\n<tag>...`,
