@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tower_service::Service;
 
 use crate::background::Background;
+use crate::bounds::{CachedBody, Inner};
 use crate::coalesce::{self, FlightGuard, Role, Shared};
 use crate::config::{Config, Disposition};
 use crate::fill::Miss;
@@ -178,15 +179,11 @@ pub(crate) async fn coalesced<S, St, K, ReqB, ResB>(
     stale: Option<Arc<Entry>>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
     K: Send + Sync + 'static,
     ReqB: Send + 'static,
-    ResB: Body + Send + 'static,
-    ResB::Data: Into<Bytes> + Send,
-    ResB::Error: Send,
+    ResB: CachedBody,
 {
     // HEAD fills nothing, and coalescing needs tokio (tasks, timers).
     if pending.lookup.head || tokio::runtime::Handle::try_current().is_err() {
@@ -239,15 +236,11 @@ async fn lead<S, St, K, ReqB, ResB>(
     guard: FlightGuard,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
     K: Send + Sync + 'static,
     ReqB: Send + 'static,
-    ResB: Body + Send + 'static,
-    ResB::Data: Into<Bytes> + Send,
-    ResB::Error: Send,
+    ResB: CachedBody,
 {
     let (head, now) = (pending.lookup.head, pending.now);
     let key = pending.lookup.key.store_key();
@@ -426,15 +419,11 @@ pub(crate) fn refresh<S, St, K, ReqB, ResB>(
     inner: S,
     mut pending: Pending<ReqB>,
 ) where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
     K: Send + Sync + 'static,
     ReqB: Send + 'static,
-    ResB: Body + Send + 'static,
-    ResB::Data: Into<Bytes> + Send,
-    ResB::Error: Send,
+    ResB: CachedBody,
 {
     if tokio::runtime::Handle::try_current().is_err() {
         return;

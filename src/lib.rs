@@ -59,6 +59,7 @@
 
 mod background;
 mod body;
+mod bounds;
 mod buffer;
 mod coalesce;
 mod config;

@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use tower_service::Service;
 
 use crate::background::Background;
+use crate::bounds::{CachedBody, Inner};
 use crate::config::{Config, Disposition};
 use crate::fetch::{self, Pending};
 use crate::lookup::{self, Found, Now};
@@ -201,15 +202,11 @@ fn serve<S, St, K, ReqB, ResB>(
     pending: Pending<ReqB>,
 ) -> ResponseFuture<ResB, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
     K: KeyMaker,
     ReqB: Send + 'static,
-    ResB: Body + Send + 'static,
-    ResB::Data: Into<Bytes> + Send,
-    ResB::Error: Send,
+    ResB: CachedBody,
 {
     let head = pending.lookup.head;
     let now = pending.now;
@@ -260,15 +257,11 @@ async fn looked_up_later<S, St, K, ReqB, ResB>(
     pending: Pending<ReqB>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
+    S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
     K: KeyMaker,
     ReqB: Send + 'static,
-    ResB: Body + Send + 'static,
-    ResB::Data: Into<Bytes> + Send,
-    ResB::Error: Send,
+    ResB: CachedBody,
 {
     let request = pending.lookup.request(&config, &pending.parts);
     let found = config.lookup(&request, pending.now).await;

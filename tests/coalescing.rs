@@ -6,7 +6,7 @@ mod common;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use common::{Calls, Got, read};
+use common::{Calls, Got, burst, read};
 use http::Request;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,29 +39,6 @@ fn slow_origin(
 
 fn cache(policy: Policy) -> CacheLayer<MemoryStore> {
     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).policy(policy)
-}
-
-/// Sends `n` requests for `/item` at once and returns their responses.
-async fn burst(app: &Router, n: usize) -> Vec<Got> {
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move {
-                let request = Request::get("/item").body(Body::empty()).unwrap();
-                read(app.oneshot(request).await.unwrap()).await
-            })
-        })
-        .collect();
-    let mut responses = Vec::with_capacity(n);
-    for task in tasks {
-        responses.push(
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    responses
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

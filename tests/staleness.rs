@@ -6,7 +6,7 @@ mod common;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use common::{Calls, Got, read, send};
+use common::{Calls, Got, burst, read, send};
 use http::{Request, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,28 +36,6 @@ fn gated_origin(calls: &Calls, gate: &Arc<Semaphore>) -> Router {
             }
         }),
     )
-}
-
-async fn burst(app: &Router, n: usize) -> Vec<Got> {
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move {
-                let request = Request::get("/item").body(Body::empty()).unwrap();
-                read(app.oneshot(request).await.unwrap()).await
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for task in tasks {
-        out.push(
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    out
 }
 
 async fn eventually(mut check: impl FnMut() -> bool) {

@@ -112,3 +112,23 @@ impl http_body::Body for Script {
         }
     }
 }
+
+/// Sends `n` GET requests for `/item` at once (each in a task of its own) and returns their
+/// responses; each must complete within 30 s.
+pub async fn burst(app: &Router, n: usize) -> Vec<Got> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let request = Request::get("/item").body(Body::empty()).unwrap();
+                read(app.oneshot(request).await.unwrap()).await
+            })
+        })
+        .collect();
+    let mut responses = Vec::with_capacity(n);
+    for task in tasks {
+        let joined = tokio::time::timeout(std::time::Duration::from_secs(30), task).await;
+        responses.push(joined.expect("no hang").unwrap());
+    }
+    responses
+}
