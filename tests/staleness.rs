@@ -4,9 +4,8 @@
 mod common;
 
 use axum::Router;
-use axum::body::Body;
 use axum::routing::get;
-use common::{Calls, Got, burst, read, send};
+use common::{Calls, burst, read, send};
 use http::{Request, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
