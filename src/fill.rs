@@ -169,7 +169,8 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         }
         if !miss.policy.hit_for_pass.is_zero() {
             let marker = Entry::pass(miss.key.full(), miss.now, miss.policy.hit_for_pass)
-                .with_tags(miss.tags.iter().map(String::as_str));
+                .with_tags(miss.tags.iter().map(String::as_str))
+                .requested_at(miss.requested_at);
             let key = miss.key.store_key();
             if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
                 self.put(key, marker, miss.policy.hit_for_pass).await;
@@ -206,7 +207,12 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         } else {
             let variant = miss.key.variant(&decision.vary, &miss.request_headers);
             let list = Entry::variants(miss.key.full(), decision.vary, miss.now, lifetime);
-            (variant, Some(Arc::new(list.with_tags(tags()))))
+            (
+                variant,
+                Some(Arc::new(
+                    list.with_tags(tags()).requested_at(miss.requested_at),
+                )),
+            )
         };
         let entry = Entry::response(
             target.full(),
@@ -215,7 +221,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             lifetime,
             decision.initial_age,
         );
-        let entry = Arc::new(entry.with_tags(tags()));
+        let entry = Arc::new(entry.with_tags(tags()).requested_at(miss.requested_at));
         // Shared with waiters whatever happens below: it answers the requests that waited for it.
         let shared = Shared::Entry {
             variants: variants.clone(),

@@ -342,3 +342,64 @@ async fn cluster_wide_coalescing_calls_a_slow_origin_once() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_instance_is_never_undone_by_a_slow_fill_on_another() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let server = RedisServer::start();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    for round in 0..20 {
+        // One database, two instances. A's reads are slow: B's write lands during A's fill.
+        let version = Arc::new(AtomicU64::new(0));
+        let delay = Duration::from_millis(20 + random(40));
+        let make = |slow: bool| {
+            let store = RedisStore::builder(server.url())
+                .prefix(format!("race{round}"))
+                .build()
+                .unwrap();
+            let (read, write) = (version.clone(), version.clone());
+            Router::new()
+                .route(
+                    "/item",
+                    get(move || {
+                        let v = read.load(Ordering::SeqCst);
+                        async move {
+                            if slow {
+                                tokio::time::sleep(delay).await;
+                            }
+                            format!("v{v}")
+                        }
+                    })
+                    .put(move || {
+                        let v = write.fetch_add(1, Ordering::SeqCst) + 1;
+                        async move { format!("now v{v}") }
+                    }),
+                )
+                .layer(CacheLayer::new(store))
+        };
+        let (a, b) = (make(true), make(false));
+        let slow_fill = {
+            let a = a.clone();
+            tokio::spawn(async move { send(&a, common::get("/item")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(random(15))).await;
+        assert_eq!(send(&b, common::req("PUT", "/item", &[])).await.status, 200);
+        let written = version.load(Ordering::SeqCst);
+        let _ = slow_fill.await.unwrap();
+        for app in [&b, &a, &b] {
+            let got = send(app, common::get("/item")).await;
+            assert_eq!(
+                got.text(),
+                format!("v{written}"),
+                "round {round}: old data written back"
+            );
+        }
+    }
+}

@@ -16,6 +16,8 @@ fn tiered(server: &RedisServer) -> TieredStore {
         .prefix("tiered")
         .timeout(Duration::from_millis(200))
         .circuit_breaker(3, Duration::from_millis(200))
+        // One machine, one clock.
+        .invalidation_clock_margin(Duration::ZERO)
         .build()
         .unwrap();
     TieredStore::new(MemoryStore::with_capacity_bytes(16 << 20), l2).unwrap()
@@ -125,6 +127,8 @@ async fn invalidations_reach_every_instance() {
         }
         delays.push(started.elapsed());
         assert_eq!(send(&b, common::get(&uri)).await.cache(), "MISS");
+        // The next round's fills must start after this invalidation's millisecond.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     delays.sort();
     println!(

@@ -153,6 +153,7 @@ impl Entry {
         Ok(Entry {
             key,
             stored_at_ms,
+            requested_at_ms: stored_at_ms,
             fresh_until_ms,
             stale_while_revalidate_ms,
             stale_if_error_ms,

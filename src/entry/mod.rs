@@ -19,6 +19,9 @@ pub struct Entry {
     key: Bytes,
     /// Unix milliseconds at which the entry was stored.
     stored_at_ms: u64,
+    /// Unix milliseconds at which the fill that produced it asked the origin (not encoded:
+    /// only the instance that writes the entry needs it).
+    requested_at_ms: u64,
     /// Unix milliseconds after which it is no longer fresh.
     fresh_until_ms: u64,
     /// How long after `fresh_until` it may be served stale while one refresh runs (RFC 5861).
@@ -96,6 +99,7 @@ impl Entry {
         Entry {
             key,
             stored_at_ms,
+            requested_at_ms: stored_at_ms,
             fresh_until_ms: stored_at_ms.saturating_add(millis(lifetime.fresh_for)),
             stale_while_revalidate_ms: millis(lifetime.stale_while_revalidate),
             stale_if_error_ms: millis(lifetime.stale_if_error),
@@ -132,6 +136,19 @@ impl Entry {
 
     pub(crate) fn pass(key: Bytes, now: SystemTime, ttl: Duration) -> Self {
         Self::new(key, Kind::Pass, now, Lifetime::fresh(ttl), 0)
+    }
+
+    /// This entry, produced by a fill that asked the origin at `at`.
+    pub(crate) fn requested_at(mut self, at: SystemTime) -> Self {
+        self.requested_at_ms = unix_ms(at).min(self.stored_at_ms);
+        self
+    }
+
+    /// When the fill that produced this entry asked the origin. An invalidation after this
+    /// moment covers the entry even though it was stored later: stores shared by several
+    /// instances use it so that a slow fill never writes invalidated data back.
+    pub fn fill_started_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.requested_at_ms)
     }
 
     /// This entry carrying `tags` (for stores' tag indexes and tag invalidation).

@@ -24,18 +24,51 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-/// Removes every entry listed in each tag set, and the sets, in one atomic step.
+/// Stores an entry unless one of its tags (or everything) was invalidated after its fill
+/// started, less the clock margin; indexes it under its tags. Atomic: no invalidation can come
+/// between the check and the write.
+/// KEYS: entry, the "everything" marker, then (tag set, tag marker) pairs.
+/// ARGV: value, ttl ms, fill start ms, margin ms.
+const PUT: &str = r#"
+local start = tonumber(ARGV[3]) - tonumber(ARGV[4])
+local function overtaken(marker)
+  local at = redis.call('GET', marker)
+  return at and tonumber(at) >= start
+end
+if overtaken(KEYS[2]) then return 0 end
+for i = 3, #KEYS, 2 do
+  if overtaken(KEYS[i + 1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for i = 3, #KEYS, 2 do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2], 'NX')
+  redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT')
+end
+return 1
+"#;
+
+/// Marks each tag as invalidated now, then removes every entry listed in its set, and the set,
+/// in one atomic step. KEYS: (tag set, tag marker) pairs. ARGV: now ms, marker lifetime ms.
 const INVALIDATE_TAGS: &str = r#"
 local removed = 0
-for _, tag in ipairs(KEYS) do
-  local members = redis.call('SMEMBERS', tag)
-  for i = 1, #members, 500 do
-    removed = removed + redis.call('DEL', unpack(members, i, math.min(i + 499, #members)))
+for i = 1, #KEYS, 2 do
+  local at = redis.call('GET', KEYS[i + 1])
+  if not at or tonumber(at) < tonumber(ARGV[1]) then
+    redis.call('SET', KEYS[i + 1], ARGV[1], 'PX', ARGV[2])
   end
-  redis.call('DEL', tag)
+  local members = redis.call('SMEMBERS', KEYS[i])
+  for j = 1, #members, 500 do
+    removed = removed + redis.call('DEL', unpack(members, j, math.min(j + 499, #members)))
+  end
+  redis.call('DEL', KEYS[i])
 end
 return removed
 "#;
+
+/// How long an invalidation is remembered against fills that started before it: a fill slower
+/// than this could still write back (fills are bounded far below by origin timeouts).
+const INVALIDATION_MEMORY: Duration = Duration::from_secs(3600);
 
 /// A [`Store`] in Redis (7 or later), shared by every instance of a service.
 ///
@@ -81,7 +114,9 @@ struct Inner {
     secret: Option<Box<[u8]>>,
     breaker: Breaker,
     invalidate: Script,
+    put: Script,
     release: Script,
+    clock_margin: Duration,
     /// With cluster-wide coalescing, this instance's lock token.
     lock_token: Option<String>,
     faults: AtomicU64,
@@ -109,6 +144,7 @@ pub struct RedisStoreBuilder {
     failures_to_open: u32,
     open_for: Duration,
     cluster_coalescing: bool,
+    clock_margin: Duration,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -158,6 +194,15 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How far apart the instances' clocks may be (default 1 s). An entry whose fill started
+    /// less than this before an invalidation of one of its tags, on any instance, is not
+    /// stored: so no instance writes back data another one invalidated, even with skewed
+    /// clocks, at the price of a short window of misses after each invalidation.
+    pub fn invalidation_clock_margin(mut self, margin: Duration) -> Self {
+        self.clock_margin = margin;
+        self
+    }
+
     /// Builds the store. Only the URL is checked here (`redis://`, `rediss://` with the
     /// `redis-tls` feature, user and password in the URL); the connection is made on first use.
     pub fn build(self) -> Result<RedisStore, StoreError> {
@@ -171,6 +216,8 @@ impl RedisStoreBuilder {
                 secret: self.secret,
                 breaker: Breaker::new(self.failures_to_open, self.open_for),
                 invalidate: Script::new(INVALIDATE_TAGS),
+                put: Script::new(PUT),
+                clock_margin: self.clock_margin,
                 release: Script::new(RELEASE_LOCK),
                 lock_token: self.cluster_coalescing.then(lock_token),
                 faults: AtomicU64::new(0),
@@ -205,7 +252,78 @@ impl RedisStore {
             failures_to_open: 5,
             open_for: Duration::from_secs(2),
             cluster_coalescing: false,
+            clock_margin: Duration::from_secs(1),
         }
+    }
+
+    fn marker_key(&self, tag: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.inner.prefix.len() + 5 + tag.len());
+        key.extend_from_slice(self.inner.prefix.as_bytes());
+        key.extend_from_slice(b":inv:");
+        key.extend_from_slice(tag.as_bytes());
+        key
+    }
+
+    fn everything_marker(&self) -> String {
+        format!("{}:inv-all", self.inner.prefix)
+    }
+
+    /// Deletes every key matching the glob `pattern`, in batches (SCAN, not KEYS).
+    async fn delete_matching(&self, pattern: &str) -> Result<(), StoreError> {
+        let pattern = pattern.to_owned();
+        self.run(|mut c| async move {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await?;
+                if !keys.is_empty() {
+                    c.del::<_, ()>(keys).await?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        })
+        .await
+    }
+
+    /// Stores `entry` unless an invalidation of its tags, on any instance, came after its fill
+    /// started; `Ok(false)` when it was refused so.
+    pub(crate) async fn put_current(
+        &self,
+        key: StoreKey,
+        entry: &Entry,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let redis_key = self.entry_key(key);
+        let mut value = entry.encode();
+        if let Some(mac) = self.mac(&redis_key, &value) {
+            value.extend_from_slice(&mac);
+        }
+        let mut invocation = self.inner.put.prepare_invoke();
+        invocation.key(&redis_key).key(self.everything_marker());
+        for tag in entry.tags() {
+            invocation.key(self.tag_key(tag)).key(self.marker_key(tag));
+        }
+        invocation
+            .arg(value)
+            .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
+            .arg(unix_ms(entry.fill_started_at()))
+            .arg(self.inner.clock_margin.as_millis() as u64);
+        let stored = self
+            .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await?;
+        if stored == 0 {
+            tracing::debug!("an invalidation on some instance overtook this fill; not stored");
+        }
+        Ok(stored == 1)
     }
 
     fn lock_key(&self, key: StoreKey) -> String {
@@ -342,37 +460,7 @@ impl Store for RedisStore {
     }
 
     async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
-        let redis_key = self.entry_key(key);
-        let mut value = entry.encode();
-        if let Some(mac) = self.mac(&redis_key, &value) {
-            value.extend_from_slice(&mac);
-        }
-        let ttl_ms = ttl.as_millis().clamp(1, i64::MAX as u128) as i64;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(&redis_key)
-            .arg(value)
-            .arg("PX")
-            .arg(ttl_ms)
-            .ignore();
-        for tag in entry.tags() {
-            let tag_key = self.tag_key(tag);
-            pipe.cmd("SADD").arg(&tag_key).arg(&redis_key).ignore();
-            // The set lives as long as its longest-lived entry (NX: first TTL, GT: longer).
-            pipe.cmd("PEXPIRE")
-                .arg(&tag_key)
-                .arg(ttl_ms)
-                .arg("NX")
-                .ignore();
-            pipe.cmd("PEXPIRE")
-                .arg(&tag_key)
-                .arg(ttl_ms)
-                .arg("GT")
-                .ignore();
-        }
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        self.put_current(key, &entry, ttl).await.map(|_| ())
     }
 
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
@@ -387,35 +475,34 @@ impl Store for RedisStore {
         }
         let mut invocation = self.inner.invalidate.prepare_invoke();
         for tag in tags {
-            invocation.key(self.tag_key(tag));
+            invocation.key(self.tag_key(tag)).key(self.marker_key(tag));
         }
+        invocation
+            .arg(unix_ms(std::time::SystemTime::now()))
+            .arg(INVALIDATION_MEMORY.as_millis() as u64);
         self.run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await })
             .await
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        let pattern = format!("{}:*", escape_glob(&self.inner.prefix));
+        let marker = self.everything_marker();
+        let now = unix_ms(std::time::SystemTime::now());
+        let memory = INVALIDATION_MEMORY.as_millis() as u64;
         self.run(|mut c| async move {
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await?;
-                if !keys.is_empty() {
-                    c.del::<_, ()>(keys).await?;
-                }
-                if next == 0 {
-                    return Ok(());
-                }
-                cursor = next;
-            }
+            redis::cmd("SET")
+                .arg(marker)
+                .arg(now)
+                .arg("PX")
+                .arg(memory)
+                .query_async::<()>(&mut c)
+                .await
         })
-        .await
+        .await?;
+        for kind in ["e", "t"] {
+            self.delete_matching(&format!("{}:{kind}:*", escape_glob(&self.inner.prefix)))
+                .await?;
+        }
+        Ok(())
     }
 
     fn metrics(&self) -> StoreMetrics {
@@ -468,6 +555,11 @@ fn lock_token() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Relaxed)
     )
+}
+
+fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn escape_glob(text: &str) -> String {

@@ -139,11 +139,12 @@ impl Store for TieredStore {
     }
 
     async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
-        let l2 = self.shared.l2.put(key, Arc::clone(&entry), ttl).await;
-        if self.is_subscribed() {
+        // L1 follows L2: what L2 refused (an invalidation overtook the fill) or could not
+        // store, L1 does not keep either.
+        if self.shared.l2.put_current(key, &entry, ttl).await? && self.is_subscribed() {
             self.shared.l1.put(key, entry, ttl).await?;
         }
-        l2
+        Ok(())
     }
 
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
