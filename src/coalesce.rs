@@ -30,10 +30,16 @@ pub(crate) enum Shared {
 
 type Flight = Arc<watch::Sender<Option<Shared>>>;
 
+/// A fetch in flight, and the store's count of other instances' invalidations when it began.
+struct InFlight {
+    flight: Flight,
+    epoch: u64,
+}
+
 /// The fetches in flight, by key.
 #[derive(Default)]
 pub(crate) struct Flights {
-    flights: Mutex<HashMap<StoreKey, Flight>>,
+    flights: Mutex<HashMap<StoreKey, InFlight>>,
 }
 
 /// The leader's or a waiter's part in a flight.
@@ -43,37 +49,44 @@ pub(crate) enum Role {
 }
 
 impl Flights {
-    fn lock(&self) -> MutexGuard<'_, HashMap<StoreKey, Flight>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<StoreKey, InFlight>> {
         self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Joins the flight for `key`, or starts it.
-    pub fn join(self: &Arc<Self>, key: StoreKey) -> Role {
+    /// Joins the flight for `key`, or starts it. `epoch` is the store's count of other
+    /// instances' invalidations ([`Store::remote_invalidations`](crate::Store)): a flight that
+    /// began before the latest one is not joined, its response may be older than that write.
+    pub fn join(self: &Arc<Self>, key: StoreKey, epoch: u64) -> Role {
         let mut flights = self.lock();
-        if let Some(flight) = flights.get(&key) {
-            return Role::Waiter(flight.subscribe());
+        if let Some(in_flight) = flights.get(&key).filter(|f| f.epoch == epoch) {
+            return Role::Waiter(in_flight.flight.subscribe());
         }
-        Role::Leader(self.start(&mut flights, key))
+        Role::Leader(self.start(&mut flights, key, epoch))
     }
 
-    /// Starts a flight for `key` unless one is already under way (for background refreshes,
-    /// which never wait).
-    pub fn lead(self: &Arc<Self>, key: StoreKey) -> Option<FlightGuard> {
+    /// Starts a flight for `key` unless a current one is already under way (for background
+    /// refreshes, which never wait).
+    pub fn lead(self: &Arc<Self>, key: StoreKey, epoch: u64) -> Option<FlightGuard> {
         let mut flights = self.lock();
-        if flights.contains_key(&key) {
+        if flights.get(&key).is_some_and(|f| f.epoch == epoch) {
             return None;
         }
-        Some(self.start(&mut flights, key))
+        Some(self.start(&mut flights, key, epoch))
     }
 
     fn start(
         self: &Arc<Self>,
-        flights: &mut HashMap<StoreKey, Flight>,
+        flights: &mut HashMap<StoreKey, InFlight>,
         key: StoreKey,
+        epoch: u64,
     ) -> FlightGuard {
         let (sender, _) = watch::channel(None);
         let flight = Arc::new(sender);
-        flights.insert(key, Arc::clone(&flight));
+        let in_flight = InFlight {
+            flight: Arc::clone(&flight),
+            epoch,
+        };
+        flights.insert(key, in_flight);
         FlightGuard {
             flights: Arc::clone(self),
             key,
@@ -118,7 +131,7 @@ impl FlightGuard {
             let mut flights = self.flights.lock();
             if flights
                 .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+                .is_some_and(|f| Arc::ptr_eq(&f.flight, &self.flight))
             {
                 flights.remove(&self.key);
             }
@@ -149,36 +162,36 @@ mod tests {
     async fn one_leader_many_waiters() {
         let flights = Arc::new(Flights::default());
         let key = StoreKey::of(b"k");
-        let Role::Leader(guard) = flights.join(key) else {
+        let Role::Leader(guard) = flights.join(key, 0) else {
             panic!("first is the leader")
         };
         let waiters: Vec<_> = (0..10)
-            .map(|_| match flights.join(key) {
+            .map(|_| match flights.join(key, 0) {
                 Role::Waiter(w) => tokio::spawn(outcome(w)),
                 Role::Leader(_) => panic!("only one leader"),
             })
             .collect();
-        assert!(flights.lead(key).is_none());
+        assert!(flights.lead(key, 0).is_none());
         guard.publish(Shared::Pass);
         for w in waiters {
             assert!(matches!(w.await.unwrap(), Shared::Pass));
         }
         assert_eq!(flights.len(), 0);
-        assert!(matches!(flights.join(key), Role::Leader(_)));
+        assert!(matches!(flights.join(key, 0), Role::Leader(_)));
     }
 
     #[tokio::test]
     async fn detached_flights_take_no_new_waiters() {
         let flights = Arc::new(Flights::default());
         let key = StoreKey::of(b"k");
-        let Role::Leader(old) = flights.join(key) else {
+        let Role::Leader(old) = flights.join(key, 0) else {
             panic!("leader expected")
         };
-        let Role::Waiter(early) = flights.join(key) else {
+        let Role::Waiter(early) = flights.join(key, 0) else {
             panic!("waiter expected")
         };
         flights.detach_all();
-        let Role::Leader(new) = flights.join(key) else {
+        let Role::Leader(new) = flights.join(key, 0) else {
             panic!("after detaching, a new request leads a new fetch")
         };
         old.publish(Shared::Pass);
@@ -189,11 +202,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn flights_older_than_a_remote_invalidation_are_not_joined() {
+        let flights = Arc::new(Flights::default());
+        let key = StoreKey::of(b"k");
+        let _old = flights.join(key, 0);
+        assert!(matches!(flights.join(key, 0), Role::Waiter(_)));
+        let new = flights.join(key, 1);
+        assert!(matches!(new, Role::Leader(_)), "a newer epoch leads anew");
+        assert!(matches!(flights.join(key, 1), Role::Waiter(_)));
+    }
+
+    #[tokio::test]
     async fn a_dropped_leader_fails_its_waiters() {
         let flights = Arc::new(Flights::default());
         let key = StoreKey::of(b"k");
-        let leader = flights.join(key);
-        let Role::Waiter(w) = flights.join(key) else {
+        let leader = flights.join(key, 0);
+        let Role::Waiter(w) = flights.join(key, 0) else {
             panic!("waiter expected")
         };
         drop(leader);

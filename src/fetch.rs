@@ -189,7 +189,8 @@ where
     if pending.lookup.head || tokio::runtime::Handle::try_current().is_err() {
         return direct(config, inner, pending, stale).await;
     }
-    let guard = match config.flights.join(pending.lookup.key.store_key()) {
+    let epoch = config.store.remote_invalidations();
+    let guard = match config.flights.join(pending.lookup.key.store_key(), epoch) {
         Role::Leader(guard) => guard,
         Role::Waiter(waiter) => {
             let policy = config.policies.get(pending.lookup.policy);
@@ -432,7 +433,8 @@ pub(crate) fn refresh<S, St, K, ReqB, ResB>(
         tracing::debug!("background refresh skipped: the maximum are running");
         return;
     };
-    let Some(guard) = config.flights.lead(pending.lookup.key.store_key()) else {
+    let epoch = config.store.remote_invalidations();
+    let Some(guard) = config.flights.lead(pending.lookup.key.store_key(), epoch) else {
         return;
     };
     pending.parts.method = Method::GET;

@@ -196,3 +196,60 @@ async fn l1_never_outlives_l2() {
     assert_eq!(send(&app, common::get("/x")).await.cache(), "MISS");
     assert_eq!(calls.get(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_remote_write_no_request_joins_an_older_fetch() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tower_response_cache::Store;
+    let server = RedisServer::start();
+    let version = Arc::new(AtomicU64::new(0));
+    let make = |store: TieredStore, slow: bool| {
+        let (read, write) = (version.clone(), version.clone());
+        Router::new()
+            .route(
+                "/item",
+                get(move || {
+                    let v = read.load(Ordering::SeqCst);
+                    async move {
+                        if slow {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        format!("v{v}")
+                    }
+                })
+                .put(move || {
+                    write.fetch_add(1, Ordering::SeqCst);
+                    async { "written" }
+                }),
+            )
+            .layer(CacheLayer::new(store))
+    };
+    let (a_store, b_store) = (tiered(&server), tiered(&server));
+    subscribed(&a_store).await;
+    subscribed(&b_store).await;
+    let a = make(a_store.clone(), true);
+    let b = make(b_store, false);
+
+    // A starts a slow fetch of v0; B writes while it runs.
+    let old_fetch = {
+        let a = a.clone();
+        tokio::spawn(async move { send(&a, common::get("/item")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let heard = a_store.remote_invalidations();
+    send(&b, common::req("PUT", "/item", &[])).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a_store.remote_invalidations() == heard {
+        assert!(Instant::now() < deadline, "the write never reached A");
+        tokio::task::yield_now().await;
+    }
+    // A request on A now starts its own fetch instead of waiting for the old one.
+    let fresh = send(&a, common::get("/item")).await;
+    assert_eq!(fresh.text(), "v1");
+    assert_eq!(
+        old_fetch.await.unwrap().text(),
+        "v0",
+        "the old fetch answers its own client"
+    );
+}

@@ -97,6 +97,13 @@ pub trait Store: Send + Sync + 'static {
         let _ = key;
         std::future::ready(())
     }
+
+    /// How many invalidations made on other instances this store has heard of (0, the default,
+    /// for a store of one instance). The layer does not let a request wait for a fetch that
+    /// began before the latest one: that fetch's response may predate the write.
+    fn remote_invalidations(&self) -> u64 {
+        0
+    }
 }
 
 /// Figures a store reports about itself.
@@ -178,6 +185,8 @@ pub trait DynStore: Send + Sync + 'static {
     fn claim_fill_dyn(&self, key: StoreKey, hold: Duration) -> BoxFuture<'_, bool>;
     /// [`Store::release_fill`], boxed.
     fn release_fill_dyn(&self, key: StoreKey) -> BoxFuture<'_, ()>;
+    /// [`Store::remote_invalidations`].
+    fn remote_invalidations_dyn(&self) -> u64;
 }
 
 impl<T: Store> DynStore for T {
@@ -215,6 +224,9 @@ impl<T: Store> DynStore for T {
     }
     fn release_fill_dyn(&self, key: StoreKey) -> BoxFuture<'_, ()> {
         Box::pin(self.release_fill(key))
+    }
+    fn remote_invalidations_dyn(&self) -> u64 {
+        self.remote_invalidations()
     }
 }
 
@@ -301,6 +313,9 @@ impl Store for AnyStore {
     fn release_fill(&self, key: StoreKey) -> impl Future<Output = ()> + Send {
         self.0.release_fill_dyn(key)
     }
+    fn remote_invalidations(&self) -> u64 {
+        self.0.remote_invalidations_dyn()
+    }
 }
 
 impl<T: Store> Store for Arc<T> {
@@ -341,5 +356,8 @@ impl<T: Store> Store for Arc<T> {
     }
     fn release_fill(&self, key: StoreKey) -> impl Future<Output = ()> + Send {
         (**self).release_fill(key)
+    }
+    fn remote_invalidations(&self) -> u64 {
+        (**self).remote_invalidations()
     }
 }

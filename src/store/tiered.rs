@@ -47,6 +47,8 @@ struct Shared {
     instance: u64,
     subscribed: AtomicBool,
     resubscribed: AtomicU64,
+    /// Invalidations heard from other instances (and subscription losses, which may hide some).
+    remote: AtomicU64,
     subscriber: OnceLock<AbortHandle>,
 }
 
@@ -78,6 +80,7 @@ impl TieredStore {
             instance: instance_id(),
             subscribed: AtomicBool::new(false),
             resubscribed: AtomicU64::new(0),
+            remote: AtomicU64::new(0),
             subscriber: OnceLock::new(),
         });
         // The task holds only a weak reference: dropping the store ends it.
@@ -179,6 +182,10 @@ impl Store for TieredStore {
     async fn release_fill(&self, key: StoreKey) {
         self.shared.l2.release_fill(key).await
     }
+
+    fn remote_invalidations(&self) -> u64 {
+        self.shared.remote.load(SeqCst)
+    }
 }
 
 /// An invalidation on the wire: `<instance> key <hex>`, `<instance> tags <tag>\n<tag>...`,
@@ -212,6 +219,7 @@ async fn apply(shared: &Shared, payload: &[u8]) {
         return;
     }
     let rest = parts.next().unwrap_or("");
+    shared.remote.fetch_add(1, SeqCst);
     match kind {
         "tags" => {
             let tags: Vec<&str> = rest.split('\n').filter(|t| !t.is_empty()).collect();
@@ -272,6 +280,8 @@ async fn subscribe(store: Weak<Shared>) {
                 return;
             };
             shared.subscribed.store(false, SeqCst);
+            // Messages may be lost while cut off: treat it as a remote invalidation.
+            shared.remote.fetch_add(1, SeqCst);
             let _ = shared.l1.clear().await;
         }
         tokio::time::sleep(backoff).await;
