@@ -13,6 +13,9 @@
 //! Run: `cargo bench --bench hit_path`. Ratios hit/bare are printed at the end (from the latest
 //! estimate of each benchmark, so run all groups together to compare within one run).
 
+#[path = "support/estimates.rs"]
+mod estimates;
+
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
@@ -189,18 +192,9 @@ criterion_group! {
 }
 /// Prints hit/bare for every pair measured in this run, from criterion's saved estimates.
 fn print_ratios() {
-    let root = std::path::Path::new("target/criterion");
-    let mean = |group: &str, name: &str, label: Option<&str>| -> Option<f64> {
-        let mut path = root.join(group).join(name);
-        if let Some(label) = label {
-            path = path.join(label);
-        }
-        let json = std::fs::read_to_string(path.join("new/estimates.json")).ok()?;
-        // {"mean":{"confidence_interval":{...},"point_estimate":N,...
-        let after_mean = &json[json.find("\"mean\"")?..];
-        let after_point = &after_mean[after_mean.find("\"point_estimate\":")? + 17..];
-        let end = after_point.find([',', '}'])?;
-        after_point[..end].trim().parse().ok()
+    let mean = |group: &str, name: &str, label: Option<&str>| match label {
+        Some(label) => estimates::mean_ns(&format!("{group}/{name}/{label}")),
+        None => estimates::mean_ns(&format!("{group}/{name}")),
     };
     println!("\nhit / bare (mean time per request, latest saved estimate of each):");
     let pairs: Vec<(&str, Option<&str>)> = vec![

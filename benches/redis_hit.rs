@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo bench --features redis --bench redis_hit`. Needs `redis-server` on the PATH.
 
+#[path = "support/estimates.rs"]
+mod estimates;
+
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
@@ -167,16 +170,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn print_ratios() {
-    let mean = |group: &str, name: &str| -> Option<f64> {
-        let path = format!("target/criterion/{group}/{name}/new/estimates.json");
-        let json = std::fs::read_to_string(path).ok()?;
-        let after_mean = &json[json.find("\"mean\"")?..];
-        let after_point = &after_mean[after_mean.find("\"point_estimate\":")? + 17..];
-        after_point[..after_point.find([',', '}'])?]
-            .trim()
-            .parse()
-            .ok()
-    };
+    let mean = |group: &str, name: &str| estimates::mean_ns(&format!("{group}/{name}"));
     println!("\nratios (mean time, latest saved estimate of each):");
     for (group, name, floor) in [
         ("redis", "store_get", "raw_get"),

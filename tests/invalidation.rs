@@ -253,13 +253,7 @@ async fn ten_thousand_entries_under_one_tag() {
 async fn a_slow_fill_never_writes_old_data_back() {
     // The GET handler reads the version, then takes a while before answering: a PUT can land in
     // between. After the PUT has returned, no GET may answer with the old version.
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut random = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
-    };
+    let mut random = common::randomizer();
     for round in 0..40 {
         let db = Db::default();
         let delay = Duration::from_millis(random(30));

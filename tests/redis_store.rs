@@ -348,13 +348,7 @@ async fn a_write_on_one_instance_is_never_undone_by_a_slow_fill_on_another() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
     let server = RedisServer::start();
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut random = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
-    };
+    let mut random = common::randomizer();
     for round in 0..20 {
         // One database, two instances. A's reads are slow: B's write lands during A's fill.
         let version = Arc::new(AtomicU64::new(0));

@@ -192,18 +192,20 @@ async fn stale_if_error_covers_a_failing_origin() {
     assert_eq!((got.status, got.text().as_str()), (503, "down"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_if_error_covers_inner_errors() {
-    use tower::{Layer, service_fn};
-    let calls = Calls::default();
-    let c = calls.clone();
-    let layer = cache(
-        Policy::new()
-            .ttl(Duration::from_millis(200))
-            .stale_if_error(Duration::from_secs(30)),
-    );
-    let svc = layer.clone().layer(service_fn(move |_req: Request<()>| {
-        let n = c.hit();
+/// A bare service that answers "good" once, then fails with an error (not a response).
+fn good_then_refused(
+    calls: &Calls,
+) -> impl tower::Service<
+    Request<()>,
+    Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    let calls = calls.clone();
+    tower::service_fn(move |_req: Request<()>| {
+        let n = calls.hit();
         async move {
             if n == 1 {
                 Ok(http::Response::new(http_body_util::Full::new(
@@ -213,7 +215,20 @@ async fn stale_if_error_covers_inner_errors() {
                 Err(std::io::Error::other("connection refused"))
             }
         }
-    }));
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_covers_inner_errors() {
+    use tower::Layer;
+    let calls = Calls::default();
+    let c = calls.clone();
+    let layer = cache(
+        Policy::new()
+            .ttl(Duration::from_millis(200))
+            .stale_if_error(Duration::from_secs(30)),
+    );
+    let svc = layer.clone().layer(good_then_refused(&c));
     let get = || Request::get("/item").body(()).unwrap();
     read(svc.clone().oneshot(get()).await.unwrap()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -228,19 +243,7 @@ async fn stale_if_error_covers_inner_errors() {
 
     // Beyond the window, the error itself.
     let strict = cache(Policy::new().ttl(Duration::from_millis(200)));
-    let c = Calls::default();
-    let svc = strict.layer(service_fn(move |_req: Request<()>| {
-        let n = c.hit();
-        async move {
-            if n == 1 {
-                Ok(http::Response::new(http_body_util::Full::new(
-                    bytes::Bytes::from_static(b"good"),
-                )))
-            } else {
-                Err(std::io::Error::other("connection refused"))
-            }
-        }
-    }));
+    let svc = strict.layer(good_then_refused(&Calls::default()));
     read(svc.clone().oneshot(get()).await.unwrap()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let err = svc.oneshot(get()).await.unwrap_err();

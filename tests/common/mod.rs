@@ -132,3 +132,15 @@ pub async fn burst(app: &Router, n: usize) -> Vec<Got> {
     }
     responses
 }
+
+/// A small deterministic xorshift generator, for randomized timing in race tests: numbers below
+/// `below`, the same sequence on every run.
+pub fn randomizer() -> impl FnMut(u64) -> u64 {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    move |below| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    }
+}
