@@ -64,6 +64,14 @@ impl Flights {
         Role::Leader(self.start(&mut flights, key, epoch))
     }
 
+    /// Waits for the current flight for `key`, if there is one; never starts one (for requests
+    /// that may not fetch on behalf of others).
+    pub fn follow(&self, key: StoreKey, epoch: u64) -> Option<watch::Receiver<Option<Shared>>> {
+        let flights = self.lock();
+        let in_flight = flights.get(&key).filter(|f| f.epoch == epoch)?;
+        Some(in_flight.flight.subscribe())
+    }
+
     /// Starts a flight for `key` unless a current one is already under way (for background
     /// refreshes, which never wait).
     pub fn lead(self: &Arc<Self>, key: StoreKey, epoch: u64) -> Option<FlightGuard> {

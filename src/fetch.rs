@@ -23,6 +23,7 @@ use crate::coalesce::{self, FlightGuard, Role, Shared};
 use crate::config::{Config, Disposition};
 use crate::fill::Miss;
 use crate::invalidate;
+use crate::key::{Target, normalize_path, original_uri};
 use crate::lookup::Found;
 use crate::service::Lookup;
 use crate::stats::Counters;
@@ -51,7 +52,7 @@ where
     ResB: Body,
 {
     let (parts, body) = request.into_parts();
-    let write = (!invalidate::is_safe(&parts.method)).then(|| clone_parts(&parts));
+    let write = invalidate::is_write(&parts).then(|| clone_parts(&parts));
     let response = inner.call(Request::from_parts(parts, body)).await?;
     let (mut parts, body) = response.into_parts();
     CacheOverride::take(&mut parts, config.override_header.as_ref());
@@ -88,13 +89,13 @@ where
     let answer = if !allowed {
         crate::purge::unauthorized()
     } else {
-        match crate::key::authority_str(&request) {
-            Some(authority) => {
-                let tag = invalidate::uri_tag(authority, request.uri.path());
+        match Target::of(&request) {
+            Ok(target) => {
+                let tag = invalidate::uri_tag(&target.authority, &target.path);
                 let purged = config.invalidate(&[&tag]).await;
                 crate::purge::text(http::StatusCode::OK, format!("purged {purged} entries\n"))
             }
-            None => crate::purge::text(http::StatusCode::BAD_REQUEST, "invalid Host\n"),
+            Err(_) => crate::purge::text(http::StatusCode::BAD_REQUEST, "invalid Host\n"),
         }
     };
     let mut answer = answer.map(|body| CacheBody::buffered(body, None));
@@ -121,19 +122,23 @@ impl<St: ?Sized, K> Config<St, K> {
         request: &request::Parts,
         response: &mut http::response::Parts,
     ) -> Vec<String> {
-        let Some(authority) = crate::key::authority_str(request) else {
-            // An invalid Host: nothing can have been cached under it.
-            return Vec::new();
-        };
-        let path = request.uri.path();
-        let mut tags = vec![invalidate::uri_tag(authority, path)];
-        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-            let values = response.headers.get_all(name).iter();
-            tags.extend(
-                values
-                    .filter_map(|v| v.to_str().ok())
-                    .filter_map(|v| invalidate::location_tag(authority, path, v)),
-            );
+        let path = normalize_path(original_uri(request).path());
+        let mut tags = Vec::new();
+        for authority in Target::written_authorities(request) {
+            let Some(authority) = authority else {
+                // The request's host cannot be read: the path on every host.
+                tags.push(invalidate::any_host_uri_tag(&path));
+                continue;
+            };
+            tags.push(invalidate::uri_tag(&authority, &path));
+            for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+                let values = response.headers.get_all(name).iter();
+                tags.extend(
+                    values
+                        .filter_map(|v| v.to_str().ok())
+                        .filter_map(|v| invalidate::location_tag(&authority, &path, v)),
+                );
+            }
         }
         let policy = self.policies.get(self.policies.select(request));
         if let Some(tagger) = &policy.invalidate_with {
@@ -190,7 +195,18 @@ where
         return direct(config, inner, pending, stale).await;
     }
     let epoch = config.store.remote_invalidations();
-    let guard = match config.flights.join(pending.lookup.key.store_key(), epoch) {
+    let key = pending.lookup.key.store_key();
+    let role = if pending.lookup.facts.fills_for_others() {
+        config.flights.join(key, epoch)
+    } else {
+        // Its credentials or its spelling decide what it gets: it may take what a fetch under
+        // way shares, but never lead a fetch that others wait for.
+        match config.flights.follow(key, epoch) {
+            Some(waiter) => Role::Waiter(waiter),
+            None => return direct(config, inner, pending, stale).await,
+        }
+    };
+    let guard = match role {
         Role::Leader(guard) => guard,
         Role::Waiter(waiter) => {
             let policy = config.policies.get(pending.lookup.policy);
@@ -381,7 +397,9 @@ where
         now,
     } = pending;
     let request_headers = parts.headers.clone();
-    let tags = invalidate::implicit_tags(&parts);
+    let tags = Target::of(&parts)
+        .map(|target| invalidate::implicit_tags(&target))
+        .unwrap_or_default();
     let tagged_by_policy = config.policies.get(lookup.policy).tag_with.is_some();
     let request_head = tagged_by_policy.then(|| clone_parts(&parts));
     let ticket = config.generations.begin_fill();

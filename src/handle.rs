@@ -8,7 +8,8 @@ use tower_service::Service;
 
 use crate::Store;
 use crate::config::Config;
-use crate::invalidate::{self, PREFIX_DEPTH};
+use crate::invalidate;
+use crate::key::{normalize_authority, normalize_path};
 use crate::store::BoxFuture;
 
 /// A cheap-to-clone handle on a cache (from [`CacheLayer::handle`](crate::CacheLayer::handle)),
@@ -43,14 +44,14 @@ impl fmt::Debug for CacheHandle {
 /// The operations a handle needs, without the store and key maker types.
 trait Invalidate: Send + Sync {
     fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64>;
-    fn clear(&self) -> BoxFuture<'_, ()>;
+    fn clear(&self) -> BoxFuture<'_, u64>;
 }
 
 impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Config<St, K> {
     fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64> {
         Box::pin(Config::invalidate(self, tags))
     }
-    fn clear(&self) -> BoxFuture<'_, ()> {
+    fn clear(&self) -> BoxFuture<'_, u64> {
         Box::pin(Config::clear(self))
     }
 }
@@ -63,39 +64,46 @@ impl CacheHandle {
     }
 
     /// Invalidates every entry stored for this URI: all its `Vary` variants, all its queries
-    /// and all the key maker's variants. An absolute URI names its host; an origin-form one
-    /// (`/path`) the entries stored without a host. Returns how many entries were removed.
+    /// and all the key maker's variants. An absolute URI (`http://shop.example/products/1`)
+    /// names one host; a path alone (`/products/1`) means that path **on every host**. Both
+    /// are normalised as keys are (host case, default port, `%31` for `1`, dot segments), so
+    /// any spelling of a URI finds its entries. Returns how many entries were removed (0 for
+    /// a URI whose host cannot be read).
     pub async fn invalidate_uri(&self, uri: &Uri) -> u64 {
-        let authority = uri.authority().map_or("", |a| a.as_str());
-        let tag = invalidate::uri_tag(authority, uri.path());
+        let path = normalize_path(uri.path());
+        let tag = match uri.authority() {
+            None => invalidate::any_host_uri_tag(&path),
+            Some(authority) => match normalize_authority(authority.as_str(), uri.scheme_str()) {
+                Ok(authority) => invalidate::uri_tag(&authority, &path),
+                Err(_) => return 0,
+            },
+        };
         self.cache.invalidate(&[&tag]).await
     }
 
-    /// Invalidates every entry under a path prefix on `authority` (`"shop.example"`, or `""`
-    /// for entries stored without a host), at `/` boundaries: `"/products/"` covers
-    /// `/products/1` and `/products/a/b`. A prefix deeper than 8 segments invalidates at the
-    /// 8th (more than asked, never less).
+    /// Invalidates every entry under a path prefix, at `/` boundaries: `"/products/"` covers
+    /// `/products/1` and `/products/a/b`, and `"/products"` covers those and `/products`
+    /// itself. `authority` names the host (`"shop.example"`, normalised as keys are); `""`
+    /// means **every host**. A prefix deeper than 8 segments invalidates at the 8th (more than
+    /// asked, never less); `"/"` on every host is everything. Returns how many entries were
+    /// removed (0 for an authority that cannot be read).
     pub async fn invalidate_prefix(&self, authority: &str, prefix: &str) -> u64 {
         let prefix = if prefix.starts_with('/') { prefix } else { "/" };
-        let mut tags = Vec::new();
-        // "/a/b" also names the URI "/a/b" itself.
-        if !prefix.ends_with('/') {
-            tags.push(invalidate::uri_tag(authority, prefix));
+        let prefix = normalize_path(prefix);
+        let authority = match authority {
+            "" => None,
+            authority => match normalize_authority(authority, None) {
+                Ok(authority) => Some(authority),
+                Err(_) => return 0,
+            },
+        };
+        match invalidate::prefix_tags(authority.as_deref(), &prefix) {
+            Some(tags) => {
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                self.cache.invalidate(&tags).await
+            }
+            None => self.cache.clear().await,
         }
-        let dir = &prefix[..=prefix.rfind('/').unwrap_or(0)];
-        let cut = dir
-            .match_indices('/')
-            .nth(PREFIX_DEPTH)
-            .map_or(dir.len(), |(i, _)| i + 1);
-        let dir = &dir[..cut];
-        if dir == "/" {
-            // Everything on the host: the root has no prefix tag of its own.
-            tags.push(invalidate::host_tag(authority));
-        } else {
-            tags.push(invalidate::prefix_tag(authority, dir));
-        }
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        self.cache.invalidate(&tags).await
     }
 
     /// Invalidates every entry carrying any of `tags` (from the tag header or the policy).
@@ -103,9 +111,9 @@ impl CacheHandle {
         self.cache.invalidate(tags).await
     }
 
-    /// Removes every entry.
-    pub async fn clear(&self) {
-        self.cache.clear().await;
+    /// Removes every entry; returns how many the store removed.
+    pub async fn clear(&self) -> u64 {
+        self.cache.clear().await
     }
 
     /// Sends `requests` through `service` (a service with this cache in front), one after the

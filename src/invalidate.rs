@@ -19,6 +19,8 @@
 //! before them is still running, so memory stays bounded.
 
 use http::request;
+
+use crate::key::Target;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,75 +37,130 @@ pub const MAX_TAGS: usize = 64;
 /// The longest tag, in bytes.
 pub const MAX_TAG_LEN: usize = 256;
 
-/// The internal tag of a URI: the request's authority (lowercased) and path.
+/// The internal tag of a URI on one host: its normalised authority and path (see
+/// `key::target` for the normal form; callers pass both normalised).
 pub(crate) fn uri_tag(authority: &str, path: &str) -> String {
-    format!("{INTERNAL}uri {}{path}", authority.to_ascii_lowercase())
+    format!("{INTERNAL}uri {authority}{path}")
 }
 
-/// The internal tag of a path prefix that ends with `/`.
+/// The internal tag of a path on every host.
+pub(crate) fn any_host_uri_tag(path: &str) -> String {
+    format!("{INTERNAL}any-uri {path}")
+}
+
+/// The internal tag of a path prefix that ends with `/`, on one host.
 pub(crate) fn prefix_tag(authority: &str, prefix: &str) -> String {
-    format!("{INTERNAL}pre {}{prefix}", authority.to_ascii_lowercase())
+    format!("{INTERNAL}pre {authority}{prefix}")
+}
+
+/// The internal tag of a path prefix that ends with `/`, on every host.
+pub(crate) fn any_host_prefix_tag(prefix: &str) -> String {
+    format!("{INTERNAL}any-pre {prefix}")
 }
 
 /// The internal tag of everything stored for one authority.
 pub(crate) fn host_tag(authority: &str) -> String {
-    format!("{INTERNAL}host {}", authority.to_ascii_lowercase())
+    format!("{INTERNAL}host {authority}")
 }
 
-/// The internal tags of an entry stored for `request`: its URI, its host and its path prefixes.
-pub(crate) fn implicit_tags(request: &request::Parts) -> Vec<String> {
-    let authority = crate::key::authority_str(request).unwrap_or("");
-    let path = request.uri.path();
-    let mut tags = vec![uri_tag(authority, path), host_tag(authority)];
-    let prefixes = path
-        .match_indices('/')
-        .skip(1)
-        .take(PREFIX_DEPTH)
-        .map(|(i, _)| &path[..=i]);
-    tags.extend(prefixes.map(|prefix| prefix_tag(authority, prefix)));
+/// The internal tags of an entry stored for `target`: its URI and path prefixes, each on its
+/// host and on every host, and its host.
+pub(crate) fn implicit_tags(target: &Target<'_>) -> Vec<String> {
+    let (authority, path) = (&*target.authority, &*target.path);
+    let prefixes = || {
+        path.match_indices('/')
+            .skip(1)
+            .take(PREFIX_DEPTH)
+            .map(|(i, _)| &path[..=i])
+    };
+    let mut tags = Vec::with_capacity(3 + 2 * prefixes().count());
+    tags.push(uri_tag(authority, path));
+    tags.push(any_host_uri_tag(path));
+    tags.push(host_tag(authority));
+    tags.extend(prefixes().map(|prefix| prefix_tag(authority, prefix)));
+    tags.extend(prefixes().map(any_host_prefix_tag));
     tags
 }
 
-/// Whether a request method is known to be safe (RFC 9110 §9.2.1); any other one is taken to
-/// change something.
-pub(crate) fn is_safe(method: &http::Method) -> bool {
+/// The tags that invalidate `path` (normalised) and everything below it, at `/` boundaries, on
+/// `authority` (normalised), or on every host when it is `None`. `None` for the root of every
+/// host: that is everything, a clear. A prefix deeper than [`PREFIX_DEPTH`] segments
+/// invalidates at that depth (more than asked, never less).
+pub(crate) fn prefix_tags(authority: Option<&str>, path: &str) -> Option<Vec<String>> {
+    let mut tags = Vec::with_capacity(2);
+    // "/a/b" also names the URI "/a/b" itself.
+    if !path.ends_with('/') {
+        tags.push(match authority {
+            Some(authority) => uri_tag(authority, path),
+            None => any_host_uri_tag(path),
+        });
+    }
+    let dir = &path[..=path.rfind('/').unwrap_or(0)];
+    let cut = dir
+        .match_indices('/')
+        .nth(PREFIX_DEPTH)
+        .map_or(dir.len(), |(i, _)| i + 1);
+    let dir = &dir[..cut];
+    tags.push(match (authority, dir) {
+        // Everything on the host: the root has no prefix tag of its own.
+        (Some(authority), "/") => host_tag(authority),
+        (None, "/") => return None,
+        (Some(authority), dir) => prefix_tag(authority, dir),
+        (None, dir) => any_host_prefix_tag(dir),
+    });
+    Some(tags)
+}
+
+/// Whether a request may change something: a method not known to be safe (RFC 9110 §9.2.1),
+/// or a safe one carrying a method-override header, which many frameworks obey.
+pub(crate) fn is_write(request: &request::Parts) -> bool {
+    !is_safe(&request.method) || has_method_override(&request.headers)
+}
+
+/// Whether a request method is known to be safe (RFC 9110 §9.2.1).
+fn is_safe(method: &http::Method) -> bool {
     use http::Method;
     [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method)
 }
 
-/// The URI tag of a `Location` or `Content-Location` value, when it names the same host as the
-/// request (RFC 9111 §4.4): absolute (`http://same.host/x`), absolute-path (`/x`) or relative to
-/// the request's path (`x`). Query and fragment are not part of a URI tag.
+/// Whether the request names another method in a header that frameworks (Rails, Laravel,
+/// Symfony, Express's method-override...) act on.
+pub(crate) fn has_method_override(headers: &http::HeaderMap) -> bool {
+    !headers.is_empty()
+        && [
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+        ]
+        .iter()
+        .any(|name| headers.contains_key(*name))
+}
+
+/// The URI tag of a `Location` or `Content-Location` value when, resolved against the request
+/// URI by RFC 3986 (`url`: scheme and host case, default ports, dot segments), it names the
+/// same host as the request (RFC 9111 §4.4). `authority` and `path` are the request's,
+/// normalised; the result is normalised the same way. Query and fragment are not part of a
+/// URI tag.
 pub(crate) fn location_tag(authority: &str, request_path: &str, value: &str) -> Option<String> {
-    let value = value.trim();
-    let without_scheme = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"))
-        .or_else(|| value.strip_prefix("//"));
-    let path_of = |rest: &str| -> String {
-        let end = rest.find(['?', '#']).unwrap_or(rest.len());
-        rest[..end].to_owned()
+    // A placeholder host for requests without one; `.invalid` can name no real host.
+    let base_host = if authority.is_empty() {
+        "no-host.invalid"
+    } else {
+        authority
     };
-    let path = match without_scheme {
-        Some(rest) => {
-            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            if !host.eq_ignore_ascii_case(authority) {
-                return None;
-            }
-            let path = path_of(path);
-            if path.is_empty() {
-                "/".to_owned()
-            } else {
-                path
-            }
-        }
-        None if value.starts_with('/') => path_of(value),
-        None if value.contains(':') || value.is_empty() => return None,
-        None => {
-            let base = &request_path[..=request_path.rfind('/').unwrap_or(0)];
-            format!("{base}{}", path_of(value))
-        }
-    };
+    let base = url::Url::parse(&format!("http://{base_host}{request_path}")).ok()?;
+    let resolved = base.join(value.trim()).ok()?;
+    if !matches!(resolved.scheme(), "http" | "https") {
+        return None;
+    }
+    // Same host and port; a switch between http and https on their default ports counts as
+    // the same host (tags do not carry the scheme).
+    let same_port = resolved.port_or_known_default() == base.port_or_known_default()
+        || (resolved.port().is_none() && base.port().is_none());
+    if resolved.host() != base.host() || !same_port {
+        return None;
+    }
+    let path = crate::key::normalize_path(resolved.path());
     Some(uri_tag(authority, &path))
 }
 
@@ -306,14 +363,17 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
-        let tags = implicit_tags(&req);
-        assert_eq!(tags[0], uri_tag("shop.example", "/a/b/c"));
-        assert_eq!(tags[1], host_tag("shop.example"));
+        let tags = implicit_tags(&Target::of(&req).unwrap());
         assert_eq!(
-            &tags[2..],
+            tags,
             [
+                uri_tag("shop.example", "/a/b/c"),
+                any_host_uri_tag("/a/b/c"),
+                host_tag("shop.example"),
                 prefix_tag("shop.example", "/a/"),
-                prefix_tag("shop.example", "/a/b/")
+                prefix_tag("shop.example", "/a/b/"),
+                any_host_prefix_tag("/a/"),
+                any_host_prefix_tag("/a/b/"),
             ]
         );
     }
@@ -333,7 +393,38 @@ mod tests {
         assert_eq!(tag("7"), Some(uri_tag("shop.example", "/orders/7")));
         assert_eq!(tag("http://other.example/orders/7"), None);
         assert_eq!(tag("mailto:x@y"), None);
-        assert_eq!(tag(""), None);
+        // An empty reference is the request's own URI (RFC 3986 §5.2.2).
+        assert_eq!(tag(""), Some(uri_tag("shop.example", "/orders/new")));
+    }
+
+    #[test]
+    fn locations_are_resolved_and_normalised_like_keys() {
+        let tag = |v| location_tag("shop.example", "/orders/new", v);
+        let seven = Some(uri_tag("shop.example", "/orders/7"));
+        for spelling in [
+            "../orders/7",
+            "./7",
+            "/a/b/../../orders/./7",
+            "HTTP://Shop.Example:80/orders/7",
+            "https://shop.example:443/orders/7",
+            "//shop.example/orders/7",
+            "/orders/%37",
+            "/orders/%2E/7",
+            " /orders/7 ",
+        ] {
+            assert_eq!(tag(spelling), seven, "{spelling:?}");
+        }
+        assert_eq!(
+            tag("/orders/a%2fb"),
+            Some(uri_tag("shop.example", "/orders/a%2Fb"))
+        );
+        assert_eq!(tag("http://shop.example:8080/orders/7"), None);
+        assert_eq!(tag("http://shop.example.evil/orders/7"), None);
+        assert_eq!(tag("http://user@other.example/orders/7"), None);
+        let ported = location_tag("shop.example:8080", "/orders/new", "/orders/7");
+        assert_eq!(ported, Some(uri_tag("shop.example:8080", "/orders/7")));
+        let hostless = location_tag("", "/orders/new", "7");
+        assert_eq!(hostless, Some(uri_tag("", "/orders/7")));
     }
 
     #[test]

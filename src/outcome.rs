@@ -19,6 +19,13 @@ pub enum BypassReason {
     RequestNoStore,
     /// The `Host` header is missing a valid authority, or there are several.
     InvalidHost,
+    /// The request target names an authority (absolute form, HTTP/2 `:authority`) and the
+    /// `Host` header another: the app may render for either, so nothing is stored or served.
+    HostMismatch,
+    /// The request carries `X-HTTP-Method-Override`, `X-HTTP-Method` or `X-Method-Override`:
+    /// many frameworks then act on the method it names, so the request is treated as that
+    /// write (and invalidates what it changes).
+    MethodOverride,
     /// The key is longer than the policy's `max_key_bytes`.
     KeyTooLarge,
     /// The [`KeyMaker`](crate::KeyMaker) declined.
@@ -35,6 +42,8 @@ impl BypassReason {
             BypassReason::Authorization => "authorization",
             BypassReason::RequestNoStore => "request-no-store",
             BypassReason::InvalidHost => "invalid-host",
+            BypassReason::HostMismatch => "host-mismatch",
+            BypassReason::MethodOverride => "method-override",
             BypassReason::KeyTooLarge => "key-too-large",
             BypassReason::KeyMaker => "key-maker",
         }
@@ -79,12 +88,18 @@ pub enum NotStoredReason {
     Head,
     /// The origin's tags were too many, too long or not ASCII.
     Tags,
+    /// The request spelled its target other than in normal form (`/items/%31`,
+    /// `Host: SHOP.example:80`): it may be answered from the normal form's entry, but the inner
+    /// service may have routed the spelling differently, so its response is not stored.
+    Spelling,
 }
 
 impl NotStoredReason {
-    /// Whether the response could never be shared with other requests for the key, so that
-    /// they should not wait for it ("hit-for-pass"). Errors, statuses and bodies that failed
-    /// are not: the next response may well be shareable.
+    /// Whether the response itself says it could never be shared with other requests for the
+    /// key, so that they should not wait for it ("hit-for-pass"). Errors, statuses and bodies
+    /// that failed are not: the next response may well be shareable. Nor are reasons that
+    /// belong to one request (its `Authorization`, its spelling): one request must never change
+    /// what the others get.
     pub(crate) fn is_unshareable(self) -> bool {
         matches!(
             self,
@@ -94,7 +109,6 @@ impl NotStoredReason {
                 | NotStoredReason::Malformed
                 | NotStoredReason::VaryStar
                 | NotStoredReason::SetCookie
-                | NotStoredReason::Authorization
                 | NotStoredReason::NotFresh
                 | NotStoredReason::Override
                 | NotStoredReason::TooLarge
@@ -118,6 +132,7 @@ impl NotStoredReason {
             NotStoredReason::Incomplete => "incomplete",
             NotStoredReason::Head => "head",
             NotStoredReason::Tags => "tags",
+            NotStoredReason::Spelling => "spelling",
         }
     }
 }

@@ -96,10 +96,11 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes
 /// mount where you like (`Router::route_service("/cache/purge", purge)` in axum).
 ///
 /// `POST` (or `DELETE`) with `Authorization: Bearer <token>` and, in the query string, any of:
-/// `uri=<URI>` (repeatable; absolute for a host, `/path` for entries stored without one),
-/// `tag=<tag>` (repeatable), `prefix=<path prefix>&host=<authority>`, `all=true`. It answers
-/// `200 purged N entries`, `401` without the token, `400` for a request it cannot read, `405`
-/// for other methods.
+/// `uri=<URI>` (repeatable; an absolute URI names one host, a path alone, `/products/1`, that
+/// path on every host), `tag=<tag>` (repeatable), `prefix=<path prefix>` with `host=<authority>`
+/// for one host or without it for every host, `all=true`. URIs and prefixes are normalised as
+/// keys are. It answers `200 purged N entries` (the entries the store removed), `401` without
+/// the token, `400` for a request it cannot read, `405` for other methods.
 ///
 /// ```
 /// use axum::Router;
@@ -210,8 +211,7 @@ impl Orders {
 
     async fn carry_out(self, handle: &CacheHandle) -> u64 {
         if self.all {
-            handle.clear().await;
-            return 0;
+            return handle.clear().await;
         }
         let mut purged = 0;
         for uri in &self.uris {

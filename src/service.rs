@@ -25,6 +25,8 @@ use crate::background::Background;
 use crate::bounds::{CachedBody, Inner};
 use crate::config::{Config, Disposition};
 use crate::fetch::{self, Pending};
+use crate::invalidate;
+use crate::key::Target;
 use crate::lookup::{self, Found, Now};
 use crate::policy::PolicyId;
 use crate::semantics::RequestFacts;
@@ -178,15 +180,19 @@ impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
         if !head && parts.method != Method::GET {
             return Err(BypassReason::Method);
         }
+        if invalidate::has_method_override(&parts.headers) {
+            return Err(BypassReason::MethodOverride);
+        }
         let policy_id = self.policies.select(parts);
         let policy = self.policies.get(policy_id);
-        let facts = RequestFacts::read(parts, policy)?;
+        let target = Target::of(parts)?;
+        let facts = RequestFacts::read(parts, policy, target.canonical)?;
         let mut key = KeyBuilder::new(parts);
         self.keys.make_key(parts, &mut key);
         Ok(Lookup {
             policy: policy_id,
             facts,
-            key: key.finish(policy.max_key_bytes)?,
+            key: key.finish(&target, policy.max_key_bytes)?,
             head,
         })
     }
@@ -214,7 +220,7 @@ where
         Found::Fresh { entry, refresh } => {
             if let Some(response) = config.answer(&entry, head, now, Disposition::Hit) {
                 Counters::add(&config.counters.hits);
-                if refresh {
+                if refresh && pending.lookup.facts.fills_for_others() {
                     fetch::refresh(config, background, inner(), pending);
                 }
                 return ResponseFuture::ready(response);
@@ -224,7 +230,9 @@ where
         Found::Stale(entry) => {
             if let Some(response) = config.answer(&entry, head, now, Disposition::Stale) {
                 Counters::add(&config.counters.stale);
-                fetch::refresh(config, background, inner(), pending);
+                if pending.lookup.facts.fills_for_others() {
+                    fetch::refresh(config, background, inner(), pending);
+                }
                 return ResponseFuture::ready(response);
             }
             (None, false)

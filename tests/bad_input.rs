@@ -97,8 +97,9 @@ async fn odd_hosts_bypass() {
 async fn odd_paths_are_distinct_keys() {
     let calls = Calls::default();
     let app = origin(&calls, &[]);
+    // Paths that mean different things (RFC 3986 §6.2.2): each its own entry.
     let paths = [
-        "/a%2Fb", "/a/b", "/A/b", "/a/b/", "//a/b", "/a/./b", "/%00", "/~", "/%7E",
+        "/a%2Fb", "/a/b", "/A/b", "/a/b/", "//a/b", "/%00", "/~", "/%C3%A9",
     ];
     for path in paths {
         let got = send(&app, common::get(path)).await;
@@ -109,6 +110,25 @@ async fn odd_paths_are_distinct_keys() {
         let got = send(&app, common::get(path)).await;
         assert_eq!(got.cache(), "HIT", "{path}");
         assert!(got.text().starts_with(path), "{path} got {}", got.text());
+    }
+    assert_eq!(calls.get(), paths.len());
+    // Other spellings of those paths are answered from their normal form's entry.
+    for (spelling, normal) in [
+        ("/a/./b", "/a/b"),
+        ("/x/../a/b", "/a/b"),
+        ("/%7E", "/~"),
+        ("/%7e", "/~"),
+        ("/a%2fb", "/a%2Fb"),
+        ("/%c3%a9", "/%C3%A9"),
+        ("/%61/b", "/a/b"),
+    ] {
+        let got = send(&app, common::get(spelling)).await;
+        assert_eq!(got.cache(), "HIT", "{spelling}");
+        assert!(
+            got.text().starts_with(normal),
+            "{spelling} got {}",
+            got.text()
+        );
     }
     assert_eq!(calls.get(), paths.len());
 }

@@ -13,11 +13,18 @@ use crate::{BypassReason, CacheOverride, NotStoredReason};
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RequestFacts {
     pub has_authorization: bool,
+    /// The request spelled its target in normal form (see `key::target`); otherwise it may
+    /// read the normal form's entry, but its response is never stored.
+    pub canonical: bool,
 }
 
 impl RequestFacts {
     /// Reads the request; `Err` when the request must bypass the cache under `policy`.
-    pub fn read(request: &request::Parts, policy: &Policy) -> Result<Self, BypassReason> {
+    pub fn read(
+        request: &request::Parts,
+        policy: &Policy,
+        canonical: bool,
+    ) -> Result<Self, BypassReason> {
         if !policy.enabled {
             return Err(BypassReason::Policy);
         }
@@ -32,7 +39,18 @@ impl RequestFacts {
         if headers.contains_key(header::CACHE_CONTROL) && CacheControl::parse(headers).no_store {
             return Err(BypassReason::RequestNoStore);
         }
-        Ok(RequestFacts { has_authorization })
+        Ok(RequestFacts {
+            has_authorization,
+            canonical,
+        })
+    }
+
+    /// Whether this request may fetch on behalf of other requests for its key: lead a
+    /// coalesced fetch, or refresh an entry in the background. Not with its own credentials,
+    /// nor when spelled other than in normal form: what such a request gets from the origin
+    /// is decided by something that belongs to it alone.
+    pub fn fills_for_others(self) -> bool {
+        self.canonical && !self.has_authorization
     }
 }
 
@@ -60,6 +78,9 @@ pub(crate) fn decide(
     response_delay: Duration,
     jitter_seed: u64,
 ) -> Result<StoreDecision, NotStoredReason> {
+    if !request.canonical {
+        return Err(NotStoredReason::Spelling);
+    }
     if overrides.forbids_store() {
         return Err(NotStoredReason::Override);
     }
@@ -208,9 +229,11 @@ mod tests {
 
     const ANON: RequestFacts = RequestFacts {
         has_authorization: false,
+        canonical: true,
     };
     const AUTHED: RequestFacts = RequestFacts {
         has_authorization: true,
+        canonical: true,
     };
 
     fn verdict(

@@ -11,6 +11,11 @@ use std::fmt;
 
 use crate::BypassReason;
 
+mod forwarded;
+mod target;
+
+pub(crate) use target::{Target, normalize_authority, normalize_path, original_uri};
+
 /// The fixed-size hash under which a store files an entry.
 ///
 /// It is the 128-bit XXH3 hash of the full [`CacheKey`]: stable across processes and machines (so
@@ -278,32 +283,37 @@ impl<'a> KeyBuilder<'a> {
         self.request
     }
 
-    /// Builds the key: the base parts, then the query as configured, then the extra parts.
-    pub(crate) fn finish(self, max_key_bytes: usize) -> Result<CacheKey, BypassReason> {
+    /// Builds the key: the base parts of `target` (the request's, normalised), the query as
+    /// configured, the forwarding headers that are present, then the extra parts.
+    pub(crate) fn finish(
+        self,
+        target: &Target<'_>,
+        max_key_bytes: usize,
+    ) -> Result<CacheKey, BypassReason> {
         if self.bypass {
             return Err(BypassReason::KeyMaker);
         }
-        let req = self.request;
-        let uri = &req.uri;
-        let path = uri.path();
-        let query = uri.query().unwrap_or("");
-        let authority = authority(req)?;
-        let capacity = 40 + authority.len() + path.len() + query.len() + self.extra.len();
+        let scheme = target.scheme.unwrap_or("");
+        let (authority, path) = (&*target.authority, &*target.path);
+        let query = target.query.unwrap_or("");
+        let capacity = 40 + scheme.len() + authority.len() + path.len() + query.len();
+        let capacity = capacity + self.extra.len();
         if capacity > max_key_bytes.saturating_add(32) {
             return Err(BypassReason::KeyTooLarge);
         }
         let mut full = Vec::with_capacity(capacity);
-        full.push(1); // key format version
-        full.push(method_class(&req.method));
-        push_field(&mut full, uri.scheme_str().unwrap_or("").as_bytes());
-        // Lowercased as it is copied: host names are case-insensitive.
-        full.extend_from_slice(&(authority.len() as u32).to_le_bytes());
-        full.extend(authority.iter().map(u8::to_ascii_lowercase));
+        full.push(2); // key format version
+        full.push(method_class(&self.request.method));
+        // Schemes are case-insensitive; lowercased as copied.
+        full.extend_from_slice(&(scheme.len() as u32).to_le_bytes());
+        full.extend(scheme.bytes().map(|b| b.to_ascii_lowercase()));
+        push_field(&mut full, authority.as_bytes());
         push_field(&mut full, path.as_bytes());
-        match uri.query() {
+        match target.query {
             None => full.push(0xff),
             Some(query) => self.push_query(&mut full, query),
         }
+        forwarded::push_present(&self.request.headers, &mut full);
         full.extend_from_slice(&self.extra);
         if full.len() > max_key_bytes {
             return Err(BypassReason::KeyTooLarge);
@@ -351,71 +361,6 @@ fn method_class(method: &Method) -> u8 {
     }
 }
 
-/// The request's authority: the URI's own (absolute-form, HTTP/2 `:authority`) or else the
-/// single `Host` header, which must be a plain `host[:port]`. Two virtual hosts never share
-/// entries.
-fn authority(req: &request::Parts) -> Result<&[u8], BypassReason> {
-    if let Some(authority) = req.uri.authority() {
-        return Ok(authority.as_str().as_bytes());
-    }
-    let mut hosts = req.headers.get_all(header::HOST).iter();
-    let Some(host) = hosts.next() else {
-        return Ok(b"");
-    };
-    if hosts.next().is_some() || !is_host_and_port(host.as_bytes()) {
-        return Err(BypassReason::InvalidHost);
-    }
-    Ok(host.as_bytes())
-}
-
-/// The request's authority as the key sees it (`""` when there is none), or `None` when the
-/// `Host` is invalid.
-pub(crate) fn authority_str(req: &request::Parts) -> Option<&str> {
-    authority(req)
-        .ok()
-        .and_then(|a| std::str::from_utf8(a).ok())
-}
-
-/// `host[:port]` as RFC 3986 allows it (reg-name, IPv4, or a bracketed IPv6 literal), and no
-/// user info: nothing a client could use to make two hosts look alike.
-fn is_host_and_port(value: &[u8]) -> bool {
-    let allowed = |b: u8| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b'%'
-                    | b':'
-            )
-    };
-    let (host, rest) = match value.strip_prefix(b"[") {
-        Some(literal) => match literal.iter().position(|b| *b == b']') {
-            Some(end) => (&literal[..end], &literal[end + 1..]),
-            None => return false,
-        },
-        None => (value, &b""[..]),
-    };
-    let port_ok = match rest {
-        [] => true,
-        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    !host.is_empty() && host.len() <= 1024 && host.iter().all(|b| allowed(*b)) && port_ok
-}
-
 /// Appends a length-prefixed field, so no two different keys share bytes.
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
     // Fields are bounded by the key limit, far below 4 GiB.
@@ -430,9 +375,10 @@ mod tests {
 
     fn key_of(req: Request<()>, maker: impl KeyMaker) -> Result<CacheKey, BypassReason> {
         let (parts, ()) = req.into_parts();
+        let target = Target::of(&parts)?;
         let mut builder = KeyBuilder::new(&parts);
         maker.make_key(&parts, &mut builder);
-        builder.finish(8192)
+        builder.finish(&target, 8192)
     }
 
     fn get(uri: &str) -> http::request::Builder {
@@ -481,20 +427,76 @@ mod tests {
     }
 
     #[test]
-    fn uri_authority_wins_over_host() {
-        let a = key_of(
+    fn target_authority_and_host_must_agree() {
+        let forged = key_of(
             get("http://a.example/x")
                 .header("host", "b.example")
                 .body(())
                 .unwrap(),
             DefaultKey,
         );
-        let b = key_of(
+        assert_eq!(forged.unwrap_err(), BypassReason::HostMismatch);
+        let absolute = key_of(
+            get("http://a.example/x")
+                .header("host", "a.example")
+                .body(())
+                .unwrap(),
+            DefaultKey,
+        );
+        let h2 = key_of(get("http://a.example/x").body(()).unwrap(), DefaultKey);
+        let origin_form = key_of(
             get("/x").header("host", "a.example").body(()).unwrap(),
             DefaultKey,
         );
+        assert_eq!(absolute.clone().unwrap(), h2.unwrap());
         // Scheme differs (absolute form says http), authority is a.example in both.
-        assert_ne!(a.unwrap().as_bytes(), b.unwrap().as_bytes());
+        assert_ne!(absolute.unwrap(), origin_form.unwrap());
+    }
+
+    #[test]
+    fn spellings_of_one_target_share_a_key() {
+        let canonical = key_of(
+            get("/items/1")
+                .header("host", "shop.example")
+                .body(())
+                .unwrap(),
+            DefaultKey,
+        )
+        .unwrap();
+        for (path, host) in [
+            ("/items/%31", "shop.example"),
+            ("/items/1", "SHOP.example:80"),
+            ("/items/1", "shop.example."),
+            ("/x/../items/./1", "shop.example:443"),
+        ] {
+            let key = key_of(get(path).header("host", host).body(()).unwrap(), DefaultKey);
+            assert_eq!(key.unwrap(), canonical, "{path} {host}");
+        }
+        let slash = key_of(
+            get("/items%2F1")
+                .header("host", "shop.example")
+                .body(())
+                .unwrap(),
+            DefaultKey,
+        );
+        assert_ne!(slash.unwrap(), canonical, "%2F is not a segment separator");
+    }
+
+    #[test]
+    fn forwarding_headers_split_keys_only_when_present() {
+        let plain = key_of(
+            get("/").header("host", "a.example").body(()).unwrap(),
+            DefaultKey,
+        );
+        let forged = key_of(
+            get("/")
+                .header("host", "a.example")
+                .header("x-forwarded-host", "evil.example")
+                .body(())
+                .unwrap(),
+            DefaultKey,
+        );
+        assert_ne!(plain.unwrap(), forged.unwrap());
     }
 
     #[test]
@@ -631,9 +633,10 @@ mod tests {
             BypassReason::KeyTooLarge
         );
         let (parts, ()) = get(&uri).body(()).unwrap().into_parts();
+        let target = Target::of(&parts).unwrap();
         let mut builder = KeyBuilder::new(&parts);
         sorted.make_key(&parts, &mut builder);
-        assert!(builder.finish(1 << 20).is_ok());
+        assert!(builder.finish(&target, 1 << 20).is_ok());
     }
 
     #[test]
