@@ -153,11 +153,19 @@ pub(crate) fn location_tag(authority: &str, request_path: &str, value: &str) -> 
     if !matches!(resolved.scheme(), "http" | "https") {
         return None;
     }
-    // Same host and port; a switch between http and https on their default ports counts as
-    // the same host (tags do not carry the scheme).
-    let same_port = resolved.port_or_known_default() == base.port_or_known_default()
-        || (resolved.port().is_none() && base.port().is_none());
-    if resolved.host() != base.host() || !same_port {
+    // Same host and port, compared in normal form (a trailing dot, a default port); a switch
+    // between http and https counts as the same host (tags do not carry the scheme).
+    let named = |url: &url::Url| -> Option<String> {
+        let host = url.host_str()?;
+        let raw = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        crate::key::normalize_authority(&raw, None)
+            .ok()
+            .map(|a| a.into_owned())
+    };
+    if named(&resolved)? != named(&base)? {
         return None;
     }
     let path = crate::key::normalize_path(resolved.path());

@@ -447,3 +447,123 @@ async fn a_clear_during_a_slow_fill_is_not_undone() {
     );
     assert_eq!(send(&app, common::get("/slow")).await.cache(), "MISS");
 }
+
+/// A site answering every path on every host with the host and path it saw.
+fn multi_host_site() -> (Router, tower_response_cache::CacheHandle) {
+    let layer = cache();
+    let handle = layer.handle();
+    let app = Router::new()
+        .route(
+            "/{*path}",
+            get(|headers: HeaderMap, uri: http::Uri| async move {
+                let host = headers.get("host").map_or("", |h| h.to_str().unwrap());
+                format!("{host}{}", uri.path())
+            }),
+        )
+        .layer(layer);
+    (app, handle)
+}
+
+fn at(host: &str, path: &str) -> axum::http::Request<axum::body::Body> {
+    req("GET", path, &[("host", host)])
+}
+
+#[tokio::test]
+async fn a_path_without_a_host_means_every_host() {
+    let (app, handle) = multi_host_site();
+    let hosts = ["a.example", "b.example", "c.example:8080"];
+    let fill = |app: Router| async move {
+        for host in hosts {
+            send(&app, at(host, "/products/1")).await;
+            send(&app, at(host, "/products/2")).await;
+        }
+    };
+    let hits = |app: Router, path: &'static str| async move {
+        let mut hits = Vec::new();
+        for host in hosts {
+            hits.push(send(&app, at(host, path)).await.cache() == "HIT");
+        }
+        hits
+    };
+    fill(app.clone()).await;
+    assert_eq!(
+        handle.invalidate_uri(&"/products/1".parse().unwrap()).await,
+        3
+    );
+    assert_eq!(hits(app.clone(), "/products/1").await, [false; 3]);
+    assert_eq!(hits(app.clone(), "/products/2").await, [true; 3]);
+    // An absolute URI still names one host, in any spelling of it.
+    fill(app.clone()).await;
+    let one = "http://B.Example:80/products/%31".parse().unwrap();
+    assert_eq!(handle.invalidate_uri(&one).await, 1);
+    assert_eq!(hits(app.clone(), "/products/1").await, [true, false, true]);
+    // Prefixes: one host, or every host with "".
+    fill(app.clone()).await;
+    assert_eq!(
+        handle
+            .invalidate_prefix("c.example:8080", "/products/")
+            .await,
+        2
+    );
+    assert_eq!(hits(app.clone(), "/products/2").await, [true, true, false]);
+    fill(app.clone()).await;
+    assert_eq!(handle.invalidate_prefix("", "/products").await, 6);
+    assert_eq!(hits(app.clone(), "/products/2").await, [false; 3]);
+    // The root of every host is everything.
+    fill(app.clone()).await;
+    assert_eq!(handle.invalidate_prefix("", "/").await, 6);
+    assert_eq!(hits(app, "/products/1").await, [false; 3]);
+}
+
+#[tokio::test]
+async fn locations_are_resolved_and_normalised_like_keys() {
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|Path(id): Path<String>| async move { format!("order {id}") }),
+        )
+        .route(
+            "/shop/orders/new",
+            axum::routing::post(|headers: HeaderMap| async move {
+                let location = headers["x-location"].clone();
+                (StatusCode::CREATED, [("location", location)], "created")
+            }),
+        )
+        .layer(cache());
+    for location in [
+        "../../orders/7",
+        "/a/b/../../orders/./7",
+        "HTTP://Shop.Example:80/orders/7",
+        "https://shop.example:443/orders/%37",
+        "//SHOP.example./orders/7",
+    ] {
+        send(&app, at("shop.example", "/orders/7")).await;
+        assert_eq!(
+            send(&app, at("shop.example", "/orders/7")).await.cache(),
+            "HIT"
+        );
+        let write = req(
+            "POST",
+            "/shop/orders/new",
+            &[("host", "shop.example"), ("x-location", location)],
+        );
+        assert_eq!(send(&app, write).await.status, 201);
+        let after = send(&app, at("shop.example", "/orders/7")).await;
+        assert_eq!(after.cache(), "MISS", "{location}");
+    }
+    // Another host's URI is left alone, however it is spelled.
+    send(&app, at("shop.example", "/orders/7")).await;
+    let elsewhere = req(
+        "POST",
+        "/shop/orders/new",
+        &[
+            ("host", "shop.example"),
+            ("x-location", "http://shop.example.evil/orders/7"),
+        ],
+    );
+    send(&app, elsewhere).await;
+    assert_eq!(
+        send(&app, at("shop.example", "/orders/7")).await.cache(),
+        "HIT"
+    );
+}

@@ -106,6 +106,53 @@ async fn the_purge_endpoint_needs_the_token() {
     );
 }
 
+#[tokio::test]
+async fn purges_without_a_host_reach_every_host_and_say_how_many() {
+    let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20));
+    let purge = PurgeService::new(layer.handle(), TOKEN).unwrap();
+    let calls = Calls::default();
+    let app = site(&calls, layer).merge(Router::new().route_service("/_cache/purge", purge));
+    let auth = ("authorization", "Bearer s3cret-token");
+    let fill = |app: Router| async move {
+        for host in ["a.example", "b.example"] {
+            for path in ["/products/1", "/products/2", "/about"] {
+                send(&app, req("GET", path, &[("host", host)])).await;
+            }
+        }
+    };
+    let purged = |app: Router, query: &'static str| async move {
+        let got = send(
+            &app,
+            req("POST", &format!("/_cache/purge?{query}"), &[auth]),
+        )
+        .await;
+        assert_eq!(got.status, 200, "{query}");
+        got.text()
+    };
+    fill(app.clone()).await;
+    assert_eq!(
+        purged(app.clone(), "uri=%2Fproducts%2F1").await,
+        "purged 2 entries\n"
+    );
+    assert_eq!(
+        purged(app.clone(), "uri=http%3A%2F%2Fa.example%2Fproducts%2F2").await,
+        "purged 1 entries\n"
+    );
+    fill(app.clone()).await;
+    assert_eq!(
+        purged(app.clone(), "prefix=%2Fproducts%2F").await,
+        "purged 4 entries\n"
+    );
+    assert_eq!(
+        purged(app.clone(), "prefix=%2F&host=b.example").await,
+        "purged 1 entries\n"
+    );
+    fill(app.clone()).await;
+    assert_eq!(purged(app.clone(), "all=true").await, "purged 6 entries\n");
+    let after = send(&app, req("GET", "/about", &[("host", "a.example")])).await;
+    assert_eq!(after.cache(), "MISS");
+}
+
 #[test]
 fn tokens_must_be_usable() {
     let handle = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).handle();

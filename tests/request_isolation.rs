@@ -1,0 +1,218 @@
+//! One request must not change what the others get: reasons that belong to one request (its
+//! `Authorization`, `Cookie`, `Cache-Control: no-store`, a key-maker bypass, an odd spelling of
+//! its target) never store, replace or remove anything under the key, and never make the
+//! others queue behind a fetch made on its terms.
+
+mod common;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use common::{Calls, Got, read, req, send};
+use http::Request;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+use tower_response_cache::{CacheLayer, KeyBuilder, MemoryStore};
+
+/// `/item`, `max-age=300`, not `public`: shareable, but not for credentialed requests. Calls
+/// wait for a permit of `gate` (closed gates hold the origin).
+fn app(calls: &Calls, gate: &Arc<Semaphore>) -> Router {
+    let (calls, gate) = (calls.clone(), Arc::clone(gate));
+    let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).key(
+        |req: &http::request::Parts, key: &mut KeyBuilder<'_>| {
+            if req.headers.contains_key("x-skip-cache") {
+                key.bypass();
+            }
+        },
+    );
+    Router::new()
+        .route(
+            "/item",
+            get(move || {
+                let (calls, gate) = (calls.clone(), Arc::clone(&gate));
+                async move {
+                    let n = calls.hit();
+                    let _permit = gate.acquire().await.unwrap();
+                    ([("cache-control", "max-age=300")], format!("item v{n}"))
+                }
+            }),
+        )
+        .layer(cache)
+}
+
+fn open_gate() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))
+}
+
+/// Sends `n` requests built by `make` at once, each in a task of its own.
+async fn burst_of(app: &Router, n: usize, make: fn() -> Request<Body>) -> Vec<Got> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { read(app.oneshot(make()).await.unwrap()).await })
+        })
+        .collect();
+    let mut responses = Vec::with_capacity(n);
+    for task in tasks {
+        let joined = tokio::time::timeout(Duration::from_secs(30), task).await;
+        responses.push(joined.expect("no hang").unwrap());
+    }
+    responses
+}
+
+fn anonymous() -> Request<Body> {
+    req("GET", "/item", &[("host", "shop.example")])
+}
+
+/// The same target, its host spelled otherwise.
+fn odd_host() -> Request<Body> {
+    req("GET", "/item", &[("host", "Shop.Example:80")])
+}
+
+/// Waits (up to 10 s) until the origin has been called `n` times.
+async fn called(calls: &Calls, n: usize) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while calls.get() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the origin was called");
+}
+
+/// Requests whose own reasons keep them from sharing the stored response.
+fn per_request_reasons() -> Vec<(&'static str, Request<Body>)> {
+    vec![
+        (
+            "bogus authorization",
+            req(
+                "GET",
+                "/item",
+                &[
+                    ("host", "shop.example"),
+                    ("authorization", "Bearer nonsense"),
+                ],
+            ),
+        ),
+        (
+            "cookie",
+            req(
+                "GET",
+                "/item",
+                &[("host", "shop.example"), ("cookie", "session=abc")],
+            ),
+        ),
+        (
+            "request no-store",
+            req(
+                "GET",
+                "/item",
+                &[("host", "shop.example"), ("cache-control", "no-store")],
+            ),
+        ),
+        (
+            "key-maker bypass",
+            req(
+                "GET",
+                "/item",
+                &[("host", "shop.example"), ("x-skip-cache", "1")],
+            ),
+        ),
+        (
+            "odd path spelling",
+            req("GET", "/%69tem", &[("host", "shop.example")]),
+        ),
+        ("odd host spelling", odd_host()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_its_own_reasons_leaves_the_entry_alone() {
+    for (reason, request) in per_request_reasons() {
+        let calls = Calls::default();
+        let app = app(&calls, &open_gate());
+        let first = send(&app, anonymous()).await;
+        assert_eq!(first.cache(), "MISS");
+        // The odd spelling reads the normal form's entry; the others go to the origin.
+        let own = send(&app, request).await;
+        assert_eq!(own.status, 200, "{reason}");
+        let before = calls.get();
+        let after = burst_of(&app, 50, anonymous).await;
+        assert!(
+            after
+                .iter()
+                .all(|r| r.cache() == "HIT" && r.text() == "item v1"),
+            "{reason}: {:?}",
+            after
+                .iter()
+                .map(|r| r.cache().to_owned())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(calls.get(), before, "{reason}: the origin was called again");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credentialed_fetch_in_flight_does_not_hold_the_others_back() {
+    for round in 0..10 {
+        let calls = Calls::default();
+        let gate = Arc::new(Semaphore::new(0));
+        let app = app(&calls, &gate);
+        // A credentialed request reaches the gated origin first, on a cold key.
+        let credentialed = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let request = req(
+                    "GET",
+                    "/item",
+                    &[("host", "shop.example"), ("authorization", "Bearer x")],
+                );
+                read(app.oneshot(request).await.unwrap()).await
+            })
+        };
+        called(&calls, 1).await;
+        // 50 anonymous requests: one of them fetches, the others wait for it.
+        let others = {
+            let app = app.clone();
+            tokio::spawn(async move { burst_of(&app, 50, anonymous).await })
+        };
+        called(&calls, 2).await;
+        tokio::time::sleep(Duration::from_millis(round % 4)).await;
+        gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        let answers = others.await.unwrap();
+        assert_eq!(credentialed.await.unwrap().status, 200);
+        assert!(answers.iter().all(|r| r.status == 200));
+        assert_eq!(
+            calls.get(),
+            2,
+            "round {round}: 1 credentialed + 1 shared fetch"
+        );
+        let later = send(&app, anonymous()).await;
+        assert_eq!(later.cache(), "HIT");
+    }
+}
+
+#[tokio::test]
+async fn an_odd_spelling_on_a_cold_key_does_not_lead_the_others() {
+    let calls = Calls::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let app = app(&calls, &gate);
+    let odd = {
+        let app = app.clone();
+        tokio::spawn(async move { send(&app, odd_host()).await })
+    };
+    called(&calls, 1).await;
+    let normal = {
+        let app = app.clone();
+        tokio::spawn(async move { burst_of(&app, 20, anonymous).await })
+    };
+    called(&calls, 2).await;
+    gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    assert_eq!(odd.await.unwrap().cache(), "MISS");
+    let answers = normal.await.unwrap();
+    assert!(answers.iter().all(|r| r.text().starts_with("item v")));
+    assert_eq!(calls.get(), 2);
+    assert_eq!(send(&app, anonymous()).await.cache(), "HIT");
+}
