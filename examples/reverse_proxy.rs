@@ -14,7 +14,8 @@
 //! Every method is forwarded; GET and HEAD are cached by the origin's `Cache-Control`
 //! (`s-maxage`, `max-age`, `Expires`). `--default-ttl` is the lifetime of responses that say
 //! nothing (0, the default: cache only what the origin marks fresh). The client's `Host` is
-//! passed to the origin (so virtual hosts keep working and never share entries), with
+//! passed to the origin (so virtual hosts keep working and never share entries; for an
+//! absolute-form target, its authority replaces `Host`, RFC 9112 §3.2.2), with
 //! `X-Forwarded-For`, `-Host` and `-Proto`. Hop-by-hop fields are dropped both ways. An origin
 //! that cannot be reached gets a `502 Bad Gateway`.
 //!
@@ -165,12 +166,12 @@ async fn forward(
     let Ok(uri) = uri else {
         return Ok(error(StatusCode::BAD_REQUEST, "bad request target"));
     };
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // RFC 9112 §3.2.2: an absolute-form target's authority replaces `Host`, so the origin
+    // renders for the authority the cache keys by (the cache bypasses a disagreeing `Host`).
+    let host = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     strip_hop_by_hop(&mut parts.headers);
     if let Some(host) = host {
         parts.headers.insert("x-forwarded-host", host.clone());

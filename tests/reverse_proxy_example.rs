@@ -238,3 +238,52 @@ async fn writes_tags_and_purges_through_the_proxy() {
     );
     child.kill().await.unwrap();
 }
+
+/// One HTTP/1.1 request written by hand, the whole response read back as text.
+async fn raw(proxy: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("no hang")
+        .unwrap();
+    String::from_utf8_lossy(&out).to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn an_absolute_target_replaces_a_forged_host_before_forwarding() {
+    let calls = Calls::default();
+    let upstream = origin(calls.clone()).await;
+    let (mut child, proxy) = start_proxy(upstream, &[]).await;
+    let forged = raw(
+        &proxy,
+        "GET http://a.example/fresh HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // RFC 9112 §3.2.2: the origin is asked for the target's authority, never the forged Host;
+    // and the cache, seeing them disagree, neither stores nor serves.
+    assert!(forged.contains("fresh 1 for a.example"), "{forged}");
+    assert!(forged.contains("x-cache: bypass"), "{forged}");
+    let absolute = raw(
+        &proxy,
+        "GET http://a.example/fresh HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(absolute.contains("fresh 2 for a.example"), "{absolute}");
+    assert!(absolute.contains("x-cache: miss"), "{absolute}");
+    let (_, headers, body) = call(&proxy, "GET", "/fresh", "a.example").await;
+    assert_eq!(
+        body, "fresh 3 for a.example",
+        "origin-form has no scheme: its own entry"
+    );
+    assert_eq!(headers["x-cache"], "MISS");
+    let (_, headers, body) = call(&proxy, "GET", "/fresh", "a.example").await;
+    assert_eq!(
+        (headers["x-cache"].to_str().unwrap(), &body[..]),
+        ("HIT", &b"fresh 3 for a.example"[..])
+    );
+    assert!(!String::from_utf8_lossy(&body).contains("evil"));
+    child.kill().await.unwrap();
+}

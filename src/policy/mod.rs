@@ -306,8 +306,9 @@ impl Policies {
         if self.routes.is_empty() {
             return PolicyId(0);
         }
-        let (template, path) = axum_route(request);
-        let path = path.unwrap_or(request.uri.path());
+        let template = matched_route(request);
+        // The path as sent: inside a nested router, the request's URI has lost the prefix.
+        let path = crate::key::original_uri(request).path();
         self.routes
             .iter()
             .position(|(pattern, _)| pattern.matches(template, path))
@@ -322,21 +323,14 @@ impl Policies {
     }
 }
 
-/// axum's matched route template and original path, when the layer runs inside a `Router`.
+/// axum's matched route template, when the layer runs inside a `Router`.
 #[cfg(feature = "axum")]
-fn axum_route(request: &request::Parts) -> (Option<&str>, Option<&str>) {
-    let extensions = &request.extensions;
-    (
-        extensions
-            .get::<axum::extract::MatchedPath>()
-            .map(|m| m.as_str()),
-        extensions
-            .get::<axum::extract::OriginalUri>()
-            .map(|o| o.0.path()),
-    )
+fn matched_route(request: &request::Parts) -> Option<&str> {
+    let matched = request.extensions.get::<axum::extract::MatchedPath>();
+    matched.map(|m| m.as_str())
 }
 
 #[cfg(not(feature = "axum"))]
-fn axum_route(_: &request::Parts) -> (Option<&str>, Option<&str>) {
-    (None, None)
+fn matched_route(_: &request::Parts) -> Option<&str> {
+    None
 }
