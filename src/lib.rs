@@ -82,7 +82,7 @@ mod stats;
 pub mod store;
 
 pub use body::CacheBody;
-pub use entry::{DecodeError, Entry, FORMAT_VERSION};
+pub use entry::{DecodeError, Entry, FORMAT_VERSION, MAX_LIFETIME};
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;
 pub use key::{CacheKey, DefaultKey, KeyBuilder, KeyMaker, StoreKey};

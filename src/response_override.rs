@@ -3,12 +3,17 @@
 use http::{HeaderName, response};
 use std::time::Duration;
 
+use crate::entry::{capped, capped_secs};
+
 /// A handler's instruction for its own response, put in the response extensions (or sent as the
 /// override header, `x-cache-override` by default: `no-store` or `ttl=SECONDS`). The layer reads
 /// and removes both before the response leaves it.
 ///
-/// An override can shorten or lengthen the lifetime or forbid storing; it cannot make the cache
-/// store what is unsafe to share (`private`, `no-store`, `Set-Cookie`, ...).
+/// An override can shorten or lengthen the lifetime (up to [`MAX_LIFETIME`](crate::MAX_LIFETIME):
+/// longer ones, `ttl=99999999999999999999` included, saturate) or forbid storing; it cannot make
+/// the cache store what is unsafe to share (`private`, `no-store`, `Set-Cookie`, ...). In the
+/// header, directives are separated by commas; the first `ttl` wins, and anything that does not
+/// parse (`ttl=-1`, `ttl=+5`, an unknown directive, bytes that are not ASCII) means `no-store`.
 ///
 /// ```
 /// use axum::{response::IntoResponse, Extension};
@@ -26,10 +31,11 @@ pub struct CacheOverride {
 }
 
 impl CacheOverride {
-    /// Store this response for `ttl` (instead of the policy's or the origin's lifetime).
+    /// Store this response for `ttl` (instead of the policy's or the origin's lifetime), at most
+    /// [`MAX_LIFETIME`](crate::MAX_LIFETIME).
     pub fn ttl(ttl: Duration) -> Self {
         CacheOverride {
-            ttl: Some(ttl),
+            ttl: Some(capped(ttl)),
             no_store: false,
         }
     }
@@ -75,9 +81,9 @@ impl CacheOverride {
                 match directive.split_once('=') {
                     None if directive.eq_ignore_ascii_case("no-store") => result.no_store = true,
                     Some((k, v)) if k.trim().eq_ignore_ascii_case("ttl") => {
-                        match v.trim().parse::<u64>() {
-                            Ok(secs) => result.ttl = result.ttl.or(Some(Duration::from_secs(secs))),
-                            Err(_) => result.no_store = true,
+                        match seconds(v.trim()) {
+                            Some(ttl) => result.ttl = result.ttl.or(Some(ttl)),
+                            None => result.no_store = true,
                         }
                     }
                     _ => {
@@ -89,6 +95,14 @@ impl CacheOverride {
         }
         result
     }
+}
+
+/// A `ttl` value: digits only; more seconds than a `u64` holds saturate like any lifetime.
+fn seconds(value: &str) -> Option<Duration> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(capped_secs(value.parse().unwrap_or(u64::MAX)))
 }
 
 #[cfg(test)]
@@ -137,6 +151,25 @@ mod tests {
             let mut p = parts(Some(bad), None);
             assert!(CacheOverride::take(&mut p, Some(&name())).forbids_store());
         }
+    }
+
+    #[test]
+    fn huge_ttls_saturate() {
+        for huge in [
+            &b"ttl=18446744073709551615"[..],
+            b"ttl=99999999999999999999999999",
+            b"ttl=31536001",
+        ] {
+            let mut p = parts(Some(huge), None);
+            let o = CacheOverride::take(&mut p, Some(&name()));
+            assert_eq!(o.lifetime(), Some(crate::MAX_LIFETIME));
+            assert!(!o.forbids_store());
+        }
+        let o = CacheOverride::ttl(Duration::MAX);
+        assert_eq!(o.lifetime(), Some(crate::MAX_LIFETIME));
+        // Digits only, like delta-seconds: a sign is a typo, so no-store.
+        let mut p = parts(Some(b"ttl=+5"), None);
+        assert!(CacheOverride::take(&mut p, Some(&name())).forbids_store());
     }
 
     #[test]
