@@ -100,7 +100,8 @@ pub(crate) fn location_tag(authority: &str, request_path: &str, value: &str) -> 
         None if value.starts_with('/') => path_of(value),
         None if value.contains(':') || value.is_empty() => return None,
         None => {
-            let base = &request_path[..=request_path.rfind('/').unwrap_or(0)];
+            // An authority-form target (CONNECT) has an empty path: resolve against the root.
+            let base = request_path.rfind('/').map_or("/", |i| &request_path[..=i]);
             format!("{base}{}", path_of(value))
         }
     };
@@ -334,6 +335,11 @@ mod tests {
         assert_eq!(tag("http://other.example/orders/7"), None);
         assert_eq!(tag("mailto:x@y"), None);
         assert_eq!(tag(""), None);
+        // An authority-form target (CONNECT) has no path: relative to the root.
+        assert_eq!(
+            location_tag("shop.example", "", "login"),
+            Some(uri_tag("shop.example", "/login"))
+        );
     }
 
     #[test]

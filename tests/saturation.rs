@@ -200,6 +200,19 @@ async fn max_coalesce_wait_duration_max_with_a_store_that_says_wait() {
     assert_eq!(answer, ("MISS".into(), "HIT".into()));
 }
 
+#[tokio::test]
+async fn a_write_in_authority_form_with_a_relative_location() {
+    // CONNECT's authority-form target has an empty path; a relative `Location` on its answer
+    // was resolved against it by slicing `path[..=0]`.
+    let layer = CacheLayer::new(memory());
+    let service = layer.layer(origin(&[("location", "login")], None));
+    let request = Request::connect("shop.example:443")
+        .body(Body::default())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(read(response).await.cache(), "BYPASS");
+}
+
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
