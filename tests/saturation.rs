@@ -213,10 +213,74 @@ async fn a_write_in_authority_form_with_a_relative_location() {
     assert_eq!(read(response).await.cache(), "BYPASS");
 }
 
+/// A valid encoding's first 4 bytes (magic and version), then a response entry whose header
+/// section declares `names.len()` fields, each a name from `names` with an empty value.
+fn crafted_entry(names: impl ExactSizeIterator<Item = String>) -> Vec<u8> {
+    let mut out = b"TRC\x01\x00".to_vec(); // magic, version 1, kind: response
+    out.extend_from_slice(&[0; 40]); // five u64 times
+    out.extend_from_slice(&1u32.to_be_bytes()); // key "k"
+    out.push(b'k');
+    out.extend_from_slice(&0u16.to_be_bytes()); // no tags
+    out.extend_from_slice(&200u16.to_be_bytes());
+    out.extend_from_slice(&(names.len() as u32).to_be_bytes());
+    for name in names {
+        out.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+    }
+    out.extend_from_slice(&0u32.to_be_bytes()); // empty body
+    out.push(0); // no trailers
+    out
+}
+
+#[test]
+fn decoding_25000_header_fields_is_an_error_or_an_entry() {
+    // `HeaderMap::with_capacity(25_000)` panicked: past 24,576 it exceeds the map's size.
+    let same = crafted_entry((0..25_000).map(|_| "x-a".to_owned()));
+    let entry = Entry::decode(Bytes::from(same)).expect("many values of one field fit");
+    assert_eq!(entry.status(), Some(http::StatusCode::OK));
+    // Distinct names beyond the map's limit: `HeaderMap::append` panicked.
+    let distinct = crafted_entry((0..25_000).map(|i| format!("x-{i}")));
+    assert!(Entry::decode(Bytes::from(distinct)).is_err());
+}
+
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
+    use crate::common::redis_server::RedisServer;
     use tower_response_cache::RedisStore;
+
+    #[tokio::test]
+    async fn a_crafted_value_in_redis_is_a_miss() {
+        // Without an HMAC secret, anyone who can write to Redis chooses the bytes we decode.
+        let server = RedisServer::start();
+        let store = RedisStore::builder(server.url())
+            .prefix("test")
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let layer = CacheLayer::new(store.clone());
+        let service = layer.layer(origin(&[], None));
+        let first = read(service.clone().oneshot(get("/x")).await.unwrap()).await;
+        assert_eq!(first.cache(), "MISS");
+        let mut raw = server.raw().await;
+        let keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg("test:e:*")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1);
+        let crafted = crafted_entry((0..25_000).map(|i| format!("x-{i}")));
+        let () = ::redis::cmd("SET")
+            .arg(&keys[0])
+            .arg(crafted)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let second = read(service.oneshot(get("/x")).await.unwrap()).await;
+        assert_eq!((second.status, second.cache()), (200, "MISS"));
+        assert_eq!(store.faults().undecodable, 1);
+    }
 
     #[tokio::test]
     async fn a_circuit_breaker_open_for_duration_max() {

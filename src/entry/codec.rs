@@ -3,7 +3,9 @@
 //! Versioned and compact: a 4-byte header (`TRC` and a version), the times and flags, the full
 //! key, the tags, then the response (status, header fields, body, trailers) or the variants
 //! list. Lengths are explicit and checked: decoding any byte string, truncated, corrupted or
-//! foreign, is a [`DecodeError`], never a panic, and never allocates more than the input's size.
+//! foreign, is a [`DecodeError`], never a panic. Every count is checked against the bytes left
+//! and against `HeaderMap`'s limits before anything is allocated for it, so decoding allocates
+//! in proportion to the input (a few times its size at most), whatever the input claims.
 //! The body of a decoded entry shares the input's `Bytes` (no copy).
 
 use bytes::{BufMut, Bytes};
@@ -20,6 +22,11 @@ const KIND_RESPONSE: u8 = 0;
 const KIND_VARIANTS: u8 = 1;
 const KIND_PASS: u8 = 2;
 const FLAG_SHARED_WITH_CREDENTIALS: u8 = 0x80;
+/// The size of a length prefix: every tag, name or value takes at least this many bytes.
+const LEN_BYTES: usize = 4;
+/// At most this many header fields are allocated for ahead of reading them: beyond that the
+/// map grows as fields are read (`HeaderMap::with_capacity` panics past 24,576).
+const PREALLOCATED_FIELDS: usize = 256;
 
 /// Bytes that are not an entry of this format version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +114,7 @@ impl Entry {
         let initial_age = r.u64()?;
         let key = r.bytes()?;
         let tag_count = r.u16()?;
-        let mut tags = Vec::with_capacity(usize::from(tag_count).min(r.remaining()));
+        let mut tags = Vec::with_capacity(usize::from(tag_count).min(r.remaining() / LEN_BYTES));
         for _ in 0..tag_count {
             let tag = std::str::from_utf8(&r.bytes()?)
                 .map_err(|_| DecodeError("tag not UTF-8"))?
@@ -135,7 +142,8 @@ impl Entry {
             }
             KIND_VARIANTS => {
                 let count = r.u16()?;
-                let mut names = Vec::with_capacity(usize::from(count).min(r.remaining()));
+                let mut names =
+                    Vec::with_capacity(usize::from(count).min(r.remaining() / LEN_BYTES));
                 for _ in 0..count {
                     names.push(
                         HeaderName::from_bytes(&r.bytes()?)
@@ -226,17 +234,20 @@ impl Reader {
 
     fn fields(&mut self) -> Result<HeaderMap, DecodeError> {
         let count = self.u32()? as usize;
-        // Each field takes at least 8 bytes: a count beyond that is a lie.
-        if count > self.remaining() / 8 {
+        // Each field takes at least two lengths: a count beyond that is a lie.
+        if count > self.remaining() / (2 * LEN_BYTES) {
             return Err(DecodeError("field count larger than the input"));
         }
-        let mut fields = HeaderMap::with_capacity(count);
+        let mut fields = HeaderMap::with_capacity(count.min(PREALLOCATED_FIELDS));
         for _ in 0..count {
             let name = HeaderName::from_bytes(&self.bytes()?)
                 .map_err(|_| DecodeError("bad field name"))?;
             let value = HeaderValue::from_maybe_shared(self.bytes()?)
                 .map_err(|_| DecodeError("bad field value"))?;
-            fields.append(name, value);
+            // A map holds at most 24,576 distinct names (`append` panics past them).
+            fields
+                .try_append(name, value)
+                .map_err(|_| DecodeError("more header fields than a header map holds"))?;
         }
         Ok(fields)
     }
@@ -345,5 +356,51 @@ mod tests {
         lying.extend_from_slice(&[0u8; 41]);
         lying.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(Entry::decode(Bytes::from(lying)).is_err());
+    }
+
+    /// A response entry whose header section holds one empty-valued field per name.
+    fn with_fields(names: impl ExactSizeIterator<Item = String>) -> Vec<u8> {
+        let mut out = Entry::pass(Bytes::from_static(b"k"), SystemTime::now(), Duration::ZERO)
+            .encode()[..4]
+            .to_vec();
+        out.push(KIND_RESPONSE);
+        out.extend_from_slice(&[0; 40]);
+        put_bytes(&mut out, b"k");
+        out.put_u16(0);
+        out.put_u16(200);
+        out.put_u32(names.len() as u32);
+        for name in names {
+            put_bytes(&mut out, name.as_bytes());
+            put_bytes(&mut out, b"");
+        }
+        put_bytes(&mut out, b"");
+        out.put_u8(0);
+        out
+    }
+
+    #[test]
+    fn field_counts_beyond_a_header_map_are_errors() {
+        // 25,000 fields: `HeaderMap::with_capacity` panicked (its limit is 24,576 names).
+        let same = with_fields((0..25_000).map(|_| "x-a".to_owned()));
+        let entry = Entry::decode(Bytes::from(same)).unwrap();
+        let Kind::Response(r) = entry.kind() else {
+            panic!("response expected")
+        };
+        assert_eq!(r.headers.get_all("x-a").iter().count(), 25_000);
+        // As many distinct names: `HeaderMap::append` panicked past 24,576.
+        let distinct = with_fields((0..25_000).map(|i| format!("x-{i}")));
+        assert_eq!(
+            Entry::decode(Bytes::from(distinct)).unwrap_err(),
+            DecodeError("more header fields than a header map holds")
+        );
+        // 2^32 - 1 fields claimed by 100 bytes: refused before anything is allocated.
+        let mut claim = with_fields(std::iter::empty());
+        let count_at = claim.len() - 4 - 1 - 4;
+        claim[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        claim.resize(100, 0);
+        assert_eq!(
+            Entry::decode(Bytes::from(claim)).unwrap_err(),
+            DecodeError("field count larger than the input")
+        );
     }
 }
