@@ -18,6 +18,9 @@ const MAGIC: &[u8; 3] = b"TRC";
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
 
+/// The version byte of an entry that did not fit the format (see [`Entry::encode`]).
+const TOO_LARGE: u8 = 0;
+
 const KIND_RESPONSE: u8 = 0;
 const KIND_VARIANTS: u8 = 1;
 const KIND_PASS: u8 = 2;
@@ -42,7 +45,17 @@ impl std::error::Error for DecodeError {}
 
 impl Entry {
     /// The entry in the crate's versioned binary format (see [`Entry::decode`]).
+    ///
+    /// An entry too large for the format (a body or field of 4 GiB or more, more than 65,535
+    /// tags or `Vary` fields) encodes as a short value that [`Entry::decode`] refuses, so a
+    /// store keeps nothing it would read back wrong.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_within_format()
+            .unwrap_or_else(|| [&MAGIC[..], &[TOO_LARGE]].concat())
+    }
+
+    /// The encoding, or `None` when a length or count does not fit its field.
+    fn encode_within_format(&self) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(self.weight() + 64);
         out.put_slice(MAGIC);
         out.put_u8(FORMAT_VERSION);
@@ -67,33 +80,33 @@ impl Entry {
         ] {
             out.put_u64(n);
         }
-        put_bytes(&mut out, &self.key);
-        out.put_u16(self.tags.len() as u16);
+        put_bytes(&mut out, &self.key)?;
+        out.put_u16(u16::try_from(self.tags.len()).ok()?);
         for tag in self.tags.iter() {
-            put_bytes(&mut out, tag.as_bytes());
+            put_bytes(&mut out, tag.as_bytes())?;
         }
         match &self.kind {
             Kind::Response(r) => {
                 out.put_u16(r.status.as_u16());
-                put_fields(&mut out, &r.headers);
-                put_bytes(&mut out, &r.body);
+                put_fields(&mut out, &r.headers)?;
+                put_bytes(&mut out, &r.body)?;
                 match &r.trailers {
                     Some(trailers) => {
                         out.put_u8(1);
-                        put_fields(&mut out, trailers);
+                        put_fields(&mut out, trailers)?;
                     }
                     None => out.put_u8(0),
                 }
             }
             Kind::Variants(names) => {
-                out.put_u16(names.len() as u16);
+                out.put_u16(u16::try_from(names.len()).ok()?);
                 for name in names.iter() {
-                    put_bytes(&mut out, name.as_str().as_bytes());
+                    put_bytes(&mut out, name.as_str().as_bytes())?;
                 }
             }
             Kind::Pass => {}
         }
-        out
+        Some(out)
     }
 
     /// Reads an entry written by [`Entry::encode`]. Anything else (another version, truncated or
@@ -103,8 +116,10 @@ impl Entry {
         if r.take(3)? != MAGIC[..] {
             return Err(DecodeError("bad magic"));
         }
-        if r.u8()? != FORMAT_VERSION {
-            return Err(DecodeError("unknown format version"));
+        match r.u8()? {
+            FORMAT_VERSION => {}
+            TOO_LARGE => return Err(DecodeError("the entry was too large for the format")),
+            _ => return Err(DecodeError("unknown format version")),
         }
         let flags = r.u8()?;
         let stored_at_ms = r.u64()?;
@@ -172,17 +187,20 @@ impl Entry {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.put_u32(bytes.len() as u32);
+/// `None` when `bytes` is too long for its 4-byte length.
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
+    out.put_u32(u32::try_from(bytes.len()).ok()?);
     out.put_slice(bytes);
+    Some(())
 }
 
-fn put_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
-    out.put_u32(fields.len() as u32);
+fn put_fields(out: &mut Vec<u8>, fields: &HeaderMap) -> Option<()> {
+    out.put_u32(u32::try_from(fields.len()).ok()?);
     for (name, value) in fields {
-        put_bytes(out, name.as_str().as_bytes());
-        put_bytes(out, value.as_bytes());
+        put_bytes(out, name.as_str().as_bytes())?;
+        put_bytes(out, value.as_bytes())?;
     }
+    Some(())
 }
 
 struct Reader {
@@ -358,6 +376,30 @@ mod tests {
         assert!(Entry::decode(Bytes::from(lying)).is_err());
     }
 
+    #[test]
+    fn entries_too_large_for_the_format_are_refused_not_truncated() {
+        // 65,536 tags: the count was written as `len as u16`, 0, leaving the tags unaccounted.
+        let now = SystemTime::now();
+        let tags = (0..=u16::MAX as usize).map(|i| format!("t{i}"));
+        let many_tags = Entry::pass(Bytes::from_static(b"k"), now, Duration::ZERO).with_tags(tags);
+        let encoded = many_tags.encode();
+        assert_eq!(encoded, b"TRC\x00");
+        assert_eq!(
+            Entry::decode(Bytes::from(encoded)).unwrap_err(),
+            DecodeError("the entry was too large for the format")
+        );
+        let names = (0..=u16::MAX as usize)
+            .map(|i| HeaderName::try_from(format!("x-{i}")).unwrap())
+            .collect();
+        let many_names = Entry::variants(Bytes::from_static(b"k"), names, now, Lifetime::default());
+        assert!(Entry::decode(Bytes::from(many_names.encode())).is_err());
+        // Just within the format: kept.
+        let tags = (0..u16::MAX as usize).map(|i| format!("t{i}"));
+        let most = Entry::pass(Bytes::from_static(b"k"), now, Duration::ZERO).with_tags(tags);
+        let decoded = Entry::decode(Bytes::from(most.encode())).unwrap();
+        assert_eq!(decoded.tags().len(), u16::MAX as usize);
+    }
+
     /// A response entry whose header section holds one empty-valued field per name.
     fn with_fields(names: impl ExactSizeIterator<Item = String>) -> Vec<u8> {
         let mut out = Entry::pass(Bytes::from_static(b"k"), SystemTime::now(), Duration::ZERO)
@@ -365,15 +407,15 @@ mod tests {
             .to_vec();
         out.push(KIND_RESPONSE);
         out.extend_from_slice(&[0; 40]);
-        put_bytes(&mut out, b"k");
+        put_bytes(&mut out, b"k").unwrap();
         out.put_u16(0);
         out.put_u16(200);
         out.put_u32(names.len() as u32);
         for name in names {
-            put_bytes(&mut out, name.as_bytes());
-            put_bytes(&mut out, b"");
+            put_bytes(&mut out, name.as_bytes()).unwrap();
+            put_bytes(&mut out, b"").unwrap();
         }
-        put_bytes(&mut out, b"");
+        put_bytes(&mut out, b"").unwrap();
         out.put_u8(0);
         out
     }
