@@ -80,6 +80,8 @@ mod semantics;
 mod service;
 mod stats;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 pub use body::CacheBody;
 pub use entry::{DecodeError, Entry, FORMAT_VERSION, MAX_LIFETIME};

@@ -3,6 +3,8 @@
 
 mod cache_control;
 mod freshness;
+#[cfg(test)]
+mod properties;
 mod storable;
 mod vary;
 
