@@ -178,4 +178,114 @@ mod tests {
         assert!(!CacheOverride::take(&mut p, None).forbids_store());
         assert!(p.headers.contains_key("x-cache-override"));
     }
+
+    mod properties {
+        use super::*;
+        use crate::MAX_LIFETIME;
+        use crate::testing::check;
+        use proptest::prelude::*;
+
+        /// One directive as written, and what it means.
+        #[derive(Clone, Debug)]
+        enum Meaning {
+            Ttl(Duration),
+            NoStore,
+            Nothing,
+        }
+
+        fn directive() -> impl Strategy<Value = (String, Meaning)> {
+            let ttl = |v: String, m| (format!("ttl={v}"), m);
+            prop_oneof![
+                any::<u64>().prop_map(move |n| {
+                    let m = Meaning::Ttl(Duration::from_secs(n).min(MAX_LIFETIME));
+                    ttl(n.to_string(), m)
+                }),
+                (0u64..100_000)
+                    .prop_map(move |n| ttl(n.to_string(), Meaning::Ttl(Duration::from_secs(n)))),
+                "[1-9][0-9]{20,30}".prop_map(move |n| ttl(n, Meaning::Ttl(MAX_LIFETIME))),
+                prop::sample::select(vec!["", "-1", "+1", "1.5", "x", "1 2", "\"5\""])
+                    .prop_map(move |v| ttl(v.to_owned(), Meaning::NoStore)),
+                prop::sample::select(vec![
+                    "no-store",
+                    "NO-STORE",
+                    "No-Store",
+                    "ttl",
+                    "forever",
+                    "no-store=1",
+                    "max-age=5",
+                ])
+                .prop_map(|d| (d.to_owned(), Meaning::NoStore)),
+                prop::sample::select(vec!["", " ", "  "])
+                    .prop_map(|d| (d.to_owned(), Meaning::Nothing)),
+                prop::sample::select(vec![" TTL = 7", "Ttl=7 "])
+                    .prop_map(|d| (d.to_owned(), Meaning::Ttl(Duration::from_secs(7)))),
+            ]
+        }
+
+        #[test]
+        fn override_header_parses_as_documented() {
+            let inputs = (
+                prop::collection::vec(prop::collection::vec(directive(), 0..4), 1..3),
+                prop::option::of(prop_oneof![
+                    any::<u64>().prop_map(|s| CacheOverride::ttl(Duration::from_secs(s))),
+                    Just(CacheOverride::ttl(Duration::MAX)),
+                    Just(CacheOverride::no_store()),
+                ]),
+            );
+            check(
+                "override_header_parses_as_documented",
+                2000,
+                inputs,
+                |(lines, extension)| {
+                    let mut res = Response::new(());
+                    for line in &lines {
+                        let text: Vec<&str> = line.iter().map(|(t, _)| t.as_str()).collect();
+                        let value = HeaderValue::from_str(&text.join(",")).unwrap();
+                        res.headers_mut().append("x-cache-override", value);
+                    }
+                    if let Some(e) = extension {
+                        res.extensions_mut().insert(e);
+                    }
+                    let mut p = res.into_parts().0;
+                    let o = CacheOverride::take(&mut p, Some(&name()));
+                    let meanings = lines.iter().flatten().map(|(_, m)| m);
+                    let no_store = meanings.clone().any(|m| matches!(m, Meaning::NoStore));
+                    let first_ttl = meanings.clone().find_map(|m| match m {
+                        Meaning::Ttl(d) => Some(*d),
+                        _ => None,
+                    });
+                    prop_assert_eq!(
+                        o.forbids_store(),
+                        no_store || extension.is_some_and(|e| e.forbids_store())
+                    );
+                    let extension_ttl = extension.and_then(|e| e.lifetime());
+                    prop_assert_eq!(o.lifetime(), extension_ttl.or(first_ttl));
+                    prop_assert!(o.lifetime().is_none_or(|t| t <= MAX_LIFETIME));
+                    prop_assert!(!p.headers.contains_key("x-cache-override"));
+                    Ok(())
+                },
+            );
+        }
+
+        #[test]
+        fn override_header_never_panics() {
+            let byte = prop_oneof![4 => 0x20u8..0x7f, 1 => Just(b'\t'), 1 => 0x80u8..=0xff];
+            let lines = prop::collection::vec(prop::collection::vec(byte, 0..40), 1..3);
+            check("override_header_never_panics", 2000, lines, |lines| {
+                let mut res = Response::new(());
+                for line in &lines {
+                    let value = HeaderValue::from_bytes(line).unwrap();
+                    res.headers_mut().append("x-cache-override", value);
+                }
+                let mut p = res.into_parts().0;
+                let o = CacheOverride::take(&mut p, Some(&name()));
+                prop_assert!(o.lifetime().is_none_or(|t| t <= MAX_LIFETIME));
+                if lines.iter().flatten().any(|b| *b >= 0x80) {
+                    prop_assert!(o.forbids_store(), "not ASCII: no-store");
+                }
+                prop_assert!(!p.headers.contains_key("x-cache-override"));
+                Ok(())
+            });
+        }
+    }
 }

@@ -2,6 +2,8 @@
 
 mod codec;
 mod lifetime;
+#[cfg(test)]
+mod properties;
 
 pub use codec::{DecodeError, FORMAT_VERSION};
 pub use lifetime::MAX_LIFETIME;
