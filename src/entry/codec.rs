@@ -29,7 +29,7 @@ const FLAG_SHARED_WITH_CREDENTIALS: u8 = 0x80;
 const LEN_BYTES: usize = 4;
 /// At most this many header fields are allocated for ahead of reading them: beyond that the
 /// map grows as fields are read (`HeaderMap::with_capacity` panics past 24,576).
-const PREALLOCATED_FIELDS: usize = 256;
+const PREALLOCATED_FIELDS: usize = 64;
 
 /// Bytes that are not an entry of this format version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
