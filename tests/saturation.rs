@@ -155,6 +155,23 @@ async fn negative_ttl_duration_max_with_a_stale_window() {
     );
 }
 
+#[tokio::test]
+async fn absurd_layer_and_store_sizes() {
+    // `Semaphore::new` panics past `Semaphore::MAX_PERMITS`.
+    let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(u64::MAX))
+        .max_background_refreshes(usize::MAX)
+        .max_body_bytes(usize::MAX)
+        .policy(
+            Policy::new()
+                .max_key_bytes(usize::MAX)
+                .max_body_bytes(usize::MAX),
+        );
+    assert_eq!(
+        twice(&layer, origin(&[], None), "/x").await,
+        ("MISS".into(), "HIT".into())
+    );
+}
+
 /// A memory store that, like a Redis store with cluster-wide coalescing, says once that another
 /// instance is filling the key.
 #[derive(Clone)]
