@@ -300,6 +300,29 @@ mod redis {
     }
 
     #[tokio::test]
+    async fn a_redis_store_with_absurd_durations() {
+        // A ttl of u64::MAX seconds was sent as `PX 9223372036854775807`, which Redis refuses:
+        // nothing was stored, and every refusal counted towards opening the circuit breaker.
+        let server = RedisServer::start();
+        let store = RedisStore::builder(server.url())
+            .timeout(Duration::MAX)
+            .cluster_coalescing(true)
+            .build()
+            .unwrap();
+        let layer = CacheLayer::new(store.clone()).policy(
+            Policy::new()
+                .hit_for_pass(Duration::MAX)
+                .max_coalesce_wait(Duration::MAX),
+        );
+        let origin = origin(&[("x-cache-override", "ttl=18446744073709551615")], None);
+        assert_eq!(
+            twice(&layer, origin, "/x").await,
+            ("MISS".into(), "HIT".into())
+        );
+        assert_eq!(store.faults().faults, 0);
+    }
+
+    #[tokio::test]
     async fn a_circuit_breaker_open_for_duration_max() {
         // Nothing listens on port 1: every operation fails and opens the circuit, whose end
         // was computed as `now_ms + open_for_ms` (an overflow).
