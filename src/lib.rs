@@ -80,8 +80,6 @@ mod semantics;
 mod service;
 mod stats;
 pub mod store;
-#[cfg(test)]
-mod testing;
 
 pub use body::CacheBody;
 pub use entry::{DecodeError, Entry, FORMAT_VERSION, MAX_LIFETIME};
@@ -105,3 +103,7 @@ pub use store::{RedisFaults, RedisStore, RedisStoreBuilder, TieredStore};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+// Last in the file: tools that read the module tree stop at the first `#[cfg(test)]`.
+#[cfg(test)]
+mod testing;

@@ -2,8 +2,6 @@
 
 mod codec;
 mod lifetime;
-#[cfg(test)]
-mod properties;
 
 pub use codec::{DecodeError, FORMAT_VERSION};
 pub use lifetime::MAX_LIFETIME;
@@ -250,6 +248,9 @@ impl Entry {
         OVERHEAD + self.key.len() + tags + kind
     }
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

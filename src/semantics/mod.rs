@@ -3,11 +3,12 @@
 
 mod cache_control;
 mod freshness;
-#[cfg(test)]
-mod properties;
 mod storable;
 mod vary;
 
 pub(crate) use cache_control::CacheControl;
 pub(crate) use storable::{RequestFacts, StoreDecision, decide, headers_for_storage};
 pub(crate) use vary::Vary;
+
+#[cfg(test)]
+mod properties;
