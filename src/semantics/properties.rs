@@ -281,7 +281,8 @@ fn age_and_dates_never_panic_and_saturate() {
             prop_assert!(initial <= MAX_DELTA);
             let digits = |v: &[u8]| !v.is_empty() && v.iter().all(u8::is_ascii_digit);
             if date.is_none() {
-                let expected = match age.as_deref() {
+                // Whitespace around the value is not part of it (`Age: \t0`).
+                let expected = match age.as_deref().map(<[u8]>::trim_ascii) {
                     Some(a) if digits(a) => {
                         let n = std::str::from_utf8(a).unwrap().parse().unwrap_or(u64::MAX);
                         n.min(MAX_DELTA)
