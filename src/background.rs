@@ -18,7 +18,8 @@ impl Background {
     pub fn new(max_refreshes: usize) -> Self {
         Background {
             tasks: Mutex::new(JoinSet::new()),
-            refreshes: Arc::new(Semaphore::new(max_refreshes)),
+            // `Semaphore::new` panics past `MAX_PERMITS` (2^61 - 1): as good as unlimited.
+            refreshes: Arc::new(Semaphore::new(max_refreshes.min(Semaphore::MAX_PERMITS))),
         }
     }
 

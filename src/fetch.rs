@@ -326,7 +326,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         if self.store.claim_fill(key, wait).await {
             return Claim::Mine;
         }
-        let deadline = Instant::now() + wait;
+        let deadline = crate::entry::deadline(Instant::now(), wait);
         loop {
             tokio::time::sleep(CLAIM_POLL).await;
             let request = lookup.request(self, parts);

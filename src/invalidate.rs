@@ -433,6 +433,11 @@ mod tests {
         assert_eq!(ported, Some(uri_tag("shop.example:8080", "/orders/7")));
         let hostless = location_tag("", "/orders/new", "7");
         assert_eq!(hostless, Some(uri_tag("", "/orders/7")));
+        // An authority-form target (CONNECT) has no path: relative to the root.
+        assert_eq!(
+            location_tag("shop.example", "", "login"),
+            Some(uri_tag("shop.example", "/login"))
+        );
     }
 
     #[test]

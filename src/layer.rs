@@ -95,7 +95,7 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
 
     /// Sets the default policy's ttl (see [`Policy::ttl`]).
     pub fn ttl(self, ttl: Duration) -> Self {
-        self.configure(|c| c.policies.default.ttl = ttl)
+        self.configure(|c| c.policies.default.ttl = crate::entry::capped(ttl))
     }
 
     /// Sets the default policy's body limit (see [`Policy::max_body_bytes`]).

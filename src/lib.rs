@@ -82,7 +82,7 @@ mod stats;
 pub mod store;
 
 pub use body::CacheBody;
-pub use entry::{DecodeError, Entry, FORMAT_VERSION};
+pub use entry::{DecodeError, Entry, FORMAT_VERSION, MAX_LIFETIME};
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;
 pub use key::{CacheKey, DefaultKey, KeyBuilder, KeyMaker, StoreKey};
@@ -103,3 +103,7 @@ pub use store::{RedisFaults, RedisStore, RedisStoreBuilder, TieredStore};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+// Last in the file: tools that read the module tree stop at the first `#[cfg(test)]`.
+#[cfg(test)]
+mod testing;

@@ -3,7 +3,9 @@
 //! Versioned and compact: a 4-byte header (`TRC` and a version), the times and flags, the full
 //! key, the tags, then the response (status, header fields, body, trailers) or the variants
 //! list. Lengths are explicit and checked: decoding any byte string, truncated, corrupted or
-//! foreign, is a [`DecodeError`], never a panic, and never allocates more than the input's size.
+//! foreign, is a [`DecodeError`], never a panic. Every count is checked against the bytes left
+//! and against `HeaderMap`'s limits before anything is allocated for it, so decoding allocates
+//! in proportion to the input (a few times its size at most), whatever the input claims.
 //! The body of a decoded entry shares the input's `Bytes` (no copy).
 
 use bytes::{BufMut, Bytes};
@@ -16,10 +18,18 @@ const MAGIC: &[u8; 3] = b"TRC";
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
 
+/// The version byte of an entry that did not fit the format (see [`Entry::encode`]).
+const TOO_LARGE: u8 = 0;
+
 const KIND_RESPONSE: u8 = 0;
 const KIND_VARIANTS: u8 = 1;
 const KIND_PASS: u8 = 2;
 const FLAG_SHARED_WITH_CREDENTIALS: u8 = 0x80;
+/// The size of a length prefix: every tag, name or value takes at least this many bytes.
+const LEN_BYTES: usize = 4;
+/// At most this many header fields are allocated for ahead of reading them: beyond that the
+/// map grows as fields are read (`HeaderMap::with_capacity` panics past 24,576).
+const PREALLOCATED_FIELDS: usize = 64;
 
 /// Bytes that are not an entry of this format version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +45,17 @@ impl std::error::Error for DecodeError {}
 
 impl Entry {
     /// The entry in the crate's versioned binary format (see [`Entry::decode`]).
+    ///
+    /// An entry too large for the format (a body or field of 4 GiB or more, more than 65,535
+    /// tags or `Vary` fields) encodes as a short value that [`Entry::decode`] refuses, so a
+    /// store keeps nothing it would read back wrong.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_within_format()
+            .unwrap_or_else(|| [&MAGIC[..], &[TOO_LARGE]].concat())
+    }
+
+    /// The encoding, or `None` when a length or count does not fit its field.
+    fn encode_within_format(&self) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(self.weight() + 64);
         out.put_slice(MAGIC);
         out.put_u8(FORMAT_VERSION);
@@ -60,33 +80,33 @@ impl Entry {
         ] {
             out.put_u64(n);
         }
-        put_bytes(&mut out, &self.key);
-        out.put_u16(self.tags.len() as u16);
+        put_bytes(&mut out, &self.key)?;
+        out.put_u16(u16::try_from(self.tags.len()).ok()?);
         for tag in self.tags.iter() {
-            put_bytes(&mut out, tag.as_bytes());
+            put_bytes(&mut out, tag.as_bytes())?;
         }
         match &self.kind {
             Kind::Response(r) => {
                 out.put_u16(r.status.as_u16());
-                put_fields(&mut out, &r.headers);
-                put_bytes(&mut out, &r.body);
+                put_fields(&mut out, &r.headers)?;
+                put_bytes(&mut out, &r.body)?;
                 match &r.trailers {
                     Some(trailers) => {
                         out.put_u8(1);
-                        put_fields(&mut out, trailers);
+                        put_fields(&mut out, trailers)?;
                     }
                     None => out.put_u8(0),
                 }
             }
             Kind::Variants(names) => {
-                out.put_u16(names.len() as u16);
+                out.put_u16(u16::try_from(names.len()).ok()?);
                 for name in names.iter() {
-                    put_bytes(&mut out, name.as_str().as_bytes());
+                    put_bytes(&mut out, name.as_str().as_bytes())?;
                 }
             }
             Kind::Pass => {}
         }
-        out
+        Some(out)
     }
 
     /// Reads an entry written by [`Entry::encode`]. Anything else (another version, truncated or
@@ -96,8 +116,10 @@ impl Entry {
         if r.take(3)? != MAGIC[..] {
             return Err(DecodeError("bad magic"));
         }
-        if r.u8()? != FORMAT_VERSION {
-            return Err(DecodeError("unknown format version"));
+        match r.u8()? {
+            FORMAT_VERSION => {}
+            TOO_LARGE => return Err(DecodeError("the entry was too large for the format")),
+            _ => return Err(DecodeError("unknown format version")),
         }
         let flags = r.u8()?;
         let stored_at_ms = r.u64()?;
@@ -107,7 +129,7 @@ impl Entry {
         let initial_age = r.u64()?;
         let key = r.bytes()?;
         let tag_count = r.u16()?;
-        let mut tags = Vec::with_capacity(usize::from(tag_count).min(r.remaining()));
+        let mut tags = Vec::with_capacity(usize::from(tag_count).min(r.remaining() / LEN_BYTES));
         for _ in 0..tag_count {
             let tag = std::str::from_utf8(&r.bytes()?)
                 .map_err(|_| DecodeError("tag not UTF-8"))?
@@ -135,7 +157,8 @@ impl Entry {
             }
             KIND_VARIANTS => {
                 let count = r.u16()?;
-                let mut names = Vec::with_capacity(usize::from(count).min(r.remaining()));
+                let mut names =
+                    Vec::with_capacity(usize::from(count).min(r.remaining() / LEN_BYTES));
                 for _ in 0..count {
                     names.push(
                         HeaderName::from_bytes(&r.bytes()?)
@@ -164,17 +187,20 @@ impl Entry {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.put_u32(bytes.len() as u32);
+/// `None` when `bytes` is too long for its 4-byte length.
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
+    out.put_u32(u32::try_from(bytes.len()).ok()?);
     out.put_slice(bytes);
+    Some(())
 }
 
-fn put_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
-    out.put_u32(fields.len() as u32);
+fn put_fields(out: &mut Vec<u8>, fields: &HeaderMap) -> Option<()> {
+    out.put_u32(u32::try_from(fields.len()).ok()?);
     for (name, value) in fields {
-        put_bytes(out, name.as_str().as_bytes());
-        put_bytes(out, value.as_bytes());
+        put_bytes(out, name.as_str().as_bytes())?;
+        put_bytes(out, value.as_bytes())?;
     }
+    Some(())
 }
 
 struct Reader {
@@ -226,17 +252,20 @@ impl Reader {
 
     fn fields(&mut self) -> Result<HeaderMap, DecodeError> {
         let count = self.u32()? as usize;
-        // Each field takes at least 8 bytes: a count beyond that is a lie.
-        if count > self.remaining() / 8 {
+        // Each field takes at least two lengths: a count beyond that is a lie.
+        if count > self.remaining() / (2 * LEN_BYTES) {
             return Err(DecodeError("field count larger than the input"));
         }
-        let mut fields = HeaderMap::with_capacity(count);
+        let mut fields = HeaderMap::with_capacity(count.min(PREALLOCATED_FIELDS));
         for _ in 0..count {
             let name = HeaderName::from_bytes(&self.bytes()?)
                 .map_err(|_| DecodeError("bad field name"))?;
             let value = HeaderValue::from_maybe_shared(self.bytes()?)
                 .map_err(|_| DecodeError("bad field value"))?;
-            fields.append(name, value);
+            // A map holds at most 24,576 distinct names (`append` panics past them).
+            fields
+                .try_append(name, value)
+                .map_err(|_| DecodeError("more header fields than a header map holds"))?;
         }
         Ok(fields)
     }
@@ -345,5 +374,75 @@ mod tests {
         lying.extend_from_slice(&[0u8; 41]);
         lying.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(Entry::decode(Bytes::from(lying)).is_err());
+    }
+
+    #[test]
+    fn entries_too_large_for_the_format_are_refused_not_truncated() {
+        // 65,536 tags: the count was written as `len as u16`, 0, leaving the tags unaccounted.
+        let now = SystemTime::now();
+        let tags = (0..=u16::MAX as usize).map(|i| format!("t{i}"));
+        let many_tags = Entry::pass(Bytes::from_static(b"k"), now, Duration::ZERO).with_tags(tags);
+        let encoded = many_tags.encode();
+        assert_eq!(encoded, b"TRC\x00");
+        assert_eq!(
+            Entry::decode(Bytes::from(encoded)).unwrap_err(),
+            DecodeError("the entry was too large for the format")
+        );
+        let names = (0..=u16::MAX as usize)
+            .map(|i| HeaderName::try_from(format!("x-{i}")).unwrap())
+            .collect();
+        let many_names = Entry::variants(Bytes::from_static(b"k"), names, now, Lifetime::default());
+        assert!(Entry::decode(Bytes::from(many_names.encode())).is_err());
+        // Just within the format: kept.
+        let tags = (0..u16::MAX as usize).map(|i| format!("t{i}"));
+        let most = Entry::pass(Bytes::from_static(b"k"), now, Duration::ZERO).with_tags(tags);
+        let decoded = Entry::decode(Bytes::from(most.encode())).unwrap();
+        assert_eq!(decoded.tags().len(), u16::MAX as usize);
+    }
+
+    /// A response entry whose header section holds one empty-valued field per name.
+    fn with_fields(names: impl ExactSizeIterator<Item = String>) -> Vec<u8> {
+        let mut out = Entry::pass(Bytes::from_static(b"k"), SystemTime::now(), Duration::ZERO)
+            .encode()[..4]
+            .to_vec();
+        out.push(KIND_RESPONSE);
+        out.extend_from_slice(&[0; 40]);
+        put_bytes(&mut out, b"k").unwrap();
+        out.put_u16(0);
+        out.put_u16(200);
+        out.put_u32(names.len() as u32);
+        for name in names {
+            put_bytes(&mut out, name.as_bytes()).unwrap();
+            put_bytes(&mut out, b"").unwrap();
+        }
+        put_bytes(&mut out, b"").unwrap();
+        out.put_u8(0);
+        out
+    }
+
+    #[test]
+    fn field_counts_beyond_a_header_map_are_errors() {
+        // 25,000 fields: `HeaderMap::with_capacity` panicked (its limit is 24,576 names).
+        let same = with_fields((0..25_000).map(|_| "x-a".to_owned()));
+        let entry = Entry::decode(Bytes::from(same)).unwrap();
+        let Kind::Response(r) = entry.kind() else {
+            panic!("response expected")
+        };
+        assert_eq!(r.headers.get_all("x-a").iter().count(), 25_000);
+        // As many distinct names: `HeaderMap::append` panicked past 24,576.
+        let distinct = with_fields((0..25_000).map(|i| format!("x-{i}")));
+        assert_eq!(
+            Entry::decode(Bytes::from(distinct)).unwrap_err(),
+            DecodeError("more header fields than a header map holds")
+        );
+        // 2^32 - 1 fields claimed by 100 bytes: refused before anything is allocated.
+        let mut claim = with_fields(std::iter::empty());
+        let count_at = claim.len() - 4 - 1 - 4;
+        claim[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        claim.resize(100, 0);
+        assert_eq!(
+            Entry::decode(Bytes::from(claim)).unwrap_err(),
+            DecodeError("field count larger than the input")
+        );
     }
 }

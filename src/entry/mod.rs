@@ -1,12 +1,17 @@
 //! The stored response: what a [`Store`](crate::Store) keeps under a [`StoreKey`](crate::StoreKey).
 
 mod codec;
+mod lifetime;
 
 pub use codec::{DecodeError, FORMAT_VERSION};
+pub use lifetime::MAX_LIFETIME;
+pub(crate) use lifetime::{Lifetime, capped, capped_secs, deadline, millis, scaled, unix_ms};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use lifetime::at_unix_ms;
 
 /// One stored object: a response, or the list of request fields a URI's responses vary on.
 ///
@@ -47,28 +52,6 @@ pub(crate) enum Kind {
     Pass,
 }
 
-/// How long an entry is fresh, and how long after that it may still be served stale.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Lifetime {
-    pub fresh_for: Duration,
-    pub stale_while_revalidate: Duration,
-    pub stale_if_error: Duration,
-}
-
-impl Lifetime {
-    pub fn fresh(fresh_for: Duration) -> Self {
-        Lifetime {
-            fresh_for,
-            ..Lifetime::default()
-        }
-    }
-
-    /// How long a store must keep the entry: fresh, then as long as it may be served stale.
-    pub fn storage_ttl(&self) -> Duration {
-        self.fresh_for + self.stale_while_revalidate.max(self.stale_if_error)
-    }
-}
-
 /// Where an entry stands at a given moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Staleness {
@@ -96,6 +79,7 @@ pub(crate) struct StoredResponse {
 impl Entry {
     fn new(key: Bytes, kind: Kind, now: SystemTime, lifetime: Lifetime, initial_age: u64) -> Self {
         let stored_at_ms = unix_ms(now);
+        let lifetime = lifetime.capped();
         Entry {
             key,
             stored_at_ms,
@@ -148,7 +132,7 @@ impl Entry {
     /// moment covers the entry even though it was stored later: stores shared by several
     /// instances use it so that a slow fill never writes invalidated data back.
     pub fn fill_started_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.requested_at_ms)
+        at_unix_ms(self.requested_at_ms)
     }
 
     /// This entry carrying `tags` (for stores' tag indexes and tag invalidation).
@@ -193,12 +177,12 @@ impl Entry {
 
     /// When the entry was stored.
     pub fn stored_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.stored_at_ms)
+        at_unix_ms(self.stored_at_ms)
     }
 
     /// When the entry stops being fresh.
     pub fn fresh_until(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.fresh_until_ms)
+        at_unix_ms(self.fresh_until_ms)
     }
 
     /// Whether the entry is fresh at `now`.
@@ -265,14 +249,8 @@ impl Entry {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    d.as_millis().min(u64::MAX as u128) as u64
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
-}
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,8 @@ pub use tagger::Tagger;
 use http::request;
 use std::time::Duration;
 
+use crate::entry::capped;
+
 /// What to do with a response that carries `Set-Cookie`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -73,6 +75,9 @@ pub enum Cookies {
 /// | [`hit_for_pass`](Policy::hit_for_pass) | 10 s |
 ///
 /// `no-store`, `private`, `no-cache` and `Vary: *` responses are never stored, whatever the policy.
+///
+/// Every duration saturates at [`MAX_LIFETIME`](crate::MAX_LIFETIME) (one year), and so does any
+/// lifetime the origin or an override gives: `Duration::MAX` means "as long as possible".
 ///
 /// ```
 /// use std::time::Duration;
@@ -149,7 +154,7 @@ impl Policy {
 
     /// How long a response stays fresh when the origin does not say (or is not honoured).
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.ttl = capped(ttl);
         self
     }
 
@@ -199,7 +204,7 @@ impl Policy {
     /// How long 404 and 410 responses stay fresh when the origin gives no lifetime, so requests
     /// for missing things do not all reach the backend (negative caching).
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.negative_ttl = ttl;
+        self.negative_ttl = capped(ttl);
         self
     }
 
@@ -207,7 +212,7 @@ impl Policy {
     /// refreshes it (RFC 5861). The origin's `stale-while-revalidate=N` can lengthen it when
     /// Cache-Control is honoured; `must-revalidate`, `proxy-revalidate` and `s-maxage` forbid it.
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
-        self.stale_while_revalidate = window;
+        self.stale_while_revalidate = capped(window);
         self
     }
 
@@ -216,7 +221,7 @@ impl Policy {
     /// (RFC 5861). The origin's `stale-if-error=N` can lengthen it; the same directives as for
     /// stale-while-revalidate forbid it.
     pub fn stale_if_error(mut self, window: Duration) -> Self {
-        self.stale_if_error = window;
+        self.stale_if_error = capped(window);
         self
     }
 
@@ -224,15 +229,16 @@ impl Policy {
     /// failed: the client gets the stale response, and the fetch goes on in the background to
     /// refresh the cache.
     pub fn origin_timeout(mut self, timeout: Duration) -> Self {
-        self.origin_timeout = Some(timeout);
+        self.origin_timeout = Some(capped(timeout));
         self
     }
 
     /// Refreshes an entry in the background when a request hits it after this share of its
     /// lifetime (0.8: after 80%), so that hot entries never expire. Values are kept within
-    /// 0.05 to 1.0.
+    /// 0.05 to 1.0; NaN turns it off.
     pub fn refresh_ahead(mut self, share_of_lifetime: f64) -> Self {
-        self.refresh_ahead = Some(share_of_lifetime.clamp(0.05, 1.0));
+        self.refresh_ahead =
+            (!share_of_lifetime.is_nan()).then(|| share_of_lifetime.clamp(0.05, 1.0));
         self
     }
 
@@ -250,7 +256,7 @@ impl Policy {
     /// How long a request waits for another request's fetch of the same key before asking the
     /// origin itself.
     pub fn max_coalesce_wait(mut self, wait: Duration) -> Self {
-        self.max_coalesce_wait = wait;
+        self.max_coalesce_wait = capped(wait);
         self
     }
 
@@ -284,7 +290,7 @@ impl Policy {
     /// too large, ...) is remembered as such, so that its requests go straight to the origin
     /// instead of queueing behind each other ("hit-for-pass").
     pub fn hit_for_pass(mut self, ttl: Duration) -> Self {
-        self.hit_for_pass = ttl;
+        self.hit_for_pass = capped(ttl);
         self
     }
 }
@@ -333,4 +339,45 @@ fn matched_route(request: &request::Parts) -> Option<&str> {
 #[cfg(not(feature = "axum"))]
 fn matched_route(_: &request::Parts) -> Option<&str> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MAX_LIFETIME;
+
+    #[test]
+    fn absurd_knobs_saturate() {
+        let p = Policy::new()
+            .ttl(Duration::MAX)
+            .negative_ttl(Duration::MAX)
+            .stale_while_revalidate(Duration::MAX)
+            .stale_if_error(Duration::MAX)
+            .origin_timeout(Duration::MAX)
+            .max_coalesce_wait(Duration::MAX)
+            .hit_for_pass(Duration::MAX)
+            .ttl_jitter(f64::INFINITY)
+            .refresh_ahead(f64::NAN);
+        for d in [
+            p.ttl,
+            p.negative_ttl,
+            p.stale_while_revalidate,
+            p.stale_if_error,
+            p.origin_timeout.unwrap(),
+            p.max_coalesce_wait,
+            p.hit_for_pass,
+        ] {
+            assert_eq!(d, MAX_LIFETIME);
+        }
+        assert_eq!(p.ttl_jitter, 0.5);
+        assert_eq!(p.refresh_ahead, None, "NaN turns refresh-ahead off");
+        assert_eq!(
+            Policy::new().refresh_ahead(f64::INFINITY).refresh_ahead,
+            Some(1.0)
+        );
+        assert_eq!(
+            Policy::new().ttl(Duration::from_secs(5)).ttl,
+            Duration::from_secs(5)
+        );
+    }
 }

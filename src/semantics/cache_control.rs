@@ -88,7 +88,9 @@ fn set_delta(slot: &mut Option<u64>, value: Option<&str>) {
     };
 }
 
-fn parse_delta_seconds(value: &str) -> Option<u64> {
+/// A delta-seconds value (RFC 9111 §1.2.2): digits only; larger than [`MAX_DELTA_SECONDS`], it
+/// saturates to it.
+pub(super) fn parse_delta_seconds(value: &str) -> Option<u64> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

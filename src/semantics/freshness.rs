@@ -3,7 +3,7 @@
 use http::header::{AGE, DATE, EXPIRES, HeaderMap};
 use std::time::{Duration, SystemTime};
 
-use super::cache_control::CacheControl;
+use super::cache_control::{CacheControl, parse_delta_seconds};
 
 /// The lifetime the origin gave the response, as a shared cache reads it: `s-maxage`, then
 /// `max-age`, then `Expires - Date` (an invalid `Expires` means already stale). `None` when the
@@ -32,13 +32,13 @@ pub(crate) fn origin_lifetime(
 }
 
 /// The response's corrected initial age in seconds (§4.2.3): the larger of its `Age` header
-/// plus the time the request took, and the apparent age from its `Date`. An invalid `Age` is
-/// ignored (§5.1).
+/// plus the time the request took, and the apparent age from its `Date`, at most 2^31. An
+/// invalid `Age` is ignored (§5.1); one too large for a `u64` is 2^31 (§1.2.2), not invalid.
 pub(crate) fn initial_age(headers: &HeaderMap, now: SystemTime, response_delay: Duration) -> u64 {
     let age_value = headers
         .get(AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+        .and_then(|v| parse_delta_seconds(v.trim()))
         .map_or(0, |age| age.saturating_add(response_delay.as_secs()));
     let apparent_age = headers
         .get(DATE)
@@ -117,6 +117,19 @@ mod tests {
         );
         assert_eq!(
             initial_age(&headers(&[("age", "x")]), now, Duration::ZERO),
+            0
+        );
+        // Too large for a u64 is very old (RFC 9111 §1.2.2), not invalid; a sign is invalid.
+        assert_eq!(
+            initial_age(
+                &headers(&[("age", "99999999999999999999")]),
+                now,
+                Duration::ZERO
+            ),
+            1 << 31
+        );
+        assert_eq!(
+            initial_age(&headers(&[("age", "+5")]), now, Duration::ZERO),
             0
         );
         // A Date in the future (clock skew) is not a negative age.

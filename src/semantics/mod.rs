@@ -9,3 +9,6 @@ mod vary;
 pub(crate) use cache_control::CacheControl;
 pub(crate) use storable::{RequestFacts, StoreDecision, decide, headers_for_storage};
 pub(crate) use vary::Vary;
+
+#[cfg(test)]
+mod properties;

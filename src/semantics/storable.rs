@@ -5,7 +5,7 @@ use http::{request, response};
 use std::time::{Duration, SystemTime};
 
 use super::{CacheControl, Vary, freshness};
-use crate::entry::Lifetime;
+use crate::entry::{Lifetime, capped_secs, scaled};
 use crate::policy::{Authorization, Cookies, Policy, SetCookie};
 use crate::{BypassReason, CacheOverride, NotStoredReason};
 
@@ -138,18 +138,19 @@ pub(crate) fn decide(
     let window = |policy_window: Duration, origin: Option<u64>| {
         let origin = origin
             .filter(|_| policy.honor_cache_control)
-            .map_or(Duration::ZERO, Duration::from_secs);
+            .map_or(Duration::ZERO, capped_secs);
         if stale_allowed {
             policy_window.max(origin)
         } else {
             Duration::ZERO
         }
     };
-    let lifetime = Lifetime {
+    // Every part saturates at `MAX_LIFETIME`, whatever its source.
+    let lifetime = Lifetime::new(
         fresh_for,
-        stale_while_revalidate: window(policy.stale_while_revalidate, cc.stale_while_revalidate),
-        stale_if_error: window(policy.stale_if_error, cc.stale_if_error),
-    };
+        window(policy.stale_while_revalidate, cc.stale_while_revalidate),
+        window(policy.stale_if_error, cc.stale_if_error),
+    );
     Ok(StoreDecision {
         lifetime,
         initial_age,
@@ -158,13 +159,14 @@ pub(crate) fn decide(
     })
 }
 
-/// `ttl` spread by up to `share` either way, by a seed that differs per entry.
+/// `ttl` spread by up to `share` (at most 0.5) either way, by a seed that differs per entry;
+/// saturating at `MAX_LIFETIME`.
 fn jittered(ttl: Duration, share: f64, seed: u64) -> Duration {
-    if share <= 0.0 {
+    if share.is_nan() || share <= 0.0 {
         return ttl;
     }
     let unit = (seed >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
-    ttl.mul_f64(1.0 + share * (2.0 * unit - 1.0))
+    scaled(ttl, 1.0 + share.min(0.5) * (2.0 * unit - 1.0))
 }
 
 /// The header fields to store (RFC 9111 §3.1): no hop-by-hop or `Connection`-listed fields, no
@@ -402,6 +404,62 @@ mod tests {
             .collect();
         assert!(ttls.iter().all(|t| (90..=110).contains(&t.as_secs())));
         assert!(ttls.iter().any(|t| t.as_secs() < 95) && ttls.iter().any(|t| t.as_secs() >= 105));
+    }
+
+    #[test]
+    fn absurd_lifetimes_saturate() {
+        let year = crate::MAX_LIFETIME;
+        let windows = Policy::new()
+            .stale_while_revalidate(Duration::from_secs(30))
+            .stale_if_error(Duration::MAX);
+        // An override of u64::MAX seconds, with stale windows: the storage ttl overflowed.
+        let d = decide(
+            &windows,
+            ANON,
+            &res(200, &[]),
+            CacheOverride::ttl(Duration::MAX),
+            SystemTime::now(),
+            Duration::ZERO,
+            0,
+        )
+        .unwrap();
+        assert_eq!(d.lifetime.fresh_for, year);
+        assert_eq!(d.lifetime.stale_if_error, year);
+        assert_eq!(d.lifetime.storage_ttl(), year * 2);
+        // The origin's lifetimes too: 2^31 s of max-age, an Expires in 9999, a huge window.
+        let far = "Fri, 31 Dec 9999 23:59:59 GMT";
+        for headers in [
+            &[(
+                "cache-control",
+                "max-age=2147483648, stale-while-revalidate=2147483648",
+            )][..],
+            &[("expires", far)],
+        ] {
+            let d = verdict(&windows, ANON, &res(200, headers)).unwrap();
+            assert_eq!(d.lifetime.fresh_for, year, "{headers:?}");
+            assert!(d.lifetime.stale_while_revalidate <= year);
+        }
+        // The age counts before the cap: 2^31 s of max-age at an age of 2^31 s is stale.
+        assert_eq!(
+            verdict(
+                &windows,
+                ANON,
+                &res(
+                    200,
+                    &[
+                        ("cache-control", "max-age=2147483648"),
+                        ("age", "2147483648")
+                    ]
+                )
+            )
+            .unwrap_err(),
+            NotStoredReason::NotFresh
+        );
+        // Jitter on the longest ttl: `Duration::mul_f64` panicked past its range.
+        for seed in [0, u64::MAX, u64::MAX / 3 * 2] {
+            assert!(jittered(Duration::MAX, 0.5, seed) <= year);
+            assert!(jittered(Duration::from_secs(100), f64::NAN, seed) == Duration::from_secs(100));
+        }
     }
 
     #[test]

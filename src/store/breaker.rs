@@ -63,8 +63,8 @@ impl Breaker {
                 self.opened.fetch_add(1, SeqCst);
                 tracing::warn!(cooldown = ?self.cooldown, "cache store circuit opened");
             }
-            self.open_until
-                .store(now_ms() + self.cooldown.as_millis() as u64, SeqCst);
+            let until = now_ms().saturating_add(crate::entry::millis(self.cooldown));
+            self.open_until.store(until, SeqCst);
             self.probing.store(false, SeqCst);
         }
     }

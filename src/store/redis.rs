@@ -316,7 +316,7 @@ impl RedisStore {
             .arg(value)
             .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
             .arg(unix_ms(entry.fill_started_at()))
-            .arg(self.inner.clock_margin.as_millis() as u64);
+            .arg(crate::entry::millis(self.inner.clock_margin));
         let stored = self
             .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
             .await?;

@@ -1,0 +1,436 @@
+//! Property tests of the header parsers (`Cache-Control`, `Age`, `Date`/`Expires`) and of the
+//! storing decision: never a panic on any input, results as documented, every lifetime within
+//! `MAX_LIFETIME`. Bounded case counts; a failure prints the seed that replays it.
+
+use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use proptest::prelude::*;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::cache_control::CacheControl;
+use super::freshness::{initial_age, origin_lifetime};
+use super::storable::{RequestFacts, decide};
+use crate::entry::{Entry, StoredResponse};
+use crate::testing::check;
+use crate::{CacheOverride, MAX_LIFETIME, Policy};
+
+const MAX_DELTA: u64 = 1 << 31;
+
+/// Bytes a header value may hold (`HeaderValue::from_bytes` accepts them).
+fn value_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        4 => 0x20u8..0x7f,
+        1 => Just(b'\t'),
+        1 => 0x80u8..=0xff,
+    ];
+    prop::collection::vec(byte, 0..max)
+}
+
+fn headers(lines: &[(http::HeaderName, Vec<u8>)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, line) in lines {
+        map.append(name, HeaderValue::from_bytes(line).unwrap());
+    }
+    map
+}
+
+/// One directive, as text, and what it should do.
+#[derive(Clone, Debug)]
+enum Directive {
+    Flag(&'static str),
+    Delta(&'static str, Option<u64>),
+    Other,
+}
+
+/// A delta-seconds value as written, and what it means (`None`: invalid, so 0).
+fn delta_value() -> impl Strategy<Value = (String, Option<u64>)> {
+    prop_oneof![
+        (0u64..100_000).prop_map(|n| (n.to_string(), Some(n))),
+        any::<u64>().prop_map(|n| (n.to_string(), Some(n.min(MAX_DELTA)))),
+        "[1-9][0-9]{20,30}".prop_map(|n| (n, Some(MAX_DELTA))),
+        (0u64..1000).prop_map(|n| (format!("\"{n}\""), Some(n))),
+        prop::sample::select(vec![
+            "", "abc", "-1", "+1", "1.5", "1e3", "0x10", "\"\"", "1 2"
+        ])
+        .prop_map(|v| (v.to_owned(), None)),
+    ]
+}
+
+/// A random mix of upper and lower case.
+fn any_case(name: &'static str) -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<bool>(), name.len()).prop_map(move |upper| {
+        name.chars()
+            .zip(upper)
+            .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+            .collect()
+    })
+}
+
+fn directive() -> impl Strategy<Value = (String, Directive)> {
+    let flags = [
+        "no-store",
+        "no-cache",
+        "private",
+        "public",
+        "must-revalidate",
+        "proxy-revalidate",
+        "must-understand",
+        "immutable",
+    ];
+    let deltas = [
+        "max-age",
+        "s-maxage",
+        "stale-while-revalidate",
+        "stale-if-error",
+    ];
+    let space = || prop::sample::select(vec!["", " ", "  "]);
+    prop_oneof![
+        // A flag, possibly qualified (`no-cache="set-cookie, x"`).
+        (
+            prop::sample::select(flags.to_vec()).prop_flat_map(|f| (Just(f), any_case(f))),
+            prop::option::of(prop::sample::select(vec!["x", "\"set-cookie, age\""])),
+        )
+            .prop_map(|((flag, text), qualifier)| {
+                let text = match qualifier {
+                    Some(q) => format!("{text}={q}"),
+                    None => text,
+                };
+                (text, Directive::Flag(flag))
+            }),
+        (
+            prop::sample::select(deltas.to_vec()).prop_flat_map(|d| (Just(d), any_case(d))),
+            space(),
+            space(),
+            prop::option::weighted(0.9, delta_value()),
+        )
+            .prop_map(|((name, text), before, after, value)| match value {
+                Some((value, meaning)) => (
+                    format!("{text}{before}={after}{value}"),
+                    Directive::Delta(name, meaning),
+                ),
+                None => (text, Directive::Delta(name, None)),
+            }),
+        // Extensions, with quoted strings hiding commas and directive names.
+        prop::sample::select(vec![
+            "x-ext",
+            "community=\"UCI\"",
+            "x=\"no-store, max-age=1\"",
+            "",
+            " ",
+            "=",
+            "=5",
+            "max-agex=5",
+        ])
+        .prop_map(|t| (t.to_owned(), Directive::Other)),
+    ]
+}
+
+/// What the parser should make of `directives`, in order.
+fn expected(directives: &[Directive]) -> CacheControl {
+    let mut cc = CacheControl::default();
+    for d in directives {
+        match *d {
+            Directive::Flag(name) => {
+                let slot = match name {
+                    "no-store" => &mut cc.no_store,
+                    "no-cache" => &mut cc.no_cache,
+                    "private" => &mut cc.private,
+                    "public" => &mut cc.public,
+                    "must-revalidate" => &mut cc.must_revalidate,
+                    "proxy-revalidate" => &mut cc.proxy_revalidate,
+                    "must-understand" => &mut cc.must_understand,
+                    _ => &mut cc.immutable,
+                };
+                *slot = true;
+            }
+            Directive::Delta(name, value) => {
+                let slot = match name {
+                    "max-age" => &mut cc.max_age,
+                    "s-maxage" => &mut cc.s_maxage,
+                    "stale-while-revalidate" => &mut cc.stale_while_revalidate,
+                    _ => &mut cc.stale_if_error,
+                };
+                // Invalid is 0 (stale); two different values are 0 too.
+                let value = value.unwrap_or(0);
+                *slot = Some(match *slot {
+                    Some(previous) if previous != value => 0,
+                    _ => value,
+                });
+            }
+            Directive::Other => {}
+        }
+    }
+    cc
+}
+
+#[test]
+fn cache_control_parses_as_documented() {
+    let lists = prop::collection::vec(
+        prop::collection::vec(
+            (
+                directive(),
+                prop::sample::select(vec![",", ", ", " ,", ",,"]),
+            ),
+            0..6,
+        ),
+        1..4,
+    );
+    check("cache_control_parses_as_documented", 2000, lists, |lines| {
+        let mut directives = Vec::new();
+        let mut map = HeaderMap::new();
+        for line in &lines {
+            let mut text = String::new();
+            for ((item, meaning), separator) in line {
+                text.push_str(item);
+                text.push_str(separator);
+                directives.push(meaning.clone());
+            }
+            map.append(CACHE_CONTROL, HeaderValue::from_str(&text).unwrap());
+        }
+        let parsed = CacheControl::parse(&map);
+        prop_assert_eq!(&parsed, &expected(&directives), "{:?}", map);
+        // One line or several: the same list.
+        let joined = lines
+            .iter()
+            .flatten()
+            .map(|((item, _), _)| item.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let one = CacheControl::parse(&headers(&[(CACHE_CONTROL, joined.into_bytes())]));
+        prop_assert_eq!(one, parsed);
+        Ok(())
+    });
+}
+
+#[test]
+fn cache_control_never_panics_and_stays_in_range() {
+    let lines = prop::collection::vec(value_bytes(80), 0..4);
+    check(
+        "cache_control_never_panics_and_stays_in_range",
+        2000,
+        lines,
+        |lines| {
+            let lines: Vec<_> = lines.into_iter().map(|l| (CACHE_CONTROL, l)).collect();
+            let cc = CacheControl::parse(&headers(&lines));
+            for delta in [
+                cc.max_age,
+                cc.s_maxage,
+                cc.stale_while_revalidate,
+                cc.stale_if_error,
+            ] {
+                prop_assert!(delta.is_none_or(|d| d <= MAX_DELTA));
+            }
+            if lines.iter().any(|(_, l)| l.iter().any(|b| *b >= 0x80)) {
+                prop_assert!(cc.malformed, "not visible ASCII");
+            } else if lines.iter().all(|(_, l)| !l.contains(&b'"')) {
+                prop_assert!(!cc.malformed, "no quotes, nothing to leave open");
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Unix seconds that an HTTP date can hold (1970 to 9999).
+const MAX_HTTP_DATE: u64 = 253_402_300_799;
+
+fn http_date(secs: u64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// `Age` values: numbers, huge numbers, garbage.
+fn age_value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        any::<u64>().prop_map(|n| n.to_string().into_bytes()),
+        (0u64..100_000).prop_map(|n| n.to_string().into_bytes()),
+        "[0-9]{20,40}".prop_map(String::into_bytes),
+        value_bytes(24),
+    ]
+}
+
+#[test]
+fn age_and_dates_never_panic_and_saturate() {
+    let inputs = (
+        prop::option::of(age_value()),
+        prop::option::of(prop_oneof![
+            (0..=MAX_HTTP_DATE).prop_map(|s| http_date(s).into_bytes()),
+            value_bytes(40),
+        ]),
+        prop::collection::vec(
+            prop_oneof![
+                (0..=MAX_HTTP_DATE).prop_map(|s| http_date(s).into_bytes()),
+                value_bytes(40),
+            ],
+            0..3,
+        ),
+        0..=MAX_HTTP_DATE,
+        any::<u64>(),
+    );
+    check(
+        "age_and_dates_never_panic_and_saturate",
+        2000,
+        inputs,
+        |(age, date, expires, now, delay)| {
+            let now = UNIX_EPOCH + Duration::from_secs(now);
+            let delay = Duration::from_secs(delay);
+            let mut lines = Vec::new();
+            lines.extend(age.clone().map(|a| (AGE, a)));
+            lines.extend(date.clone().map(|d| (DATE, d)));
+            lines.extend(expires.iter().map(|e| (EXPIRES, e.clone())));
+            let map = headers(&lines);
+            let initial = initial_age(&map, now, delay);
+            prop_assert!(initial <= MAX_DELTA);
+            let digits = |v: &[u8]| !v.is_empty() && v.iter().all(u8::is_ascii_digit);
+            if date.is_none() {
+                // Whitespace around the value is not part of it (`Age: \t0`).
+                let expected = match age.as_deref().map(<[u8]>::trim_ascii) {
+                    Some(a) if digits(a) => {
+                        let n = std::str::from_utf8(a).unwrap().parse().unwrap_or(u64::MAX);
+                        n.min(MAX_DELTA)
+                            .saturating_add(delay.as_secs())
+                            .min(MAX_DELTA)
+                    }
+                    _ => 0,
+                };
+                prop_assert_eq!(initial, expected);
+            }
+            let lifetime = origin_lifetime(&CacheControl::default(), &map, now);
+            let parse = |v: &[u8]| httpdate::parse_http_date(std::str::from_utf8(v).ok()?).ok();
+            let expected = match expires.as_slice() {
+                [] => None,
+                [one] => Some(match parse(one) {
+                    Some(expires) => {
+                        let date = date.as_deref().and_then(parse).unwrap_or(now);
+                        expires.duration_since(date).unwrap_or_default()
+                    }
+                    None => Duration::ZERO,
+                }),
+                // Several Expires fields: invalid, so stale.
+                _ => Some(Duration::ZERO),
+            };
+            prop_assert_eq!(lifetime, expected);
+            Ok(())
+        },
+    );
+}
+
+/// Durations from zero to absurd.
+fn duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        (0u64..1000).prop_map(Duration::from_secs),
+        any::<u64>().prop_map(Duration::from_secs),
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        Just(Duration::MAX),
+        Just(MAX_LIFETIME),
+    ]
+}
+
+fn share() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        0.0..1.0f64,
+        any::<f64>(),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(-1.0),
+    ]
+}
+
+#[test]
+fn decisions_saturate_whatever_the_durations() {
+    let policy = (
+        (duration(), duration(), duration(), duration()),
+        (share(), share(), any::<bool>()),
+    )
+        .prop_map(|((ttl, negative, swr, sie), (jitter, refresh, honor))| {
+            Policy::new()
+                .ttl(ttl)
+                .negative_ttl(negative)
+                .stale_while_revalidate(swr)
+                .stale_if_error(sie)
+                .ttl_jitter(jitter)
+                .refresh_ahead(refresh)
+                .honor_cache_control(honor)
+        });
+    let cache_control = prop::collection::vec(
+        (
+            prop::sample::select(vec![
+                "max-age",
+                "s-maxage",
+                "stale-while-revalidate",
+                "stale-if-error",
+            ]),
+            delta_value(),
+        )
+            .prop_map(|(name, (value, _))| format!("{name}={value}")),
+        0..3,
+    );
+    let inputs = (
+        policy,
+        prop::option::of(duration()),
+        cache_control,
+        prop::option::of(age_value()),
+        prop::sample::select(vec![200u16, 404]),
+        (0..=MAX_HTTP_DATE, duration(), any::<u64>(), duration()),
+    );
+    check(
+        "decisions_saturate_whatever_the_durations",
+        2000,
+        inputs,
+        |(policy, ttl, cc, age, status, (now, delay, seed, later))| {
+            let now = UNIX_EPOCH + Duration::from_secs(now);
+            let mut response = Response::builder().status(status);
+            if !cc.is_empty() {
+                response = response.header(CACHE_CONTROL, cc.join(", "));
+            }
+            if let Some(age) = &age {
+                response = response.header(AGE, HeaderValue::from_bytes(age).unwrap());
+            }
+            let (parts, ()) = response.body(()).unwrap().into_parts();
+            let overrides = ttl.map_or_else(CacheOverride::default, CacheOverride::ttl);
+            let facts = RequestFacts {
+                has_authorization: false,
+                canonical: true,
+            };
+            let Ok(decision) = decide(&policy, facts, &parts, overrides, now, delay, seed) else {
+                return Ok(());
+            };
+            let lifetime = decision.lifetime;
+            for part in [
+                lifetime.fresh_for,
+                lifetime.stale_while_revalidate,
+                lifetime.stale_if_error,
+            ] {
+                prop_assert!(part <= MAX_LIFETIME);
+            }
+            prop_assert!(!lifetime.fresh_for.is_zero());
+            prop_assert!(lifetime.storage_ttl() <= MAX_LIFETIME * 2);
+            if let Some(ttl) = ttl {
+                prop_assert_eq!(
+                    lifetime.fresh_for,
+                    ttl.min(MAX_LIFETIME),
+                    "the override wins"
+                );
+            }
+            // The entry made from it answers at any later time without overflowing.
+            let stored = StoredResponse {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: bytes::Bytes::new(),
+                trailers: None,
+                shared_with_credentials: false,
+            };
+            let entry = Entry::response(
+                bytes::Bytes::from_static(b"k"),
+                stored,
+                now,
+                lifetime,
+                decision.initial_age,
+            );
+            let at = now.checked_add(later).unwrap_or(now);
+            let _ = (entry.staleness(at), entry.lived(at), entry.age(at));
+            prop_assert!(entry.remaining_lifetime(now) <= MAX_LIFETIME * 2);
+            prop_assert!(entry.fresh_until() >= entry.stored_at());
+            let _: SystemTime = entry.fill_started_at();
+            Ok(())
+        },
+    );
+}
