@@ -397,3 +397,40 @@ async fn a_write_on_one_instance_is_never_undone_by_a_slow_fill_on_another() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_probe_does_not_keep_the_circuit_open() {
+    use futures_util::FutureExt;
+    use tower_response_cache::{Store, StoreKey};
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let s = store(&server.url());
+    let key = StoreKey::of(b"probe");
+    s.get(key).await.unwrap();
+
+    server.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.faults().circuit_open {
+        assert!(Instant::now() < deadline, "the circuit never opened");
+        let _ = s.get(key).await;
+    }
+    let _server = RedisServer::start_on(port);
+    // Past the cooldown (300 ms), the next call is the half-open probe. Its request is
+    // cancelled: polled once (the probe is taken), then dropped.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        s.get(key).now_or_never().is_none(),
+        "the probe must be in flight when it is dropped"
+    );
+    // Redis is back: within a few cooldowns, the store must be too.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while s.get(key).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the circuit stuck open after a cancelled probe: {:?}",
+            s.faults()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!s.faults().circuit_open);
+}

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-use super::breaker::Breaker;
+use super::breaker::{Breaker, Permit};
 use super::{Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
 
@@ -376,9 +376,10 @@ impl RedisStore {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let inner = &self.inner;
-        if !inner.breaker.allow() {
+        // Dropped with this future (a cancelled request), a probe counts as failed.
+        let Some(permit) = inner.breaker.allow() else {
             return Err(StoreError::new("redis circuit open"));
-        }
+        };
         let attempt = async {
             let connection = inner
                 .connection
@@ -395,17 +396,17 @@ impl RedisStore {
         };
         match tokio::time::timeout(inner.timeout, attempt).await {
             Ok(Ok(value)) => {
-                inner.breaker.success();
+                permit.success();
                 Ok(value)
             }
-            Ok(Err(error)) => Err(self.fault(StoreError::new(error))),
-            Err(_) => Err(self.fault(StoreError::new("redis operation timed out"))),
+            Ok(Err(error)) => Err(self.fault(permit, StoreError::new(error))),
+            Err(_) => Err(self.fault(permit, StoreError::new("redis operation timed out"))),
         }
     }
 
-    fn fault(&self, error: StoreError) -> StoreError {
+    fn fault(&self, permit: Permit<'_>, error: StoreError) -> StoreError {
         self.inner.faults.fetch_add(1, Relaxed);
-        self.inner.breaker.failure();
+        permit.failure();
         error
     }
 
