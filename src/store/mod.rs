@@ -8,8 +8,6 @@
 //! Store errors never fail a request: the layer logs and counts them, and answers from the inner
 //! service.
 
-#[cfg(feature = "redis")]
-mod breaker;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

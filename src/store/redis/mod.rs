@@ -12,59 +12,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-use super::breaker::{Breaker, Permit};
 use super::{Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
+use breaker::{Breaker, Permit};
+use keys::Keys;
+
+mod breaker;
+mod builder;
+mod keys;
+mod scripts;
+
+pub use builder::RedisStoreBuilder;
 
 const MAC_LEN: usize = 32;
-
-/// Deletes a fill lock only if this instance holds it.
-const RELEASE_LOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
-/// Stores an entry unless one of its tags (or everything) was invalidated after its fill
-/// started, less the clock margin; indexes it under its tags. Atomic: no invalidation can come
-/// between the check and the write.
-/// KEYS: entry, the "everything" marker, then (tag set, tag marker) pairs.
-/// ARGV: value, ttl ms, fill start ms, margin ms.
-const PUT: &str = r#"
-local start = tonumber(ARGV[3]) - tonumber(ARGV[4])
-local function overtaken(marker)
-  local at = redis.call('GET', marker)
-  return at and tonumber(at) >= start
-end
-if overtaken(KEYS[2]) then return 0 end
-for i = 3, #KEYS, 2 do
-  if overtaken(KEYS[i + 1]) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-for i = 3, #KEYS, 2 do
-  redis.call('SADD', KEYS[i], KEYS[1])
-  redis.call('PEXPIRE', KEYS[i], ARGV[2], 'NX')
-  redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT')
-end
-return 1
-"#;
-
-/// Marks each tag as invalidated now, then removes every entry listed in its set, and the set,
-/// in one atomic step. KEYS: (tag set, tag marker) pairs. ARGV: now ms, marker lifetime ms.
-const INVALIDATE_TAGS: &str = r#"
-local removed = 0
-for i = 1, #KEYS, 2 do
-  local at = redis.call('GET', KEYS[i + 1])
-  if not at or tonumber(at) < tonumber(ARGV[1]) then
-    redis.call('SET', KEYS[i + 1], ARGV[1], 'PX', ARGV[2])
-  end
-  local members = redis.call('SMEMBERS', KEYS[i])
-  for j = 1, #members, 500 do
-    removed = removed + redis.call('DEL', unpack(members, j, math.min(j + 499, #members)))
-  end
-  redis.call('DEL', KEYS[i])
-end
-return removed
-"#;
 
 /// How long an invalidation is remembered against fills that started before it: a fill slower
 /// than this could still write back (fills are bounded far below by origin timeouts).
@@ -109,7 +69,7 @@ pub struct RedisStore {
 struct Inner {
     client: redis::Client,
     connection: OnceCell<ConnectionManager>,
-    prefix: String,
+    keys: Keys,
     timeout: Duration,
     secret: Option<Box<[u8]>>,
     breaker: Breaker,
@@ -126,104 +86,11 @@ struct Inner {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.inner.prefix)
+            .field("prefix", &self.inner.keys.prefix())
             .field("timeout", &self.inner.timeout)
             .field("hmac", &self.inner.secret.is_some())
             .field("circuit_open", &self.inner.breaker.is_open())
             .finish()
-    }
-}
-
-/// Builds a [`RedisStore`].
-#[derive(Clone)]
-pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    timeout: Duration,
-    secret: Option<Box<[u8]>>,
-    failures_to_open: u32,
-    open_for: Duration,
-    cluster_coalescing: bool,
-    clock_margin: Duration,
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisStoreBuilder {
-    /// The prefix of every Redis key this store writes (default `trc`), so several caches or
-    /// applications can share a Redis.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The longest any operation may take, connecting included (default 100 ms). Past it, the
-    /// operation counts as failed: a miss for a read.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Signs every value with HMAC-SHA256 under `secret`, and treats values that do not verify
-    /// as misses.
-    pub fn hmac_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.secret = Some(secret.as_ref().into());
-        self
-    }
-
-    /// After `failures` failed operations in a row, stop calling Redis for `open_for`, then
-    /// probe (default: 5 failures, 2 s).
-    pub fn circuit_breaker(mut self, failures: u32, open_for: Duration) -> Self {
-        self.failures_to_open = failures;
-        self.open_for = open_for;
-        self
-    }
-
-    /// Cluster-wide coalescing: before filling a key, an instance takes a short lock in Redis
-    /// (`SET NX PX`); the other instances then wait for the entry (polling, up to the policy's
-    /// `max_coalesce_wait`) instead of calling the origin too. Off by default.
-    pub fn cluster_coalescing(mut self, on: bool) -> Self {
-        self.cluster_coalescing = on;
-        self
-    }
-
-    /// How far apart the instances' clocks may be (default 1 s). An entry whose fill started
-    /// less than this before an invalidation of one of its tags, on any instance, is not
-    /// stored: so no instance writes back data another one invalidated, even with skewed
-    /// clocks, at the price of a short window of misses after each invalidation.
-    pub fn invalidation_clock_margin(mut self, margin: Duration) -> Self {
-        self.clock_margin = margin;
-        self
-    }
-
-    /// Builds the store. Only the URL is checked here (`redis://`, `rediss://` with the
-    /// `redis-tls` feature, user and password in the URL); the connection is made on first use.
-    pub fn build(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(StoreError::new)?;
-        Ok(RedisStore {
-            inner: Arc::new(Inner {
-                client,
-                connection: OnceCell::new(),
-                prefix: self.prefix,
-                timeout: self.timeout,
-                secret: self.secret,
-                breaker: Breaker::new(self.failures_to_open, self.open_for),
-                invalidate: Script::new(INVALIDATE_TAGS),
-                put: Script::new(PUT),
-                clock_margin: self.clock_margin,
-                release: Script::new(RELEASE_LOCK),
-                lock_token: self.cluster_coalescing.then(lock_token),
-                faults: AtomicU64::new(0),
-                undecodable: AtomicU64::new(0),
-            }),
-        })
     }
 }
 
@@ -242,32 +109,6 @@ pub struct RedisFaults {
 }
 
 impl RedisStore {
-    /// A builder for a store at `url` (`redis://[user:password@]host:port/db`).
-    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: url.into(),
-            prefix: "trc".to_owned(),
-            timeout: Duration::from_millis(100),
-            secret: None,
-            failures_to_open: 5,
-            open_for: Duration::from_secs(2),
-            cluster_coalescing: false,
-            clock_margin: Duration::from_secs(1),
-        }
-    }
-
-    fn marker_key(&self, tag: &str) -> Vec<u8> {
-        let mut key = Vec::with_capacity(self.inner.prefix.len() + 5 + tag.len());
-        key.extend_from_slice(self.inner.prefix.as_bytes());
-        key.extend_from_slice(b":inv:");
-        key.extend_from_slice(tag.as_bytes());
-        key
-    }
-
-    fn everything_marker(&self) -> String {
-        format!("{}:inv-all", self.inner.prefix)
-    }
-
     /// Deletes every key matching the glob `pattern`, in batches (SCAN, not KEYS).
     async fn delete_matching(&self, pattern: &str) -> Result<(), StoreError> {
         let pattern = pattern.to_owned();
@@ -302,15 +143,17 @@ impl RedisStore {
         entry: &Entry,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let redis_key = self.entry_key(key);
+        let redis_key = self.inner.keys.entry(key);
         let mut value = entry.encode();
         if let Some(mac) = self.mac(&redis_key, &value) {
             value.extend_from_slice(&mac);
         }
         let mut invocation = self.inner.put.prepare_invoke();
-        invocation.key(&redis_key).key(self.everything_marker());
+        invocation.key(&redis_key).key(self.inner.keys.everything());
         for tag in entry.tags() {
-            invocation.key(self.tag_key(tag)).key(self.marker_key(tag));
+            invocation
+                .key(self.inner.keys.tag(tag))
+                .key(self.inner.keys.marker(tag));
         }
         invocation
             .arg(value)
@@ -324,10 +167,6 @@ impl RedisStore {
             tracing::debug!("an invalidation on some instance overtook this fill; not stored");
         }
         Ok(stored == 1)
-    }
-
-    fn lock_key(&self, key: StoreKey) -> String {
-        format!("{}:lock:{key}", self.inner.prefix)
     }
 
     /// Faults seen so far.
@@ -349,24 +188,16 @@ impl RedisStore {
 
     /// The full name of this store's pub/sub channel `name`.
     pub(crate) fn channel(&self, name: &str) -> String {
-        format!("{}:{name}", self.inner.prefix)
-    }
-
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.inner.client
+        self.inner.keys.channel(name)
     }
 
     /// The Redis key of an entry.
     pub fn entry_key(&self, key: StoreKey) -> String {
-        format!("{}:e:{key}", self.inner.prefix)
+        self.inner.keys.entry(key)
     }
 
-    fn tag_key(&self, tag: &str) -> Vec<u8> {
-        let mut key = Vec::with_capacity(self.inner.prefix.len() + 3 + tag.len());
-        key.extend_from_slice(self.inner.prefix.as_bytes());
-        key.extend_from_slice(b":t:");
-        key.extend_from_slice(tag.as_bytes());
-        key
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.inner.client
     }
 
     /// Runs `op` on the connection, within the timeout, through the circuit breaker.
@@ -441,7 +272,7 @@ impl RedisStore {
 
 impl Store for RedisStore {
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
-        let redis_key = self.entry_key(key);
+        let redis_key = self.inner.keys.entry(key);
         let k = redis_key.clone();
         let value: Option<Vec<u8>> = self.run(|mut c| async move { c.get(k).await }).await?;
         let Some(value) = value else {
@@ -465,7 +296,7 @@ impl Store for RedisStore {
     }
 
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
-        let redis_key = self.entry_key(key);
+        let redis_key = self.inner.keys.entry(key);
         self.run(|mut c| async move { c.del::<_, ()>(redis_key).await })
             .await
     }
@@ -476,7 +307,9 @@ impl Store for RedisStore {
         }
         let mut invocation = self.inner.invalidate.prepare_invoke();
         for tag in tags {
-            invocation.key(self.tag_key(tag)).key(self.marker_key(tag));
+            invocation
+                .key(self.inner.keys.tag(tag))
+                .key(self.inner.keys.marker(tag));
         }
         invocation
             .arg(unix_ms(std::time::SystemTime::now()))
@@ -486,7 +319,7 @@ impl Store for RedisStore {
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        let marker = self.everything_marker();
+        let marker = self.inner.keys.everything();
         let now = unix_ms(std::time::SystemTime::now());
         let memory = INVALIDATION_MEMORY.as_millis() as u64;
         self.run(|mut c| async move {
@@ -500,8 +333,7 @@ impl Store for RedisStore {
         })
         .await?;
         for kind in ["e", "t"] {
-            self.delete_matching(&format!("{}:{kind}:*", escape_glob(&self.inner.prefix)))
-                .await?;
+            self.delete_matching(&self.inner.keys.pattern(kind)).await?;
         }
         Ok(())
     }
@@ -514,7 +346,7 @@ impl Store for RedisStore {
         let Some(token) = self.inner.lock_token.clone() else {
             return true;
         };
-        let lock = self.lock_key(key);
+        let lock = self.inner.keys.lock(key);
         let hold_ms = hold.as_millis().clamp(1, i64::MAX as u128) as i64;
         let set = self
             .run(|mut c| async move {
@@ -537,39 +369,14 @@ impl Store for RedisStore {
             return;
         };
         let mut invocation = self.inner.release.prepare_invoke();
-        invocation.key(self.lock_key(key)).arg(token);
+        invocation.key(self.inner.keys.lock(key)).arg(token);
         let _ = self
             .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
             .await;
     }
 }
 
-/// A lock token unique to this store instance.
-fn lock_token() -> String {
-    use std::sync::atomic::AtomicU64;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Relaxed)
-    )
-}
-
 fn unix_ms(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn escape_glob(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
