@@ -53,7 +53,7 @@ fn instance(name: &'static str, calls: &Calls, store: RedisStore) -> Router {
 async fn entry_keys(server: &RedisServer) -> Vec<String> {
     let mut raw = server.raw().await;
     redis::cmd("KEYS")
-        .arg("test:e:*")
+        .arg("test:*e:*")
         .query_async(&mut raw)
         .await
         .unwrap()
@@ -89,8 +89,13 @@ async fn two_instances_share_one_cache() {
             .unwrap();
         assert!(ttl > 0 && ttl <= 60_000, "{key}: {ttl}");
     }
+    let tag_index: Vec<String> = redis::cmd("KEYS")
+        .arg("test:*t:site")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     let ttl: i64 = redis::cmd("PTTL")
-        .arg("test:t:site")
+        .arg(&tag_index[0])
         .query_async(&mut raw)
         .await
         .unwrap();
@@ -433,4 +438,113 @@ async fn a_cancelled_probe_does_not_keep_the_circuit_open() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!s.faults().circuit_open);
+}
+
+/// Members of the tag index of `tag` in Redis, whatever structure holds them.
+async fn tag_index_size(server: &RedisServer, tag: &str) -> u64 {
+    let mut raw = server.raw().await;
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let suffix = [b":t:".as_slice(), tag.as_bytes()].concat();
+    let mut members = 0;
+    for key in keys.iter().filter(|k| k.ends_with(&suffix)) {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let count = if kind == "zset" { "ZCARD" } else { "SCARD" };
+        let n: u64 = redis::cmd(count)
+            .arg(key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        members += n;
+    }
+    members
+}
+
+async fn live_entries(server: &RedisServer) -> usize {
+    let mut raw = server.raw().await;
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("test*:e:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    keys.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_indexes_stay_within_a_small_factor_of_live_entries() {
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use tower_response_cache::{Entry, Store, StoreKey};
+    const HOT: u64 = 100;
+    const CHURN: u64 = 100;
+    const ROUNDS: u64 = 20;
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    // A genuine entry (with its URI, host and prefix tags), filled through the layer.
+    send(
+        &instance("a", &Calls::default(), s.clone()),
+        common::get("/page"),
+    )
+    .await;
+    let mut raw = server.raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("test*:e:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let value: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let entry = Arc::new(Entry::decode(Bytes::from(value)).unwrap());
+    let host = entry
+        .tags()
+        .find(|t| t.starts_with("\u{1}host "))
+        .unwrap()
+        .to_owned();
+
+    // Steady traffic: 100 hot keys rewritten every round, and 100 keys seen once that expire
+    // before the next round (a query string, a one-off page): 200 live entries at any time.
+    let short = Duration::from_millis(100);
+    for round in 0..ROUNDS {
+        for i in 0..HOT {
+            let key = StoreKey::of(format!("hot {i}").as_bytes());
+            s.put(key, entry.clone(), Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        for i in 0..CHURN {
+            let key = StoreKey::of(format!("once {round} {i}").as_bytes());
+            s.put(key, entry.clone(), short).await.unwrap();
+        }
+        if round + 1 < ROUNDS {
+            tokio::time::sleep(short + Duration::from_millis(20)).await;
+        }
+    }
+    let members = tag_index_size(&server, &host).await;
+    let live = live_entries(&server).await as u64;
+    println!(
+        "host tag index after {} puts: {members} members for {live} live entries",
+        ROUNDS * (HOT + CHURN)
+    );
+    assert!(live >= HOT, "{live}");
+    assert!(
+        members <= 2 * live,
+        "the tag index grew without bound: {members} members for {live} live entries"
+    );
+
+    // Invalidation works on the index as it is now.
+    let removed = s.invalidate_tags(&[&host]).await.unwrap();
+    // The hot entries and the page filled first, and what is left of the last round.
+    assert!((HOT + 1..=live).contains(&removed), "{removed} of {live}");
+    assert_eq!(live_entries(&server).await, 0);
+    assert_eq!(tag_index_size(&server, &host).await, 0);
 }

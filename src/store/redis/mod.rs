@@ -35,8 +35,10 @@ const INVALIDATION_MEMORY: Duration = Duration::from_secs(3600);
 /// - Entries are stored in the crate's versioned binary format ([`Entry::encode`]) with their
 ///   lifetime set in Redis (`PX`), so Redis drops them itself. A value that does not decode (a
 ///   foreign value, an older format, corruption) is a miss, and is removed.
-/// - Tags are Redis sets of entry keys, expiring with the longest-lived of their entries, so tag
-///   indexes do not outgrow the entries. Invalidating tags is one Lua script: atomic.
+/// - Each tag has an index in Redis: a sorted set of entry keys scored by their expiry, trimmed
+///   of expired members on every write, and expiring with its longest-lived entry; so an index
+///   stays within a small factor of its live entries. Invalidating tags is one Lua script:
+///   atomic.
 /// - With [`hmac_secret`](RedisStoreBuilder::hmac_secret) every value carries an HMAC-SHA256 of
 ///   its key and bytes. A value whose HMAC does not verify is a miss: whoever can write to Redis
 ///   without the secret cannot make the cache serve a response of their making. (They can still

@@ -9,7 +9,14 @@ return 0
 /// Stores an entry unless one of its tags (or everything) was invalidated after its fill
 /// started, less the clock margin; indexes it under its tags. Atomic: no invalidation can come
 /// between the check and the write.
-/// KEYS: entry, the "everything" marker, then (tag set, tag marker) pairs.
+///
+/// A tag's index is a sorted set of entry keys scored by when each entry expires (Redis's
+/// clock, `TIME`, the one that expires the entries). Every write to an index also drops its
+/// expired members, so an index holds the live entries written under the tag plus at most
+/// those removed early (by another tag's invalidation) and not yet expired; the index itself
+/// expires with its longest-lived entry.
+///
+/// KEYS: entry, the "everything" marker, then (tag index, tag marker) pairs.
 /// ARGV: value, ttl ms, fill start ms, margin ms.
 pub(super) const PUT: &str = r#"
 local start = tonumber(ARGV[3]) - tonumber(ARGV[4])
@@ -21,17 +28,22 @@ if overtaken(KEYS[2]) then return 0 end
 for i = 3, #KEYS, 2 do
   if overtaken(KEYS[i + 1]) then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local ttl = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 for i = 3, #KEYS, 2 do
-  redis.call('SADD', KEYS[i], KEYS[1])
-  redis.call('PEXPIRE', KEYS[i], ARGV[2], 'NX')
-  redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT')
+  redis.call('ZADD', KEYS[i], now + ttl, KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('PEXPIRE', KEYS[i], ttl, 'NX')
+  redis.call('PEXPIRE', KEYS[i], ttl, 'GT')
 end
 return 1
 "#;
 
-/// Marks each tag as invalidated now, then removes every entry listed in its set, and the set,
-/// in one atomic step. KEYS: (tag set, tag marker) pairs. ARGV: now ms, marker lifetime ms.
+/// Marks each tag as invalidated now, then removes every entry listed in its index, and the
+/// index, in one atomic step. KEYS: (tag index, tag marker) pairs. ARGV: now ms, marker
+/// lifetime ms.
 pub(super) const INVALIDATE_TAGS: &str = r#"
 local removed = 0
 for i = 1, #KEYS, 2 do
@@ -39,7 +51,7 @@ for i = 1, #KEYS, 2 do
   if not at or tonumber(at) < tonumber(ARGV[1]) then
     redis.call('SET', KEYS[i + 1], ARGV[1], 'PX', ARGV[2])
   end
-  local members = redis.call('SMEMBERS', KEYS[i])
+  local members = redis.call('ZRANGE', KEYS[i], 0, -1)
   for j = 1, #members, 500 do
     removed = removed + redis.call('DEL', unpack(members, j, math.min(j + 499, #members)))
   end
