@@ -23,6 +23,14 @@ impl Counters {
     pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
+
+    /// A request counted as a miss when it was looked up is answered stale after all (its
+    /// stale-if-error entry stood in for the origin): it moves from `misses` to `stale`, so that
+    /// it is counted once.
+    pub fn miss_answered_stale(&self) {
+        self.stale.fetch_add(1, Relaxed);
+        self.misses.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A cheap-to-clone handle on a cache's counters (from [`CacheLayer::stats`](crate::CacheLayer::stats)).
@@ -60,13 +68,19 @@ impl fmt::Debug for CacheStats {
 }
 
 /// The counters at one moment.
+///
+/// Every request the cache sees is either a bypass (it did not use the cache) or a cacheable
+/// request, looked up in the store; each cacheable request is counted exactly once among `hits`,
+/// `stale` and `misses`. `coalesced` is the part of `misses` answered without an origin call
+/// of their own. Figures about the store's contents come from
+/// [`Store::metrics`](crate::Store::metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
-    /// Requests answered from the cache.
+    /// Cacheable requests answered with a fresh stored response.
     pub hits: u64,
-    /// Requests looked up and not found (or not fresh); they went to the inner service or waited
-    /// for another request's fetch (see `coalesced`).
+    /// Cacheable requests answered neither fresh nor stale from the store: they went to the
+    /// inner service, or waited for another request's fetch (see `coalesced`).
     pub misses: u64,
     /// Requests that did not use the cache at all (see [`BypassReason`](crate::BypassReason)).
     pub bypasses: u64,
@@ -74,9 +88,11 @@ pub struct StatsSnapshot {
     pub stores: u64,
     /// Store operations that failed (the request was still answered, by the inner service).
     pub store_errors: u64,
-    /// Requests answered with a stale response (stale-while-revalidate or stale-if-error).
+    /// Cacheable requests answered with a stale response: within stale-while-revalidate, or
+    /// standing in for a failed or slow origin (stale-if-error).
     pub stale: u64,
-    /// Missed requests answered with the response another request fetched (no origin call).
+    /// Misses answered with the response another request fetched (no origin call of their
+    /// own), in this instance or, with cluster-wide coalescing, another one.
     pub coalesced: u64,
     /// Background refreshes started (stale-while-revalidate and refresh-ahead).
     pub refreshes: u64,
@@ -91,13 +107,14 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
-    /// hits / (hits + misses), or 0 when there were none.
+    /// The share of cacheable requests answered from the cache: hits, stale answers and
+    /// coalesced misses, over hits, stale answers and misses. 0 when there were none.
     pub fn hit_ratio(&self) -> f64 {
-        let looked_up = self.hits + self.misses;
-        if looked_up == 0 {
+        let cacheable = self.hits + self.stale + self.misses;
+        if cacheable == 0 {
             0.0
         } else {
-            self.hits as f64 / looked_up as f64
+            (self.hits + self.stale + self.coalesced) as f64 / cacheable as f64
         }
     }
 }
