@@ -106,13 +106,18 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
     }
 
     /// Removes every entry, and records it so that fills in progress do not write back.
-    pub async fn clear(&self) {
+    /// Returns how many entries the store removed.
+    pub async fn clear(&self) -> u64 {
         self.generations.record_everything();
         self.flights.detach_all();
         Counters::add(&self.counters.invalidations);
-        if let Err(error) = self.store.clear().await {
-            Counters::add(&self.counters.store_errors);
-            tracing::warn!(%error, "cache clear failed in the store");
+        match self.store.clear().await {
+            Ok(removed) => removed,
+            Err(error) => {
+                Counters::add(&self.counters.store_errors);
+                tracing::warn!(%error, "cache clear failed in the store");
+                0
+            }
         }
     }
 }

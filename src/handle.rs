@@ -43,14 +43,14 @@ impl fmt::Debug for CacheHandle {
 /// The operations a handle needs, without the store and key maker types.
 trait Invalidate: Send + Sync {
     fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64>;
-    fn clear(&self) -> BoxFuture<'_, ()>;
+    fn clear(&self) -> BoxFuture<'_, u64>;
 }
 
 impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Config<St, K> {
     fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64> {
         Box::pin(Config::invalidate(self, tags))
     }
-    fn clear(&self) -> BoxFuture<'_, ()> {
+    fn clear(&self) -> BoxFuture<'_, u64> {
         Box::pin(Config::clear(self))
     }
 }
@@ -103,9 +103,10 @@ impl CacheHandle {
         self.cache.invalidate(tags).await
     }
 
-    /// Removes every entry.
-    pub async fn clear(&self) {
-        self.cache.clear().await;
+    /// Removes every entry; returns how many the store removed (a Redis store: the entries
+    /// it deleted under its prefix, whichever instance stored them).
+    pub async fn clear(&self) -> u64 {
+        self.cache.clear().await
     }
 
     /// Sends `requests` through `service` (a service with this cache in front), one after the

@@ -210,8 +210,7 @@ impl Orders {
 
     async fn carry_out(self, handle: &CacheHandle) -> u64 {
         if self.all {
-            handle.clear().await;
-            return 0;
+            return handle.clear().await;
         }
         let mut purged = 0;
         for uri in &self.uris {

@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     pub misses: AtomicU64,
     pub bypasses: AtomicU64,
     pub stores: AtomicU64,
+    pub stores_refused: AtomicU64,
     pub store_errors: AtomicU64,
     pub stale: AtomicU64,
     pub coalesced: AtomicU64,
@@ -49,6 +50,7 @@ impl CacheStats {
             misses: self.counters.misses.load(Relaxed),
             bypasses: self.counters.bypasses.load(Relaxed),
             stores: self.counters.stores.load(Relaxed),
+            stores_refused: self.counters.stores_refused.load(Relaxed),
             store_errors: self.counters.store_errors.load(Relaxed),
             stale: self.counters.stale.load(Relaxed),
             coalesced: self.counters.coalesced.load(Relaxed),
@@ -57,6 +59,7 @@ impl CacheStats {
             evictions: store.evictions,
             entries: store.entries,
             weighted_bytes: store.weighted_bytes,
+            shared_entries: store.shared_entries,
         }
     }
 }
@@ -84,8 +87,13 @@ pub struct StatsSnapshot {
     pub misses: u64,
     /// Requests that did not use the cache at all (see [`BypassReason`](crate::BypassReason)).
     pub bypasses: u64,
-    /// Responses stored.
+    /// Responses stored, and kept: the store accepted them, and no invalidation overtook
+    /// their fill.
     pub stores: u64,
+    /// Responses not stored because an invalidation overtook their fill: seen by this
+    /// instance (before the put, or just after it, when the entry is removed again), or by the
+    /// store (a `RedisStore` refuses a fill that an invalidation on any instance overtook).
+    pub stores_refused: u64,
     /// Store operations that failed (the request was still answered, by the inner service).
     pub store_errors: u64,
     /// Cacheable requests answered with a stale response: within stale-while-revalidate, or
@@ -98,12 +106,17 @@ pub struct StatsSnapshot {
     pub refreshes: u64,
     /// Invalidations done (by a write passing through, a purge, or the handle).
     pub invalidations: u64,
-    /// Entries the store dropped to stay within its capacity.
+    /// Entries the memory tier dropped to stay within its capacity.
     pub evictions: u64,
-    /// Entries in the store (approximate for the memory store).
+    /// Entries held in this process's memory (a memory store, or a tiered store's memory
+    /// tier; 0 for a Redis store alone). See [`StoreMetrics`].
     pub entries: u64,
-    /// Bytes the store accounts for (approximate for the memory store).
+    /// Bytes of those entries, by [`Entry::weight`](crate::Entry::weight).
     pub weighted_bytes: u64,
+    /// Live entries in the shared tier (a Redis store, or a tiered store's Redis tier), shared
+    /// by every instance; `None` without one (or before it was first counted). See
+    /// [`StoreMetrics::shared_entries`].
+    pub shared_entries: Option<u64>,
 }
 
 impl StatsSnapshot {

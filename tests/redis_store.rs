@@ -540,6 +540,9 @@ async fn tag_indexes_stay_within_a_small_factor_of_live_entries() {
         members <= 2 * live,
         "the tag index grew without bound: {members} members for {live} live entries"
     );
+    // The index of all entries is kept the same way, and counts them.
+    let shared = s.metrics().shared_entries.unwrap();
+    assert!((live..=2 * live).contains(&shared), "{shared} for {live}");
 
     // Invalidation works on the index as it is now.
     let removed = s.invalidate_tags(&[&host]).await.unwrap();
@@ -547,4 +550,68 @@ async fn tag_indexes_stay_within_a_small_factor_of_live_entries() {
     assert!((HOT + 1..=live).contains(&removed), "{removed} of {live}");
     assert_eq!(live_entries(&server).await, 0);
     assert_eq!(tag_index_size(&server, &host).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_redis_refuses_is_not_counted_as_stored() {
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+    let server = RedisServer::start();
+    let (entered, gate) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let layer = CacheLayer::new(store(&server.url()));
+    let stats = layer.stats();
+    let (e, g) = (entered.clone(), gate.clone());
+    let a = Router::new()
+        .route(
+            "/item",
+            get(move || {
+                let (e, g) = (e.clone(), g.clone());
+                async move {
+                    e.add_permits(1);
+                    let _ = g.acquire().await.unwrap();
+                    ([("cache-tag", "item")], "old")
+                }
+            }),
+        )
+        .layer(layer);
+    // A's fill asks its origin; meanwhile another instance invalidates the item.
+    let fill = tokio::spawn(async move { send(&a, common::get("/item")).await });
+    let _ = entered.acquire().await.unwrap();
+    let other = CacheLayer::new(store(&server.url()));
+    other.handle().invalidate_tags(&["item"]).await;
+    gate.add_permits(1);
+    assert_eq!(fill.await.unwrap().text(), "old");
+
+    // Redis refused the overtaken fill: nothing was stored.
+    assert!(entry_keys(&server).await.is_empty());
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.stores, s.stores_refused, s.store_errors),
+        (0, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.shared_entries, Some(0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_entries_and_clear_count_what_is_in_redis() {
+    let server = RedisServer::start();
+    let a_layer = CacheLayer::new(store(&server.url()));
+    let a_stats = a_layer.stats();
+    let a = Router::new()
+        .route("/{*path}", get(|| async { "page" }))
+        .layer(a_layer);
+    for i in 0..3 {
+        send(&a, common::get(&format!("/p{i}"))).await;
+    }
+    let s = a_stats.snapshot();
+    assert_eq!((s.entries, s.shared_entries), (0, Some(3)), "{s:?}");
+
+    // Another instance clears: it removes what A stored, and says so.
+    let b = CacheLayer::new(store(&server.url()));
+    let (b_stats, b_handle) = (b.stats(), b.handle());
+    assert_eq!(b_handle.clear().await, 3);
+    assert_eq!(b_stats.snapshot().shared_entries, Some(0));
+    assert!(entry_keys(&server).await.is_empty());
+    assert_eq!(b_handle.clear().await, 0);
 }

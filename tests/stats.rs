@@ -1,15 +1,15 @@
 //! The figures of `CacheStats`: every cacheable request counted once, a hit ratio that counts
-//! every answer from the cache.
+//! every answer from the cache, stores that were stored, and clears that say what they removed.
 
 mod common;
 
 use axum::Router;
 use axum::routing::get;
-use common::{Calls, send};
+use common::{Calls, req, send};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+use tower_response_cache::{CacheLayer, MemoryStore, Policy, PurgeService};
 
 fn cache(policy: Policy) -> CacheLayer<MemoryStore> {
     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).policy(policy)
@@ -114,4 +114,24 @@ async fn the_hit_ratio_counts_hits_stale_answers_and_coalesced_waiters() {
     );
     // Answered from the cache: the hit, the stale answer and the four waiters; of 8.
     assert_eq!(s.hit_ratio(), 6.0 / 8.0, "{s:?}");
+}
+
+#[tokio::test]
+async fn purging_everything_says_how_many_entries_it_removed() {
+    let layer = cache(Policy::new());
+    let purge = PurgeService::new(layer.handle(), "token").unwrap();
+    let app = Router::new()
+        .route("/{*path}", get(|| async { "page" }))
+        .layer(layer)
+        .merge(Router::new().route_service("/_cache/purge", purge));
+    for i in 0..3 {
+        send(&app, common::get(&format!("/p{i}"))).await;
+    }
+    let auth = [("authorization", "Bearer token")];
+    let got = send(&app, req("POST", "/_cache/purge?all=true", &auth)).await;
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (200, "purged 3 entries\n")
+    );
+    assert_eq!(send(&app, common::get("/p0")).await.cache(), "MISS");
 }

@@ -349,3 +349,53 @@ async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_report_both_tiers() {
+    let server = RedisServer::start();
+    let (a_store, b_store) = (tiered(&server), tiered(&server));
+    subscribed(&a_store).await;
+    subscribed(&b_store).await;
+    let calls = Calls::default();
+    let a_layer = CacheLayer::new(a_store.clone());
+    let b_layer = CacheLayer::new(b_store.clone());
+    let (a_stats, b_stats) = (a_layer.stats(), b_layer.stats());
+    let a_handle = a_layer.handle();
+    let app = |layer: CacheLayer<TieredStore>| {
+        let c = calls.clone();
+        Router::new()
+            .route(
+                "/{*path}",
+                get(move || {
+                    c.hit();
+                    async { "page" }
+                }),
+            )
+            .layer(layer)
+    };
+    let (a, b) = (app(a_layer), app(b_layer));
+    for i in 0..5 {
+        send(&a, common::get(&format!("/p{i}"))).await;
+    }
+    // A holds the five in memory, and they are in Redis.
+    let s = a_stats.snapshot();
+    assert_eq!(s.entries, 5, "{s:?}");
+    assert!(s.weighted_bytes > 0, "{s:?}");
+    // B has read two of them: two in its memory, five shared.
+    for i in 0..2 {
+        assert_eq!(
+            send(&b, common::get(&format!("/p{i}"))).await.cache(),
+            "HIT"
+        );
+    }
+    let s = b_stats.snapshot();
+    assert_eq!((s.entries, s.shared_entries), (2, Some(5)), "{s:?}");
+    let s = a_stats.snapshot();
+    assert_eq!((s.entries, s.shared_entries), (5, Some(5)), "{s:?}");
+    assert_eq!(calls.get(), 5);
+
+    // A clear counts the entries once (L1's are copies of L2's).
+    assert_eq!(a_handle.clear().await, 5);
+    let s = a_stats.snapshot();
+    assert_eq!((s.entries, s.shared_entries), (0, Some(0)), "{s:?}");
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::task::AbortHandle;
 
-use super::{MemoryStore, RedisStore, Store, StoreError, StoreMetrics};
+use super::{MemoryStore, PutOutcome, RedisStore, Store, StoreError, StoreMetrics};
 use crate::invalidate::{FillTicket, Generations};
 use crate::{Entry, StoreKey};
 
@@ -177,14 +177,21 @@ impl Store for TieredStore {
         Ok(found)
     }
 
-    async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
+    /// Stored means stored in L2 (the copy in L1 may be refused).
+    async fn put(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StoreError> {
         let ticket = self.shared.generations.begin_fill();
         // L1 follows L2: what L2 refused (an invalidation overtook the fill) or could not
         // store, L1 does not keep either.
-        if self.shared.l2.put_current(key, &entry, ttl).await? && self.is_subscribed() {
+        let outcome = self.shared.l2.put(key, Arc::clone(&entry), ttl).await?;
+        if outcome == PutOutcome::Stored && self.is_subscribed() {
             self.copy_to_l1(key, entry, ttl, &ticket).await?;
         }
-        Ok(())
+        Ok(outcome)
     }
 
     // Invalidations: L2 first, then the record, then L1. A read of L2 that could still return
@@ -207,7 +214,8 @@ impl Store for TieredStore {
         Ok(shared?.max(local))
     }
 
-    async fn clear(&self) -> Result<(), StoreError> {
+    /// Returns how many entries L2 removed (those of L1 are copies of them).
+    async fn clear(&self) -> Result<u64, StoreError> {
         let l2 = self.shared.l2.clear().await;
         self.shared.generations.record_everything();
         self.shared.l1.clear().await?;
@@ -215,8 +223,11 @@ impl Store for TieredStore {
         l2
     }
 
+    /// L1's figures, and L2's count of live entries as
+    /// [`shared_entries`](StoreMetrics::shared_entries).
     fn metrics(&self) -> StoreMetrics {
-        self.shared.l1.metrics()
+        let shared = self.shared.l2.metrics().shared_entries;
+        self.shared.l1.metrics().with_shared_entries(shared)
     }
 
     async fn claim_fill(&self, key: StoreKey, hold: Duration) -> bool {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
+use super::count::EntryCount;
 use super::keys::Keys;
 use super::{Inner, RedisStore, scripts};
 use crate::StoreError;
@@ -116,6 +117,7 @@ impl RedisStoreBuilder {
                 lock_token: self.cluster_coalescing.then(lock_token),
                 faults: AtomicU64::new(0),
                 undecodable: AtomicU64::new(0),
+                count: EntryCount::new(),
             }),
         })
     }

@@ -1,8 +1,8 @@
 //! The names of everything a [`RedisStore`](super::RedisStore) keeps in Redis.
 //!
 //! Every name starts with the store's namespace, `{prefix}:v{LAYOUT}`: `…:e:{key}` an entry,
-//! `…:t:{tag}` a tag's index, `…:inv:{tag}` and `…:inv-all` invalidation markers,
-//! `…:lock:{key}` a fill lock, `…:{name}` a pub/sub channel.
+//! `…:entries` the index of all entries, `…:t:{tag}` a tag's index, `…:inv:{tag}` and
+//! `…:inv-all` invalidation markers, `…:lock:{key}` a fill lock, `…:{name}` a pub/sub channel.
 
 use crate::StoreKey;
 
@@ -12,7 +12,7 @@ use crate::StoreKey;
 /// themselves.
 ///
 /// - 1: tag indexes are sets (no version in the names).
-/// - 2: tag indexes are sorted sets scored by expiry.
+/// - 2: tag indexes are sorted sets scored by expiry; an index of all entries.
 pub(super) const LAYOUT: u32 = 2;
 
 /// The names under one namespace.
@@ -36,6 +36,11 @@ impl Keys {
     /// An entry.
     pub fn entry(&self, key: StoreKey) -> String {
         format!("{}:e:{key}", self.namespace)
+    }
+
+    /// The index of every entry (counting them).
+    pub fn entries(&self) -> String {
+        format!("{}:entries", self.namespace)
     }
 
     /// The index of the entries carrying `tag`.
@@ -98,6 +103,7 @@ mod tests {
         let key = StoreKey::from_u128(0xab);
         for name in [
             keys.entry(key),
+            keys.entries(),
             keys.everything(),
             keys.lock(key),
             keys.channel("invalidations"),

@@ -12,13 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-use super::{Store, StoreError, StoreMetrics};
+use super::{PutOutcome, Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
 use breaker::{Breaker, Permit};
+use count::EntryCount;
 use keys::Keys;
 
 mod breaker;
 mod builder;
+mod count;
 mod keys;
 mod scripts;
 
@@ -38,7 +40,11 @@ const INVALIDATION_MEMORY: Duration = Duration::from_secs(3600);
 /// - Each tag has an index in Redis: a sorted set of entry keys scored by their expiry, trimmed
 ///   of expired members on every write, and expiring with its longest-lived entry; so an index
 ///   stays within a small factor of its live entries. Invalidating tags is one Lua script:
-///   atomic.
+///   atomic. An index of all entries, kept the same way, counts them for
+///   [`StoreMetrics::shared_entries`].
+/// - A put is refused ([`PutOutcome::Refused`]) when an invalidation of one of the entry's tags,
+///   on any instance, came after its fill started (less a clock margin, see
+///   [`invalidation_clock_margin`](RedisStoreBuilder::invalidation_clock_margin)).
 /// - With [`hmac_secret`](RedisStoreBuilder::hmac_secret) every value carries an HMAC-SHA256 of
 ///   its key and bytes. A value whose HMAC does not verify is a miss: whoever can write to Redis
 ///   without the secret cannot make the cache serve a response of their making. (They can still
@@ -83,6 +89,8 @@ struct Inner {
     lock_token: Option<String>,
     faults: AtomicU64,
     undecodable: AtomicU64,
+    /// Live entries in Redis, as last heard.
+    count: EntryCount,
 }
 
 impl fmt::Debug for RedisStore {
@@ -111,64 +119,43 @@ pub struct RedisFaults {
 }
 
 impl RedisStore {
-    /// Deletes every key matching the glob `pattern`, in batches (SCAN, not KEYS).
-    async fn delete_matching(&self, pattern: &str) -> Result<(), StoreError> {
-        let pattern = pattern.to_owned();
-        self.run(|mut c| async move {
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await?;
-                if !keys.is_empty() {
-                    c.del::<_, ()>(keys).await?;
-                }
-                if next == 0 {
-                    return Ok(());
-                }
-                cursor = next;
+    /// Deletes every key matching the glob `pattern`, in batches (SCAN, not KEYS; each batch
+    /// an operation of its own, within the timeout); with `entries`, they also leave the
+    /// entries index. Returns how many keys were deleted.
+    async fn delete_matching(&self, pattern: &str, entries: bool) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        let mut cursor = 0u64;
+        loop {
+            let pattern = pattern.to_owned();
+            let index = self.inner.keys.entries();
+            let (next, removed) = self
+                .run(|mut c| async move {
+                    let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut c)
+                        .await?;
+                    if keys.is_empty() {
+                        return Ok((next, 0));
+                    }
+                    let mut batch = redis::pipe();
+                    batch.atomic().del(&keys);
+                    if entries {
+                        batch.zrem(index, &keys).ignore();
+                    }
+                    let (removed,): (u64,) = batch.query_async(&mut c).await?;
+                    Ok((next, removed))
+                })
+                .await?;
+            deleted += removed;
+            if next == 0 {
+                return Ok(deleted);
             }
-        })
-        .await
-    }
-
-    /// Stores `entry` unless an invalidation of its tags, on any instance, came after its fill
-    /// started; `Ok(false)` when it was refused so.
-    pub(crate) async fn put_current(
-        &self,
-        key: StoreKey,
-        entry: &Entry,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let redis_key = self.inner.keys.entry(key);
-        let mut value = entry.encode();
-        if let Some(mac) = self.mac(&redis_key, &value) {
-            value.extend_from_slice(&mac);
+            cursor = next;
         }
-        let mut invocation = self.inner.put.prepare_invoke();
-        invocation.key(&redis_key).key(self.inner.keys.everything());
-        for tag in entry.tags() {
-            invocation
-                .key(self.inner.keys.tag(tag))
-                .key(self.inner.keys.marker(tag));
-        }
-        invocation
-            .arg(value)
-            .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
-            .arg(unix_ms(entry.fill_started_at()))
-            .arg(self.inner.clock_margin.as_millis() as u64);
-        let stored = self
-            .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
-            .await?;
-        if stored == 0 {
-            tracing::debug!("an invalidation on some instance overtook this fill; not stored");
-        }
-        Ok(stored == 1)
     }
 
     /// Faults seen so far.
@@ -276,7 +263,24 @@ impl Store for RedisStore {
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
         let redis_key = self.inner.keys.entry(key);
         let k = redis_key.clone();
-        let value: Option<Vec<u8>> = self.run(|mut c| async move { c.get(k).await }).await?;
+        let value: Option<Vec<u8>> = if self.inner.count.refresh_due() {
+            // Now and then, a read also counts the live entries (same round trip).
+            let index = self.inner.keys.entries();
+            let live = format!("({}", unix_ms(std::time::SystemTime::now()));
+            let (value, count): (Option<Vec<u8>>, i64) = self
+                .run(|mut c| async move {
+                    redis::pipe()
+                        .get(k)
+                        .zcount(index, live, "+inf")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            self.inner.count.set(count);
+            value
+        } else {
+            self.run(|mut c| async move { c.get(k).await }).await?
+        };
         let Some(value) = value else {
             return Ok(None);
         };
@@ -285,22 +289,68 @@ impl Store for RedisStore {
             None => {
                 self.inner.undecodable.fetch_add(1, Relaxed);
                 tracing::warn!(key = %redis_key, "undecodable or unverified cache value; removed");
-                let _ = self
-                    .run(|mut c| async move { c.del::<_, ()>(redis_key).await })
-                    .await;
+                let _ = self.remove(key).await;
                 Ok(None)
             }
         }
     }
 
-    async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
-        self.put_current(key, &entry, ttl).await.map(|_| ())
+    async fn put(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StoreError> {
+        let keys = &self.inner.keys;
+        let redis_key = keys.entry(key);
+        let mut value = entry.encode();
+        if let Some(mac) = self.mac(&redis_key, &value) {
+            value.extend_from_slice(&mac);
+        }
+        let mut invocation = self.inner.put.prepare_invoke();
+        invocation
+            .key(&redis_key)
+            .key(keys.everything())
+            .key(keys.entries());
+        for tag in entry.tags() {
+            invocation.key(keys.tag(tag)).key(keys.marker(tag));
+        }
+        invocation
+            .arg(value)
+            .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
+            .arg(unix_ms(entry.fill_started_at()))
+            .arg(self.inner.clock_margin.as_millis() as u64);
+        let (stored, count): (i64, i64) = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        self.inner.count.set(count);
+        if stored == 1 {
+            Ok(PutOutcome::Stored)
+        } else {
+            tracing::debug!("an invalidation on some instance overtook this fill; not stored");
+            Ok(PutOutcome::Refused)
+        }
     }
 
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
         let redis_key = self.inner.keys.entry(key);
-        self.run(|mut c| async move { c.del::<_, ()>(redis_key).await })
-            .await
+        let index = self.inner.keys.entries();
+        let count: i64 = self
+            .run(|mut c| async move {
+                let (count,): (i64,) = redis::pipe()
+                    .atomic()
+                    .del(&redis_key)
+                    .ignore()
+                    .zrem(&index, &redis_key)
+                    .ignore()
+                    .zcard(&index)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(count)
+            })
+            .await?;
+        self.inner.count.set(count);
+        Ok(())
     }
 
     async fn invalidate_tags<'a>(&'a self, tags: &'a [&'a str]) -> Result<u64, StoreError> {
@@ -308,6 +358,7 @@ impl Store for RedisStore {
             return Ok(0);
         }
         let mut invocation = self.inner.invalidate.prepare_invoke();
+        invocation.key(self.inner.keys.entries());
         for tag in tags {
             invocation
                 .key(self.inner.keys.tag(tag))
@@ -316,11 +367,17 @@ impl Store for RedisStore {
         invocation
             .arg(unix_ms(std::time::SystemTime::now()))
             .arg(INVALIDATION_MEMORY.as_millis() as u64);
-        self.run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await })
-            .await
+        let (removed, count): (u64, i64) = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        self.inner.count.set(count);
+        Ok(removed)
     }
 
-    async fn clear(&self) -> Result<(), StoreError> {
+    /// Marks everything as invalidated (fills that started before are refused), then deletes
+    /// every entry and tag index under the prefix, whoever stored them; returns how many entries
+    /// were deleted.
+    async fn clear(&self) -> Result<u64, StoreError> {
         let marker = self.inner.keys.everything();
         let now = unix_ms(std::time::SystemTime::now());
         let memory = INVALIDATION_MEMORY.as_millis() as u64;
@@ -334,14 +391,23 @@ impl Store for RedisStore {
                 .await
         })
         .await?;
-        for kind in ["e", "t"] {
-            self.delete_matching(&self.inner.keys.pattern(kind)).await?;
-        }
-        Ok(())
+        let removed = self
+            .delete_matching(&self.inner.keys.pattern("e"), true)
+            .await?;
+        self.delete_matching(&self.inner.keys.pattern("t"), false)
+            .await?;
+        let index = self.inner.keys.entries();
+        let count: i64 = self
+            .run(|mut c| async move { c.zcard(index).await })
+            .await?;
+        self.inner.count.set(count);
+        Ok(removed)
     }
 
+    /// No memory tier: only [`shared_entries`](StoreMetrics::shared_entries), the live
+    /// entries in Redis as last heard.
     fn metrics(&self) -> StoreMetrics {
-        StoreMetrics::default()
+        StoreMetrics::default().with_shared_entries(self.inner.count.get())
     }
 
     async fn claim_fill(&self, key: StoreKey, hold: Duration) -> bool {
