@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 use tower_response_cache::{
-    AnyStore, CacheLayer, Entry, Store, StoreError, StoreKey, StoreMetrics,
+    AnyStore, CacheLayer, Entry, PutOutcome, Store, StoreError, StoreKey, StoreMetrics,
 };
 
 #[derive(Default)]
@@ -61,14 +61,21 @@ impl Store for LoggingStore {
         Ok(found)
     }
 
-    async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StoreError> {
         println!("  store: put {key} for {ttl:?} ({} bytes)", entry.weight());
         let mut contents = self.contents()?;
         for tag in entry.tags() {
             contents.tags.entry(tag.to_owned()).or_default().insert(key);
         }
         contents.entries.insert(key, (Instant::now() + ttl, entry));
-        Ok(())
+        // A store may also answer `Refused` (stored nothing), as the Redis store does for a
+        // fill an invalidation overtook; the layer counts it apart from what was stored.
+        Ok(PutOutcome::Stored)
     }
 
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
@@ -89,12 +96,14 @@ impl Store for LoggingStore {
         Ok(removed)
     }
 
-    async fn clear(&self) -> Result<(), StoreError> {
-        println!("  store: clear");
+    async fn clear(&self) -> Result<u64, StoreError> {
         let mut contents = self.contents()?;
+        let now = Instant::now();
+        let removed = contents.entries.values().filter(|(e, _)| *e > now).count() as u64;
         contents.entries.clear();
         contents.tags.clear();
-        Ok(())
+        println!("  store: clear -> {removed} removed");
+        Ok(removed)
     }
 
     fn metrics(&self) -> StoreMetrics {
@@ -137,6 +146,7 @@ async fn main() {
     let cached = app.layer(CacheLayer::new(store.clone()));
     fetch(&cached, "/hello").await;
     fetch(&cached, "/hello").await;
-    store.clear().await.unwrap();
+    let removed = store.clear().await.unwrap();
+    println!("cleared {removed} entries");
     fetch(&cached, "/hello").await;
 }

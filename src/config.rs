@@ -111,10 +111,8 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
         self.generations.record_everything();
         self.flights.detach_all();
         Counters::add(&self.counters.invalidations);
-        let entries = self.store.metrics().entries;
         match self.store.clear().await {
-            // Until stores report what they cleared: what they held before.
-            Ok(()) => entries,
+            Ok(removed) => removed,
             Err(error) => {
                 Counters::add(&self.counters.store_errors);
                 tracing::warn!(%error, "cache clear failed in the store");

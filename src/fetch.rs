@@ -533,7 +533,8 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         now: SystemTime,
     ) -> Option<Response<CacheBody<B>>> {
         let response = self.answer(stale, head, now, Disposition::Stale)?;
-        Counters::add(&self.counters.stale);
+        // Only misses get here: the request was counted as one when it was looked up.
+        self.counters.miss_answered_stale();
         Some(response)
     }
 }

@@ -15,7 +15,9 @@ use crate::entry::StoredResponse;
 use crate::invalidate::{self, FillTicket};
 use crate::semantics::{self, RequestFacts, StoreDecision};
 use crate::stats::Counters;
-use crate::{CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, Policy, Store, StoreKey};
+use crate::{
+    CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, Policy, PutOutcome, Store, StoreKey,
+};
 
 /// What the flow knows about a cacheable request when its response arrives.
 pub(crate) struct Miss<'a> {
@@ -229,6 +231,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         };
         if miss.ticket.overtaken(tags()) {
             tracing::debug!("an invalidation overtook this fill; not stored");
+            Counters::add(&self.counters.stores_refused);
             return shared;
         }
         let mut written = Vec::with_capacity(2);
@@ -237,19 +240,22 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             self.put_shared(miss.key.store_key(), list, ttl).await;
             written.push(miss.key.store_key());
         }
-        if self.put_shared(target.store_key(), entry, ttl).await {
-            Counters::add(&self.counters.stores);
-        }
+        let put = self.put_shared(target.store_key(), entry, ttl).await;
         written.push(target.store_key());
-        self.undo_if_overtaken(miss, &written).await;
+        let undone = self.undo_if_overtaken(miss, &written).await;
+        match put {
+            Some(PutOutcome::Stored) if !undone => Counters::add(&self.counters.stores),
+            Some(_) => Counters::add(&self.counters.stores_refused),
+            None => {}
+        }
         shared
     }
 
     /// Removes what this fill just wrote if an invalidation came in meanwhile: either it sees
     /// the invalidation's record here, or the invalidation's removal comes after the write.
-    async fn undo_if_overtaken(&self, miss: &Miss<'_>, written: &[StoreKey]) {
+    async fn undo_if_overtaken(&self, miss: &Miss<'_>, written: &[StoreKey]) -> bool {
         if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
-            return;
+            return false;
         }
         for key in written {
             if let Err(error) = self.store.remove(*key).await {
@@ -257,19 +263,26 @@ impl<St: Store + ?Sized, K> Config<St, K> {
                 tracing::warn!(%error, "could not remove an overtaken fill");
             }
         }
+        true
     }
 
-    async fn put(&self, key: StoreKey, entry: Entry, ttl: Duration) -> bool {
+    async fn put(&self, key: StoreKey, entry: Entry, ttl: Duration) -> Option<PutOutcome> {
         self.put_shared(key, Arc::new(entry), ttl).await
     }
 
-    async fn put_shared(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> bool {
+    /// What the store did with the entry; `None` when it failed (counted as a store error).
+    async fn put_shared(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Option<PutOutcome> {
         match self.store.put(key, entry, ttl).await {
-            Ok(()) => true,
+            Ok(outcome) => Some(outcome),
             Err(error) => {
                 Counters::add(&self.counters.store_errors);
                 tracing::warn!(%error, "cache store put failed; response not stored");
-                false
+                None
             }
         }
     }

@@ -111,7 +111,8 @@ impl CacheHandle {
         self.cache.invalidate(tags).await
     }
 
-    /// Removes every entry; returns how many the store removed.
+    /// Removes every entry; returns how many the store removed (a Redis store: the entries
+    /// it deleted under its prefix, whichever instance stored them).
     pub async fn clear(&self) -> u64 {
         self.cache.clear().await
     }

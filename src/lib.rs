@@ -95,7 +95,9 @@ pub use purge::{InvalidToken, PurgeService};
 pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};
-pub use store::{AnyStore, DynStore, Eviction, MemoryStore, Store, StoreError, StoreMetrics};
+pub use store::{
+    AnyStore, DynStore, Eviction, MemoryStore, PutOutcome, Store, StoreError, StoreMetrics,
+};
 #[cfg(feature = "redis")]
 pub use store::{RedisFaults, RedisStore, RedisStoreBuilder, TieredStore};
 

@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     pub misses: AtomicU64,
     pub bypasses: AtomicU64,
     pub stores: AtomicU64,
+    pub stores_refused: AtomicU64,
     pub store_errors: AtomicU64,
     pub stale: AtomicU64,
     pub coalesced: AtomicU64,
@@ -22,6 +23,14 @@ pub(crate) struct Counters {
 impl Counters {
     pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// A request counted as a miss when it was looked up is answered stale after all (its
+    /// stale-if-error entry stood in for the origin): it moves from `misses` to `stale`, so that
+    /// it is counted once.
+    pub fn miss_answered_stale(&self) {
+        self.stale.fetch_add(1, Relaxed);
+        self.misses.fetch_sub(1, Relaxed);
     }
 }
 
@@ -41,6 +50,7 @@ impl CacheStats {
             misses: self.counters.misses.load(Relaxed),
             bypasses: self.counters.bypasses.load(Relaxed),
             stores: self.counters.stores.load(Relaxed),
+            stores_refused: self.counters.stores_refused.load(Relaxed),
             store_errors: self.counters.store_errors.load(Relaxed),
             stale: self.counters.stale.load(Relaxed),
             coalesced: self.counters.coalesced.load(Relaxed),
@@ -49,6 +59,7 @@ impl CacheStats {
             evictions: store.evictions,
             entries: store.entries,
             weighted_bytes: store.weighted_bytes,
+            shared_entries: store.shared_entries,
         }
     }
 }
@@ -60,44 +71,63 @@ impl fmt::Debug for CacheStats {
 }
 
 /// The counters at one moment.
+///
+/// Every request the cache sees is either a bypass (it did not use the cache) or a cacheable
+/// request, looked up in the store; each cacheable request is counted exactly once among `hits`,
+/// `stale` and `misses`. `coalesced` is the part of `misses` answered without an origin call
+/// of their own. Figures about the store's contents come from
+/// [`Store::metrics`](crate::Store::metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
-    /// Requests answered from the cache.
+    /// Cacheable requests answered with a fresh stored response.
     pub hits: u64,
-    /// Requests looked up and not found (or not fresh); they went to the inner service or waited
-    /// for another request's fetch (see `coalesced`).
+    /// Cacheable requests answered neither fresh nor stale from the store: they went to the
+    /// inner service, or waited for another request's fetch (see `coalesced`).
     pub misses: u64,
     /// Requests that did not use the cache at all (see [`BypassReason`](crate::BypassReason)).
     pub bypasses: u64,
-    /// Responses stored.
+    /// Responses stored, and kept: the store accepted them, and no invalidation overtook
+    /// their fill.
     pub stores: u64,
+    /// Responses not stored because an invalidation overtook their fill: seen by this
+    /// instance (before the put, or just after it, when the entry is removed again), or by the
+    /// store (a `RedisStore` refuses a fill that an invalidation on any instance overtook).
+    pub stores_refused: u64,
     /// Store operations that failed (the request was still answered, by the inner service).
     pub store_errors: u64,
-    /// Requests answered with a stale response (stale-while-revalidate or stale-if-error).
+    /// Cacheable requests answered with a stale response: within stale-while-revalidate, or
+    /// standing in for a failed or slow origin (stale-if-error).
     pub stale: u64,
-    /// Missed requests answered with the response another request fetched (no origin call).
+    /// Misses answered with the response another request fetched (no origin call of their
+    /// own), in this instance or, with cluster-wide coalescing, another one.
     pub coalesced: u64,
     /// Background refreshes started (stale-while-revalidate and refresh-ahead).
     pub refreshes: u64,
     /// Invalidations done (by a write passing through, a purge, or the handle).
     pub invalidations: u64,
-    /// Entries the store dropped to stay within its capacity.
+    /// Entries the memory tier dropped to stay within its capacity.
     pub evictions: u64,
-    /// Entries in the store (approximate for the memory store).
+    /// Entries held in this process's memory (a memory store, or a tiered store's memory
+    /// tier; 0 for a Redis store alone). See [`StoreMetrics`].
     pub entries: u64,
-    /// Bytes the store accounts for (approximate for the memory store).
+    /// Bytes of those entries, by [`Entry::weight`](crate::Entry::weight).
     pub weighted_bytes: u64,
+    /// Live entries in the shared tier (a Redis store, or a tiered store's Redis tier), shared
+    /// by every instance; `None` without one (or before it was first counted). See
+    /// [`StoreMetrics::shared_entries`].
+    pub shared_entries: Option<u64>,
 }
 
 impl StatsSnapshot {
-    /// hits / (hits + misses), or 0 when there were none.
+    /// The share of cacheable requests answered from the cache: hits, stale answers and
+    /// coalesced misses, over hits, stale answers and misses. 0 when there were none.
     pub fn hit_ratio(&self) -> f64 {
-        let looked_up = self.hits + self.misses;
-        if looked_up == 0 {
+        let cacheable = self.hits + self.stale + self.misses;
+        if cacheable == 0 {
             0.0
         } else {
-            self.hits as f64 / looked_up as f64
+            (self.hits + self.stale + self.coalesced) as f64 / cacheable as f64
         }
     }
 }

@@ -53,7 +53,7 @@ fn instance(name: &'static str, calls: &Calls, store: RedisStore) -> Router {
 async fn entry_keys(server: &RedisServer) -> Vec<String> {
     let mut raw = server.raw().await;
     redis::cmd("KEYS")
-        .arg("test:e:*")
+        .arg("test:*e:*")
         .query_async(&mut raw)
         .await
         .unwrap()
@@ -89,8 +89,13 @@ async fn two_instances_share_one_cache() {
             .unwrap();
         assert!(ttl > 0 && ttl <= 60_000, "{key}: {ttl}");
     }
+    let tag_index: Vec<String> = redis::cmd("KEYS")
+        .arg("test:*t:site")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     let ttl: i64 = redis::cmd("PTTL")
-        .arg("test:t:site")
+        .arg(&tag_index[0])
         .query_async(&mut raw)
         .await
         .unwrap();
@@ -396,4 +401,217 @@ async fn a_write_on_one_instance_is_never_undone_by_a_slow_fill_on_another() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_probe_does_not_keep_the_circuit_open() {
+    use futures_util::FutureExt;
+    use tower_response_cache::{Store, StoreKey};
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let s = store(&server.url());
+    let key = StoreKey::of(b"probe");
+    s.get(key).await.unwrap();
+
+    server.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.faults().circuit_open {
+        assert!(Instant::now() < deadline, "the circuit never opened");
+        let _ = s.get(key).await;
+    }
+    let _server = RedisServer::start_on(port);
+    // Past the cooldown (300 ms), the next call is the half-open probe. Its request is
+    // cancelled: polled once (the probe is taken), then dropped.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        s.get(key).now_or_never().is_none(),
+        "the probe must be in flight when it is dropped"
+    );
+    // Redis is back: within a few cooldowns, the store must be too.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while s.get(key).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the circuit stuck open after a cancelled probe: {:?}",
+            s.faults()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!s.faults().circuit_open);
+}
+
+/// Members of the tag index of `tag` in Redis, whatever structure holds them.
+async fn tag_index_size(server: &RedisServer, tag: &str) -> u64 {
+    let mut raw = server.raw().await;
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let suffix = [b":t:".as_slice(), tag.as_bytes()].concat();
+    let mut members = 0;
+    for key in keys.iter().filter(|k| k.ends_with(&suffix)) {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let count = if kind == "zset" { "ZCARD" } else { "SCARD" };
+        let n: u64 = redis::cmd(count)
+            .arg(key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        members += n;
+    }
+    members
+}
+
+async fn live_entries(server: &RedisServer) -> usize {
+    let mut raw = server.raw().await;
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("test*:e:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    keys.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_indexes_stay_within_a_small_factor_of_live_entries() {
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use tower_response_cache::{Entry, Store, StoreKey};
+    const HOT: u64 = 100;
+    const CHURN: u64 = 100;
+    const ROUNDS: u64 = 20;
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    // A genuine entry (with its URI, host and prefix tags), filled through the layer.
+    send(
+        &instance("a", &Calls::default(), s.clone()),
+        common::get("/page"),
+    )
+    .await;
+    let mut raw = server.raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("test*:e:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let value: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let entry = Arc::new(Entry::decode(Bytes::from(value)).unwrap());
+    let host = entry
+        .tags()
+        .find(|t| t.starts_with("\u{1}host "))
+        .unwrap()
+        .to_owned();
+
+    // Steady traffic: 100 hot keys rewritten every round, and 100 keys seen once that expire
+    // before the next round (a query string, a one-off page): 200 live entries at any time.
+    let short = Duration::from_millis(100);
+    for round in 0..ROUNDS {
+        for i in 0..HOT {
+            let key = StoreKey::of(format!("hot {i}").as_bytes());
+            s.put(key, entry.clone(), Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        for i in 0..CHURN {
+            let key = StoreKey::of(format!("once {round} {i}").as_bytes());
+            s.put(key, entry.clone(), short).await.unwrap();
+        }
+        if round + 1 < ROUNDS {
+            tokio::time::sleep(short + Duration::from_millis(20)).await;
+        }
+    }
+    let members = tag_index_size(&server, &host).await;
+    let live = live_entries(&server).await as u64;
+    println!(
+        "host tag index after {} puts: {members} members for {live} live entries",
+        ROUNDS * (HOT + CHURN)
+    );
+    assert!(live >= HOT, "{live}");
+    assert!(
+        members <= 2 * live,
+        "the tag index grew without bound: {members} members for {live} live entries"
+    );
+    // The index of all entries is kept the same way, and counts them.
+    let shared = s.metrics().shared_entries.unwrap();
+    assert!((live..=2 * live).contains(&shared), "{shared} for {live}");
+
+    // Invalidation works on the index as it is now.
+    let removed = s.invalidate_tags(&[&host]).await.unwrap();
+    // The hot entries and the page filled first, and what is left of the last round.
+    assert!((HOT + 1..=live).contains(&removed), "{removed} of {live}");
+    assert_eq!(live_entries(&server).await, 0);
+    assert_eq!(tag_index_size(&server, &host).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_redis_refuses_is_not_counted_as_stored() {
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+    let server = RedisServer::start();
+    let (entered, gate) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let layer = CacheLayer::new(store(&server.url()));
+    let stats = layer.stats();
+    let (e, g) = (entered.clone(), gate.clone());
+    let a = Router::new()
+        .route(
+            "/item",
+            get(move || {
+                let (e, g) = (e.clone(), g.clone());
+                async move {
+                    e.add_permits(1);
+                    let _ = g.acquire().await.unwrap();
+                    ([("cache-tag", "item")], "old")
+                }
+            }),
+        )
+        .layer(layer);
+    // A's fill asks its origin; meanwhile another instance invalidates the item.
+    let fill = tokio::spawn(async move { send(&a, common::get("/item")).await });
+    let _ = entered.acquire().await.unwrap();
+    let other = CacheLayer::new(store(&server.url()));
+    other.handle().invalidate_tags(&["item"]).await;
+    gate.add_permits(1);
+    assert_eq!(fill.await.unwrap().text(), "old");
+
+    // Redis refused the overtaken fill: nothing was stored.
+    assert!(entry_keys(&server).await.is_empty());
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.stores, s.stores_refused, s.store_errors),
+        (0, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.shared_entries, Some(0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_entries_and_clear_count_what_is_in_redis() {
+    let server = RedisServer::start();
+    let a_layer = CacheLayer::new(store(&server.url()));
+    let a_stats = a_layer.stats();
+    let a = Router::new()
+        .route("/{*path}", get(|| async { "page" }))
+        .layer(a_layer);
+    for i in 0..3 {
+        send(&a, common::get(&format!("/p{i}"))).await;
+    }
+    let s = a_stats.snapshot();
+    assert_eq!((s.entries, s.shared_entries), (0, Some(3)), "{s:?}");
+
+    // Another instance clears: it removes what A stored, and says so.
+    let b = CacheLayer::new(store(&server.url()));
+    let (b_stats, b_handle) = (b.stats(), b.handle());
+    assert_eq!(b_handle.clear().await, 3);
+    assert_eq!(b_stats.snapshot().shared_entries, Some(0));
+    assert!(entry_keys(&server).await.is_empty());
+    assert_eq!(b_handle.clear().await, 0);
 }

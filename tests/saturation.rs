@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_response_cache::{
-    CacheLayer, CacheOverride, Entry, MemoryStore, Policy, Store, StoreError, StoreKey,
+    CacheLayer, CacheOverride, Entry, MemoryStore, Policy, PutOutcome, Store, StoreError, StoreKey,
 };
 
 type Body = Full<Bytes>;
@@ -184,7 +184,12 @@ impl Store for BusyOnce {
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
         self.memory.get(key).await
     }
-    async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StoreError> {
         self.memory.put(key, entry, ttl).await
     }
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
@@ -193,7 +198,7 @@ impl Store for BusyOnce {
     async fn invalidate_tags<'a>(&'a self, tags: &'a [&'a str]) -> Result<u64, StoreError> {
         self.memory.invalidate_tags(tags).await
     }
-    async fn clear(&self) -> Result<(), StoreError> {
+    async fn clear(&self) -> Result<u64, StoreError> {
         self.memory.clear().await
     }
     async fn claim_fill(&self, _: StoreKey, _: Duration) -> bool {
@@ -282,7 +287,7 @@ mod redis {
         assert_eq!(first.cache(), "MISS");
         let mut raw = server.raw().await;
         let keys: Vec<String> = ::redis::cmd("KEYS")
-            .arg("test:e:*")
+            .arg("test:v2:e:*")
             .query_async(&mut raw)
             .await
             .unwrap();

@@ -8,7 +8,7 @@ use common::{Calls, send};
 use std::sync::Arc;
 use std::time::Duration;
 use tower_response_cache::{
-    AnyStore, CacheLayer, DynStore, Entry, MemoryStore, Store, StoreError, StoreKey,
+    AnyStore, CacheLayer, DynStore, Entry, MemoryStore, PutOutcome, Store, StoreError, StoreKey,
 };
 
 fn app(calls: &Calls, layer: CacheLayer<impl Store + ?Sized>) -> Router {
@@ -33,7 +33,7 @@ async fn a_store_chosen_at_run_time() {
     let app = app(&calls, layer);
     send(&app, common::get("/x")).await;
     assert_eq!(send(&app, common::get("/x")).await.cache(), "HIT");
-    store.clear().await.unwrap();
+    assert_eq!(store.clear().await.unwrap(), 1);
     assert_eq!(send(&app, common::get("/x")).await.cache(), "MISS");
     assert_eq!(calls.get(), 2);
 }
@@ -45,7 +45,7 @@ impl Store for Broken {
     async fn get(&self, _: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
         Err(StoreError::new("connection refused"))
     }
-    async fn put(&self, _: StoreKey, _: Arc<Entry>, _: Duration) -> Result<(), StoreError> {
+    async fn put(&self, _: StoreKey, _: Arc<Entry>, _: Duration) -> Result<PutOutcome, StoreError> {
         Err(StoreError::new("connection refused"))
     }
     async fn remove(&self, _: StoreKey) -> Result<(), StoreError> {
@@ -54,7 +54,7 @@ impl Store for Broken {
     async fn invalidate_tags<'a>(&'a self, _: &'a [&'a str]) -> Result<u64, StoreError> {
         Err(StoreError::new("connection refused"))
     }
-    async fn clear(&self) -> Result<(), StoreError> {
+    async fn clear(&self) -> Result<u64, StoreError> {
         Err(StoreError::new("connection refused"))
     }
 }
@@ -98,9 +98,14 @@ impl Store for OneSlot {
     async fn get(&self, _: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
         Ok(self.0.lock().unwrap().clone())
     }
-    async fn put(&self, _: StoreKey, entry: Arc<Entry>, _: Duration) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        _: StoreKey,
+        entry: Arc<Entry>,
+        _: Duration,
+    ) -> Result<PutOutcome, StoreError> {
         *self.0.lock().unwrap() = Some(entry);
-        Ok(())
+        Ok(PutOutcome::Stored)
     }
     async fn remove(&self, _: StoreKey) -> Result<(), StoreError> {
         *self.0.lock().unwrap() = None;
@@ -109,8 +114,8 @@ impl Store for OneSlot {
     async fn invalidate_tags<'a>(&'a self, _: &'a [&'a str]) -> Result<u64, StoreError> {
         Ok(0)
     }
-    async fn clear(&self) -> Result<(), StoreError> {
-        self.remove(StoreKey::of(b"")).await
+    async fn clear(&self) -> Result<u64, StoreError> {
+        Ok(u64::from(self.0.lock().unwrap().take().is_some()))
     }
 }
 

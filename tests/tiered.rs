@@ -253,3 +253,149 @@ async fn after_a_remote_write_no_request_joins_an_older_fetch() {
         "the old fetch answers its own client"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tower_response_cache::Store;
+    let server = RedisServer::start();
+    let patient = || {
+        let l2 = RedisStore::builder(server.url())
+            .prefix("tiered")
+            // Longer than any pause below: Redis is slow, not down.
+            .timeout(Duration::from_secs(2))
+            .invalidation_clock_margin(Duration::ZERO)
+            .build()
+            .unwrap();
+        TieredStore::new(MemoryStore::with_capacity_bytes(16 << 20), l2).unwrap()
+    };
+    let version = Arc::new(AtomicU64::new(0));
+    let make = |store: TieredStore| {
+        let (read, write) = (version.clone(), version.clone());
+        Router::new()
+            .route(
+                "/item",
+                get(move || {
+                    let v = read.load(Ordering::SeqCst);
+                    async move { format!("v{v}") }
+                })
+                .put(move || {
+                    write.fetch_add(1, Ordering::SeqCst);
+                    async { "written" }
+                }),
+            )
+            .layer(CacheLayer::new(store))
+    };
+    let (a_store, b_store, c_store) = (patient(), patient(), patient());
+    for store in [&a_store, &b_store, &c_store] {
+        subscribed(store).await;
+    }
+    let (a, b, c) = (
+        make(a_store.clone()),
+        make(b_store.clone()),
+        make(c_store.clone()),
+    );
+    let mut pauser = server.raw().await;
+    let mut random = common::randomizer();
+    for round in 0..30 {
+        // The current version is in Redis (filled by C), in neither A's nor B's memory.
+        send(&c, common::get("/item")).await;
+        // Redis stalls; A and B read (their L2 reads wait), A writes (its invalidation waits).
+        let pause = 20 + random(40);
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(pause)
+            .arg("ALL")
+            .query_async(&mut pauser)
+            .await
+            .unwrap();
+        let read = |app: &Router| {
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, common::get("/item")).await })
+        };
+        let (read_a, read_b) = (read(&a), read(&b));
+        tokio::time::sleep(Duration::from_millis(random(6))).await;
+        let heard = b_store.remote_invalidations();
+        assert_eq!(send(&a, common::req("PUT", "/item", &[])).await.status, 200);
+        let written = format!("v{}", version.load(Ordering::SeqCst));
+
+        // The write has returned: the writer answers what it wrote, now and once its own
+        // read has landed.
+        assert_eq!(
+            send(&a, common::get("/item")).await.text(),
+            written,
+            "round {round}: the writer served data from before its write"
+        );
+        let _ = read_a.await.unwrap();
+        assert_eq!(
+            send(&a, common::get("/item")).await.text(),
+            written,
+            "round {round}: the writer's read copied old data into its memory"
+        );
+        // Another instance, once the write's message reached it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b_store.remote_invalidations() == heard {
+            assert!(Instant::now() < deadline, "the write never reached B");
+            tokio::task::yield_now().await;
+        }
+        let _ = read_b.await.unwrap();
+        assert_eq!(
+            send(&b, common::get("/item")).await.text(),
+            written,
+            "round {round}: another instance served data from before the write"
+        );
+        // The next round's fill must start after this write's millisecond.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_report_both_tiers() {
+    let server = RedisServer::start();
+    let (a_store, b_store) = (tiered(&server), tiered(&server));
+    subscribed(&a_store).await;
+    subscribed(&b_store).await;
+    let calls = Calls::default();
+    let a_layer = CacheLayer::new(a_store.clone());
+    let b_layer = CacheLayer::new(b_store.clone());
+    let (a_stats, b_stats) = (a_layer.stats(), b_layer.stats());
+    let a_handle = a_layer.handle();
+    let app = |layer: CacheLayer<TieredStore>| {
+        let c = calls.clone();
+        Router::new()
+            .route(
+                "/{*path}",
+                get(move || {
+                    c.hit();
+                    async { "page" }
+                }),
+            )
+            .layer(layer)
+    };
+    let (a, b) = (app(a_layer), app(b_layer));
+    for i in 0..5 {
+        send(&a, common::get(&format!("/p{i}"))).await;
+    }
+    // A holds the five in memory, and they are in Redis.
+    let s = a_stats.snapshot();
+    assert_eq!(s.entries, 5, "{s:?}");
+    assert!(s.weighted_bytes > 0, "{s:?}");
+    // B has read two of them: two in its memory, five shared.
+    for i in 0..2 {
+        assert_eq!(
+            send(&b, common::get(&format!("/p{i}"))).await.cache(),
+            "HIT"
+        );
+    }
+    let s = b_stats.snapshot();
+    assert_eq!((s.entries, s.shared_entries), (2, Some(5)), "{s:?}");
+    let s = a_stats.snapshot();
+    assert_eq!((s.entries, s.shared_entries), (5, Some(5)), "{s:?}");
+    assert_eq!(calls.get(), 5);
+
+    // A clear counts the entries once (L1's are copies of L2's).
+    assert_eq!(a_handle.clear().await, 5);
+    let s = a_stats.snapshot();
+    assert_eq!((s.entries, s.shared_entries), (0, Some(0)), "{s:?}");
+}

@@ -12,7 +12,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
-use super::{Store, StoreError, StoreMetrics};
+use super::{PutOutcome, Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
 
 /// Which entry goes first when the store is full.
@@ -32,6 +32,10 @@ pub enum Eviction {
 /// Capacity is weighed in bytes ([`Entry::weight`]: body, headers, key); each entry expires
 /// after its own storage lifetime. Cloning is cheap and shares the contents.
 ///
+/// Its [`metrics`](Store::metrics) count what was put minus what moka reported removed (for any
+/// cause), so a put shows at once; an entry that expired or was evicted counts until moka's
+/// maintenance drops it, which happens as the store is used.
+///
 /// ```
 /// use tower_response_cache::{Eviction, MemoryStore};
 ///
@@ -45,8 +49,16 @@ pub enum Eviction {
 pub struct MemoryStore {
     cache: Cache<StoreKey, Stored>,
     tags: Arc<TagIndex>,
-    evictions: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     next_id: Arc<AtomicU64>,
+}
+
+/// What the store holds, kept up to date by puts and by moka's removal notifications.
+#[derive(Debug, Default)]
+struct Counts {
+    entries: AtomicU64,
+    bytes: AtomicU64,
+    evictions: AtomicU64,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -80,9 +92,9 @@ impl MemoryStoreBuilder {
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
         let tags = Arc::new(TagIndex::default());
-        let evictions = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counts::default());
         let listener_tags = Arc::clone(&tags);
-        let listener_evictions = Arc::clone(&evictions);
+        let listener_counts = Arc::clone(&counts);
         let policy = match self.eviction {
             Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
             Eviction::Lru => EvictionPolicy::lru(),
@@ -92,17 +104,23 @@ impl MemoryStoreBuilder {
             .weigher(|_, stored: &Stored| stored.entry.weight().try_into().unwrap_or(u32::MAX))
             .expire_after(PerEntryTtl)
             .eviction_policy(policy)
+            // Called once for every value put, whatever removes it (replaced, invalidated,
+            // expired, evicted), after the put counted it.
             .eviction_listener(move |key: Arc<StoreKey>, stored: Stored, cause| {
                 if cause == RemovalCause::Size {
-                    listener_evictions.fetch_add(1, Relaxed);
+                    listener_counts.evictions.fetch_add(1, Relaxed);
                 }
+                listener_counts.entries.fetch_sub(1, Relaxed);
+                listener_counts
+                    .bytes
+                    .fetch_sub(stored.entry.weight() as u64, Relaxed);
                 listener_tags.forget(*key, &stored);
             })
             .build();
         MemoryStore {
             cache,
             tags,
-            evictions,
+            counts,
             next_id: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -145,16 +163,26 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StoreError> {
         let stored = Stored {
             entry,
             ttl,
             id: self.next_id.fetch_add(1, Relaxed),
         };
-        // Indexed before it is visible, so an eviction right after the insert unindexes it.
+        // Counted and indexed before it is visible, so a removal right after the insert
+        // uncounts and unindexes it.
+        self.counts.entries.fetch_add(1, Relaxed);
+        self.counts
+            .bytes
+            .fetch_add(stored.entry.weight() as u64, Relaxed);
         self.tags.remember(key, &stored);
         self.cache.insert(key, stored).await;
-        Ok(())
+        Ok(PutOutcome::Stored)
     }
 
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
@@ -174,17 +202,24 @@ impl Store for MemoryStore {
         Ok(removed)
     }
 
-    async fn clear(&self) -> Result<(), StoreError> {
-        self.cache.invalidate_all();
-        self.tags.clear();
-        Ok(())
+    /// Removes the entries one by one (moka's `invalidate_all` would not say how many there
+    /// were); each leaves the tag index as it goes.
+    async fn clear(&self) -> Result<u64, StoreError> {
+        let keys: Vec<StoreKey> = self.cache.iter().map(|(key, _)| *key).collect();
+        let mut removed = 0;
+        for key in keys {
+            if self.cache.remove(&key).await.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn metrics(&self) -> StoreMetrics {
         StoreMetrics::new(
-            self.cache.entry_count(),
-            self.cache.weighted_size(),
-            self.evictions.load(Relaxed),
+            self.counts.entries.load(Relaxed),
+            self.counts.bytes.load(Relaxed),
+            self.counts.evictions.load(Relaxed),
         )
     }
 }
@@ -268,10 +303,6 @@ impl TagIndex {
         keys.sort_unstable();
         keys.dedup();
         keys
-    }
-
-    fn clear(&self) {
-        self.lock().clear();
     }
 
     #[cfg(test)]
@@ -433,8 +464,39 @@ mod tests {
             .put(key(1), entry(10, &["t"]), Duration::from_secs(60))
             .await
             .unwrap();
-        store.clear().await.unwrap();
+        store
+            .put(key(2), entry(10, &[]), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(store.clear().await.unwrap(), 2, "how many it removed");
         assert!(store.get(key(1)).await.unwrap().is_none());
         assert_eq!(store.invalidate_tags(&["t"]).await.unwrap(), 0);
+        assert_eq!(store.metrics().entries, 0);
+        assert_eq!(store.clear().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn metrics_count_puts_at_once_and_every_removal() {
+        let store = MemoryStore::with_capacity_bytes(1 << 20);
+        for i in 0..3 {
+            store
+                .put(key(i), entry(100, &["t"]), Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let m = store.metrics();
+        assert_eq!(m.entries, 3, "no maintenance needed: {m:?}");
+        assert_eq!(m.weighted_bytes, 3 * entry(100, &["t"]).weight() as u64);
+        // Replaced, removed, invalidated.
+        store
+            .put(key(0), entry(100, &[]), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(store.metrics().entries, 3);
+        store.remove(key(0)).await.unwrap();
+        assert_eq!(store.metrics().entries, 2);
+        store.invalidate_tags(&["t"]).await.unwrap();
+        store.run_pending_tasks().await;
+        assert_eq!(store.metrics(), StoreMetrics::new(0, 0, 0));
     }
 }

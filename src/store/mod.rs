@@ -8,8 +8,6 @@
 //! Store errors never fail a request: the layer logs and counts them, and answers from the inner
 //! service.
 
-#[cfg(feature = "redis")]
-mod breaker;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -59,12 +57,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores `entry` under `key` for `ttl`, replacing what was there. The entry's
     /// [`tags`](Entry::tags) must be indexed so that invalidating any of them removes it.
+    ///
+    /// Says whether the entry was stored: a store may [refuse](PutOutcome::Refused) it (as
+    /// `RedisStore` refuses a fill that an invalidation on any instance overtook), and the
+    /// layer then counts it as refused, not as stored.
     fn put(
         &self,
         key: StoreKey,
         entry: Arc<Entry>,
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
 
     /// Removes the entry under `key`, if any.
     fn remove(&self, key: StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -75,10 +77,12 @@ pub trait Store: Send + Sync + 'static {
         tags: &'a [&'a str],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'a;
 
-    /// Removes every entry.
-    fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes every entry; returns how many were removed (as best the store can tell: a
+    /// `RedisStore` counts the entries it deleted under its prefix).
+    fn clear(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Figures about the store's contents, for [`CacheStats`](crate::CacheStats).
+    /// Figures about the store's contents, for [`CacheStats`](crate::CacheStats). Called on
+    /// every [`snapshot`](crate::CacheStats::snapshot): must not wait or do I/O.
     fn metrics(&self) -> StoreMetrics {
         StoreMetrics::default()
     }
@@ -106,26 +110,54 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// What [`Store::put`] did with an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutOutcome {
+    /// The entry is stored.
+    Stored,
+    /// The store declined to keep it, and holds nothing new under the key (for example: an
+    /// invalidation overtook the fill that made the entry). Not an error.
+    Refused,
+}
+
 /// Figures a store reports about itself.
+///
+/// Two tiers: the memory of this process (a [`MemoryStore`], a `TieredStore`'s memory tier),
+/// and a shared tier (a `RedisStore`, a `TieredStore`'s Redis tier). A store reports
+/// the tiers it has: `RedisStore` has no memory tier (its `entries` are 0) and `MemoryStore`
+/// no shared one (`shared_entries` is `None`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreMetrics {
-    /// Entries stored now.
+    /// Entries held in this process's memory. Those that expired or were evicted count until
+    /// the memory store's maintenance drops them (it runs as the store is used).
     pub entries: u64,
-    /// Bytes accounted for, by [`Entry::weight`].
+    /// Bytes of those entries, by [`Entry::weight`].
     pub weighted_bytes: u64,
-    /// Entries dropped to stay within capacity.
+    /// Entries the memory tier dropped to stay within its capacity.
     pub evictions: u64,
+    /// Live entries in the shared tier (stored by every instance), when the store has one and
+    /// has counted them: as of this instance's last write, invalidation, clear or (at most
+    /// once a second) read there.
+    pub shared_entries: Option<u64>,
 }
 
 impl StoreMetrics {
-    /// Metrics with the given figures.
+    /// Metrics of a memory tier with the given figures.
     pub fn new(entries: u64, weighted_bytes: u64, evictions: u64) -> Self {
         StoreMetrics {
             entries,
             weighted_bytes,
             evictions,
+            shared_entries: None,
         }
+    }
+
+    /// These metrics with a shared tier holding `entries` (`None`: not counted yet).
+    pub fn with_shared_entries(mut self, entries: Option<u64>) -> Self {
+        self.shared_entries = entries;
+        self
     }
 }
 
@@ -169,7 +201,7 @@ pub trait DynStore: Send + Sync + 'static {
         key: StoreKey,
         entry: Arc<Entry>,
         ttl: Duration,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    ) -> BoxFuture<'_, Result<PutOutcome, StoreError>>;
     /// [`Store::remove`], boxed.
     fn remove_dyn(&self, key: StoreKey) -> BoxFuture<'_, Result<(), StoreError>>;
     /// [`Store::invalidate_tags`], boxed.
@@ -178,7 +210,7 @@ pub trait DynStore: Send + Sync + 'static {
         tags: &'a [&'a str],
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// [`Store::clear`], boxed.
-    fn clear_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn clear_dyn(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// [`Store::metrics`].
     fn metrics_dyn(&self) -> StoreMetrics;
     /// [`Store::claim_fill`], boxed.
@@ -201,7 +233,7 @@ impl<T: Store> DynStore for T {
         key: StoreKey,
         entry: Arc<Entry>,
         ttl: Duration,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    ) -> BoxFuture<'_, Result<PutOutcome, StoreError>> {
         Box::pin(self.put(key, entry, ttl))
     }
     fn remove_dyn(&self, key: StoreKey) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -213,7 +245,7 @@ impl<T: Store> DynStore for T {
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(self.invalidate_tags(tags))
     }
-    fn clear_dyn(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn clear_dyn(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.clear())
     }
     fn metrics_dyn(&self) -> StoreMetrics {
@@ -289,7 +321,7 @@ impl Store for AnyStore {
         key: StoreKey,
         entry: Arc<Entry>,
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send {
         self.0.put_dyn(key, entry, ttl)
     }
     fn remove(&self, key: StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send {
@@ -301,7 +333,7 @@ impl Store for AnyStore {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'a {
         self.0.invalidate_tags_dyn(tags)
     }
-    fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn clear(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         self.0.clear_dyn()
     }
     fn metrics(&self) -> StoreMetrics {
@@ -333,7 +365,7 @@ impl<T: Store> Store for Arc<T> {
         key: StoreKey,
         entry: Arc<Entry>,
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send {
         (**self).put(key, entry, ttl)
     }
     fn remove(&self, key: StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send {
@@ -345,7 +377,7 @@ impl<T: Store> Store for Arc<T> {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'a {
         (**self).invalidate_tags(tags)
     }
-    fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn clear(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         (**self).clear()
     }
     fn metrics(&self) -> StoreMetrics {

@@ -7,7 +7,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::task::AbortHandle;
 
-use super::{MemoryStore, RedisStore, Store, StoreError, StoreMetrics};
+use super::{MemoryStore, PutOutcome, RedisStore, Store, StoreError, StoreMetrics};
+use crate::invalidate::{FillTicket, Generations};
 use crate::{Entry, StoreKey};
 
 const CHANNEL: &str = "invalidations";
@@ -16,8 +17,13 @@ const CHANNEL: &str = "invalidations";
 ///
 /// - Hits in L1 do not touch the network; an L1 miss reads L2 and keeps what it finds in L1,
 ///   never longer than it has left to live in L2.
-/// - Writes go to L2, then L1. Invalidations and clears go to both, and are broadcast on a Redis
-///   pub/sub channel so every instance drops its L1 copies too.
+/// - Writes go to L2, then L1 (only what L2 accepted). Invalidations and clears go to L2, then
+///   L1, and are broadcast on a Redis pub/sub channel so every instance drops its L1 copies too.
+/// - Copies into L1 are checked as fills are (fill generations): every invalidation this
+///   instance makes or hears of is recorded before it reaches L1, and a copy of what L2 returned
+///   is not kept if one of its tags (or its key, or everything) was invalidated after the L2
+///   call started. So once a write has returned, its instance serves nothing from before it,
+///   and another instance nothing once the write's message has reached it.
 /// - L1 is used only while this instance is subscribed: when the subscription is lost (Redis
 ///   down, connection reset) L1 is cleared, since invalidations may have been missed, and it
 ///   stays empty until the subscription is back (cleared once more then).
@@ -49,6 +55,9 @@ struct Shared {
     resubscribed: AtomicU64,
     /// Invalidations heard from other instances (and subscription losses, which may hide some).
     remote: AtomicU64,
+    /// Every invalidation of L1 (this instance's and the others'), recorded before it is applied,
+    /// against which copies into L1 are checked.
+    generations: Arc<Generations>,
     subscriber: OnceLock<AbortHandle>,
 }
 
@@ -81,6 +90,7 @@ impl TieredStore {
             subscribed: AtomicBool::new(false),
             resubscribed: AtomicU64::new(0),
             remote: AtomicU64::new(0),
+            generations: Arc::default(),
             subscriber: OnceLock::new(),
         });
         // The task holds only a weak reference: dropping the store ends it.
@@ -102,6 +112,29 @@ impl TieredStore {
     /// The Redis tier.
     pub fn l2(&self) -> &RedisStore {
         &self.shared.l2
+    }
+
+    /// Keeps `entry` in L1 under `key` for `ttl`, unless an invalidation recorded since `ticket`
+    /// (taken before L2 was called) covers it: either this sees the record, or the
+    /// invalidation's removal from L1 comes after this write.
+    async fn copy_to_l1(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+        ticket: &FillTicket,
+    ) -> Result<(), StoreError> {
+        let key_tag = key_tag(key);
+        let overtaken = || ticket.overtaken(entry.tags().chain([key_tag.as_str()]));
+        if overtaken() {
+            return Ok(());
+        }
+        let l1 = &self.shared.l1;
+        l1.put(key, Arc::clone(&entry), ttl).await?;
+        if overtaken() {
+            l1.remove(key).await?;
+        }
+        Ok(())
     }
 
     async fn broadcast(&self, message: Message<'_>) {
@@ -131,48 +164,70 @@ impl Store for TieredStore {
                 return Ok(Some(entry));
             }
         }
+        // Before L2 is asked: what it returns may predate an invalidation after this point.
+        let ticket = self.shared.generations.begin_fill();
         let found = self.shared.l2.get(key).await?;
         if let (Some(entry), true) = (&found, subscribed) {
             let left = entry.remaining_lifetime(SystemTime::now());
             if !left.is_zero() {
-                self.shared.l1.put(key, Arc::clone(entry), left).await?;
+                self.copy_to_l1(key, Arc::clone(entry), left, &ticket)
+                    .await?;
             }
         }
         Ok(found)
     }
 
-    async fn put(&self, key: StoreKey, entry: Arc<Entry>, ttl: Duration) -> Result<(), StoreError> {
+    /// Stored means stored in L2 (the copy in L1 may be refused).
+    async fn put(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StoreError> {
+        let ticket = self.shared.generations.begin_fill();
         // L1 follows L2: what L2 refused (an invalidation overtook the fill) or could not
         // store, L1 does not keep either.
-        if self.shared.l2.put_current(key, &entry, ttl).await? && self.is_subscribed() {
-            self.shared.l1.put(key, entry, ttl).await?;
+        let outcome = self.shared.l2.put(key, Arc::clone(&entry), ttl).await?;
+        if outcome == PutOutcome::Stored && self.is_subscribed() {
+            self.copy_to_l1(key, entry, ttl, &ticket).await?;
         }
-        Ok(())
+        Ok(outcome)
     }
 
+    // Invalidations: L2 first, then the record, then L1. A read of L2 that could still return
+    // the old data started before the record, so its copy is refused or removed; and nothing
+    // old is left in L1 when the call returns.
+
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
-        self.shared.l1.remove(key).await?;
         let l2 = self.shared.l2.remove(key).await;
+        self.shared.generations.record([key_tag(key).as_str()]);
+        self.shared.l1.remove(key).await?;
         self.broadcast(Message::Key(key)).await;
         l2
     }
 
     async fn invalidate_tags<'a>(&'a self, tags: &'a [&'a str]) -> Result<u64, StoreError> {
-        let local = self.shared.l1.invalidate_tags(tags).await?;
         let shared = self.shared.l2.invalidate_tags(tags).await;
+        self.shared.generations.record(tags.iter().copied());
+        let local = self.shared.l1.invalidate_tags(tags).await?;
         self.broadcast(Message::Tags(tags)).await;
         Ok(shared?.max(local))
     }
 
-    async fn clear(&self) -> Result<(), StoreError> {
-        self.shared.l1.clear().await?;
+    /// Returns how many entries L2 removed (those of L1 are copies of them).
+    async fn clear(&self) -> Result<u64, StoreError> {
         let l2 = self.shared.l2.clear().await;
+        self.shared.generations.record_everything();
+        self.shared.l1.clear().await?;
         self.broadcast(Message::Clear).await;
         l2
     }
 
+    /// L1's figures, and L2's count of live entries as
+    /// [`shared_entries`](StoreMetrics::shared_entries).
     fn metrics(&self) -> StoreMetrics {
-        self.shared.l1.metrics()
+        let shared = self.shared.l2.metrics().shared_entries;
+        self.shared.l1.metrics().with_shared_entries(shared)
     }
 
     async fn claim_fill(&self, key: StoreKey, hold: Duration) -> bool {
@@ -220,17 +275,22 @@ async fn apply(shared: &Shared, payload: &[u8]) {
     }
     let rest = parts.next().unwrap_or("");
     shared.remote.fetch_add(1, SeqCst);
+    // Recorded before L1 is touched, as this instance's own invalidations are.
     match kind {
         "tags" => {
             let tags: Vec<&str> = rest.split('\n').filter(|t| !t.is_empty()).collect();
+            shared.generations.record(tags.iter().copied());
             let _ = shared.l1.invalidate_tags(&tags).await;
         }
         "key" => {
             if let Ok(hash) = u128::from_str_radix(rest, 16) {
-                let _ = shared.l1.remove(StoreKey::from_u128(hash)).await;
+                let key = StoreKey::from_u128(hash);
+                shared.generations.record([key_tag(key).as_str()]);
+                let _ = shared.l1.remove(key).await;
             }
         }
         "clear" => {
+            shared.generations.record_everything();
             let _ = shared.l1.clear().await;
         }
         _ => {}
@@ -259,6 +319,7 @@ async fn subscribe(store: Weak<Shared>) {
                         return;
                     };
                     // Whatever was in L1 may have missed invalidations before this point.
+                    shared.generations.record_everything();
                     let _ = shared.l1.clear().await;
                     shared.resubscribed.fetch_add(1, SeqCst);
                     shared.subscribed.store(true, SeqCst);
@@ -282,11 +343,18 @@ async fn subscribe(store: Weak<Shared>) {
             shared.subscribed.store(false, SeqCst);
             // Messages may be lost while cut off: treat it as a remote invalidation.
             shared.remote.fetch_add(1, SeqCst);
+            shared.generations.record_everything();
             let _ = shared.l1.clear().await;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// What a removal of `key` is recorded as, among the tags: nothing else can have this name (tags
+/// are visible ASCII, internal ones start with U+0001).
+fn key_tag(key: StoreKey) -> String {
+    format!("\u{0}key {key}")
 }
 
 /// An id for this store instance, different across processes and stores.

@@ -1,0 +1,137 @@
+//! [`RedisStoreBuilder`]: the knobs of a [`RedisStore`].
+
+use redis::Script;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+use super::breaker::Breaker;
+use super::count::EntryCount;
+use super::keys::Keys;
+use super::{Inner, RedisStore, scripts};
+use crate::StoreError;
+
+impl RedisStore {
+    /// A builder for a store at `url` (`redis://[user:password@]host:port/db`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: "trc".to_owned(),
+            timeout: Duration::from_millis(100),
+            secret: None,
+            failures_to_open: 5,
+            open_for: Duration::from_secs(2),
+            cluster_coalescing: false,
+            clock_margin: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Builds a [`RedisStore`].
+#[derive(Clone)]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    secret: Option<Box<[u8]>>,
+    failures_to_open: u32,
+    open_for: Duration,
+    cluster_coalescing: bool,
+    clock_margin: Duration,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every Redis key this store writes (default `trc`), so several caches or
+    /// applications can share a Redis.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest any operation may take, connecting included (default 100 ms). Past it, the
+    /// operation counts as failed: a miss for a read.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Signs every value with HMAC-SHA256 under `secret`, and treats values that do not verify
+    /// as misses.
+    pub fn hmac_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().into());
+        self
+    }
+
+    /// After `failures` failed operations in a row, stop calling Redis for `open_for`, then
+    /// probe (default: 5 failures, 2 s).
+    pub fn circuit_breaker(mut self, failures: u32, open_for: Duration) -> Self {
+        self.failures_to_open = failures;
+        self.open_for = open_for;
+        self
+    }
+
+    /// Cluster-wide coalescing: before filling a key, an instance takes a short lock in Redis
+    /// (`SET NX PX`); the other instances then wait for the entry (polling, up to the policy's
+    /// `max_coalesce_wait`) instead of calling the origin too. Off by default.
+    pub fn cluster_coalescing(mut self, on: bool) -> Self {
+        self.cluster_coalescing = on;
+        self
+    }
+
+    /// How far apart the instances' clocks may be (default 1 s). An entry whose fill started
+    /// less than this before an invalidation of one of its tags, on any instance, is not
+    /// stored: so no instance writes back data another one invalidated, even with skewed
+    /// clocks, at the price of a short window of misses after each invalidation.
+    pub fn invalidation_clock_margin(mut self, margin: Duration) -> Self {
+        self.clock_margin = margin;
+        self
+    }
+
+    /// Builds the store. Only the URL is checked here (`redis://`, `rediss://` with the
+    /// `redis-tls` feature, user and password in the URL); the connection is made on first use.
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(StoreError::new)?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                connection: OnceCell::new(),
+                keys: Keys::new(self.prefix),
+                timeout: self.timeout,
+                secret: self.secret,
+                breaker: Breaker::new(self.failures_to_open, self.open_for),
+                invalidate: Script::new(scripts::INVALIDATE_TAGS),
+                put: Script::new(scripts::PUT),
+                clock_margin: self.clock_margin,
+                release: Script::new(scripts::RELEASE_LOCK),
+                lock_token: self.cluster_coalescing.then(lock_token),
+                faults: AtomicU64::new(0),
+                undecodable: AtomicU64::new(0),
+                count: EntryCount::new(),
+            }),
+        })
+    }
+}
+
+/// A lock token unique to this store instance.
+fn lock_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Relaxed)
+    )
+}

@@ -1,0 +1,450 @@
+//! [`RedisStore`]: entries in Redis, shared by every instance of a service.
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use sha2::Sha256;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+use super::{PutOutcome, Store, StoreError, StoreMetrics};
+use crate::{Entry, StoreKey};
+use breaker::{Breaker, Permit};
+use count::EntryCount;
+use keys::Keys;
+
+mod breaker;
+mod builder;
+mod count;
+mod keys;
+mod scripts;
+
+pub use builder::RedisStoreBuilder;
+
+const MAC_LEN: usize = 32;
+
+/// How long an invalidation is remembered against fills that started before it: a fill slower
+/// than this could still write back (fills are bounded far below by origin timeouts).
+const INVALIDATION_MEMORY: Duration = Duration::from_secs(3600);
+
+/// A [`Store`] in Redis (7 or later), shared by every instance of a service.
+///
+/// - Entries are stored in the crate's versioned binary format ([`Entry::encode`]) with their
+///   lifetime set in Redis (`PX`), so Redis drops them itself. A value that does not decode (a
+///   foreign value, an older format, corruption) is a miss, and is removed.
+/// - Each tag has an index in Redis: a sorted set of entry keys scored by their expiry, trimmed
+///   of expired members on every write, and expiring with its longest-lived entry; so an index
+///   stays within a small factor of its live entries. Invalidating tags is one Lua script:
+///   atomic. An index of all entries, kept the same way, counts them for
+///   [`StoreMetrics::shared_entries`].
+/// - A put is refused ([`PutOutcome::Refused`]) when an invalidation of one of the entry's tags,
+///   on any instance, came after its fill started (less a clock margin, see
+///   [`invalidation_clock_margin`](RedisStoreBuilder::invalidation_clock_margin)).
+/// - With [`hmac_secret`](RedisStoreBuilder::hmac_secret) every value carries an HMAC-SHA256 of
+///   its key and bytes. A value whose HMAC does not verify is a miss: whoever can write to Redis
+///   without the secret cannot make the cache serve a response of their making. (They can still
+///   delete entries, or replay a genuine value under the same key until it expires; and the
+///   secret must stay out of Redis.)
+/// - Faults never fail a request: every operation has a timeout, errors are misses, and after a
+///   run of failures a circuit breaker stops calling Redis for a while (a dead Redis then costs
+///   nothing per request), probing now and then until it is back.
+/// - The connection is made on first use and re-made after a loss, so a service starts, and
+///   serves, while Redis is down.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_response_cache::{CacheLayer, RedisStore};
+///
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/")
+///     .prefix("shop")
+///     .timeout(Duration::from_millis(50))
+///     .hmac_secret(b"from your secret manager")
+///     .build()
+///     .expect("a valid Redis URL");
+/// let layer = CacheLayer::new(store);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    keys: Keys,
+    timeout: Duration,
+    secret: Option<Box<[u8]>>,
+    breaker: Breaker,
+    invalidate: Script,
+    put: Script,
+    release: Script,
+    clock_margin: Duration,
+    /// With cluster-wide coalescing, this instance's lock token.
+    lock_token: Option<String>,
+    faults: AtomicU64,
+    undecodable: AtomicU64,
+    /// Live entries in Redis, as last heard.
+    count: EntryCount,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.keys.prefix())
+            .field("timeout", &self.inner.timeout)
+            .field("hmac", &self.inner.secret.is_some())
+            .field("circuit_open", &self.inner.breaker.is_open())
+            .finish()
+    }
+}
+
+/// Figures of a [`RedisStore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisFaults {
+    /// Operations that failed or timed out.
+    pub faults: u64,
+    /// Times the circuit breaker opened.
+    pub circuit_opened: u64,
+    /// Whether the circuit is open now (Redis is not being called).
+    pub circuit_open: bool,
+    /// Values that did not decode or verify (removed, served as misses).
+    pub undecodable: u64,
+}
+
+impl RedisStore {
+    /// Deletes every key matching the glob `pattern`, in batches (SCAN, not KEYS; each batch
+    /// an operation of its own, within the timeout); with `entries`, they also leave the
+    /// entries index. Returns how many keys were deleted.
+    async fn delete_matching(&self, pattern: &str, entries: bool) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        let mut cursor = 0u64;
+        loop {
+            let pattern = pattern.to_owned();
+            let index = self.inner.keys.entries();
+            let (next, removed) = self
+                .run(|mut c| async move {
+                    let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut c)
+                        .await?;
+                    if keys.is_empty() {
+                        return Ok((next, 0));
+                    }
+                    let mut batch = redis::pipe();
+                    batch.atomic().del(&keys);
+                    if entries {
+                        batch.zrem(index, &keys).ignore();
+                    }
+                    let (removed,): (u64,) = batch.query_async(&mut c).await?;
+                    Ok((next, removed))
+                })
+                .await?;
+            deleted += removed;
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Faults seen so far.
+    pub fn faults(&self) -> RedisFaults {
+        RedisFaults {
+            faults: self.inner.faults.load(Relaxed),
+            circuit_opened: self.inner.breaker.opened.load(Relaxed),
+            circuit_open: self.inner.breaker.is_open(),
+            undecodable: self.inner.undecodable.load(Relaxed),
+        }
+    }
+
+    /// Publishes `message` on this store's channel `name` (prefixed).
+    pub(crate) async fn publish(&self, name: &str, message: Vec<u8>) -> Result<(), StoreError> {
+        let channel = self.channel(name);
+        self.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })
+            .await
+    }
+
+    /// The full name of this store's pub/sub channel `name`.
+    pub(crate) fn channel(&self, name: &str) -> String {
+        self.inner.keys.channel(name)
+    }
+
+    /// The Redis key of an entry.
+    pub fn entry_key(&self, key: StoreKey) -> String {
+        self.inner.keys.entry(key)
+    }
+
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    /// Runs `op` on the connection, within the timeout, through the circuit breaker.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let inner = &self.inner;
+        // Dropped with this future (a cancelled request), a probe counts as failed.
+        let Some(permit) = inner.breaker.allow() else {
+            return Err(StoreError::new("redis circuit open"));
+        };
+        let attempt = async {
+            let connection = inner
+                .connection
+                .get_or_try_init(|| {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(inner.timeout)
+                        .set_response_timeout(inner.timeout)
+                        .set_number_of_retries(1);
+                    ConnectionManager::new_with_config(inner.client.clone(), config)
+                })
+                .await?
+                .clone();
+            op(connection).await
+        };
+        match tokio::time::timeout(inner.timeout, attempt).await {
+            Ok(Ok(value)) => {
+                permit.success();
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(self.fault(permit, StoreError::new(error))),
+            Err(_) => Err(self.fault(permit, StoreError::new("redis operation timed out"))),
+        }
+    }
+
+    fn fault(&self, permit: Permit<'_>, error: StoreError) -> StoreError {
+        self.inner.faults.fetch_add(1, Relaxed);
+        permit.failure();
+        error
+    }
+
+    fn mac(&self, redis_key: &str, value: &[u8]) -> Option<[u8; MAC_LEN]> {
+        let secret = self.inner.secret.as_ref()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
+        mac.update(redis_key.as_bytes());
+        mac.update(&[0]);
+        mac.update(value);
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// The entry in a stored value, if the value verifies and decodes.
+    fn open(&self, redis_key: &str, value: Vec<u8>) -> Option<Entry> {
+        let value = Bytes::from(value);
+        let payload = if self.inner.secret.is_some() {
+            let split = value.len().checked_sub(MAC_LEN)?;
+            let (payload, tag) = (value.slice(..split), &value[split..]);
+            let mut mac = Hmac::<Sha256>::new_from_slice(self.inner.secret.as_deref()?).ok()?;
+            mac.update(redis_key.as_bytes());
+            mac.update(&[0]);
+            mac.update(&payload);
+            // Constant-time comparison.
+            mac.verify_slice(tag).ok()?;
+            payload
+        } else {
+            value
+        };
+        Entry::decode(payload).ok()
+    }
+}
+
+impl Store for RedisStore {
+    async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        let redis_key = self.inner.keys.entry(key);
+        let k = redis_key.clone();
+        let value: Option<Vec<u8>> = if self.inner.count.refresh_due() {
+            // Now and then, a read also counts the live entries (same round trip).
+            let index = self.inner.keys.entries();
+            let live = format!("({}", unix_ms(std::time::SystemTime::now()));
+            let (value, count): (Option<Vec<u8>>, i64) = self
+                .run(|mut c| async move {
+                    redis::pipe()
+                        .get(k)
+                        .zcount(index, live, "+inf")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            self.inner.count.set(count);
+            value
+        } else {
+            self.run(|mut c| async move { c.get(k).await }).await?
+        };
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        match self.open(&redis_key, value) {
+            Some(entry) => Ok(Some(Arc::new(entry))),
+            None => {
+                self.inner.undecodable.fetch_add(1, Relaxed);
+                tracing::warn!(key = %redis_key, "undecodable or unverified cache value; removed");
+                let _ = self.remove(key).await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StoreError> {
+        let keys = &self.inner.keys;
+        let redis_key = keys.entry(key);
+        let mut value = entry.encode();
+        if let Some(mac) = self.mac(&redis_key, &value) {
+            value.extend_from_slice(&mac);
+        }
+        let mut invocation = self.inner.put.prepare_invoke();
+        invocation
+            .key(&redis_key)
+            .key(keys.everything())
+            .key(keys.entries());
+        for tag in entry.tags() {
+            invocation.key(keys.tag(tag)).key(keys.marker(tag));
+        }
+        invocation
+            .arg(value)
+            .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
+            .arg(unix_ms(entry.fill_started_at()))
+            .arg(crate::entry::millis(self.inner.clock_margin));
+        let (stored, count): (i64, i64) = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        self.inner.count.set(count);
+        if stored == 1 {
+            Ok(PutOutcome::Stored)
+        } else {
+            tracing::debug!("an invalidation on some instance overtook this fill; not stored");
+            Ok(PutOutcome::Refused)
+        }
+    }
+
+    async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
+        let redis_key = self.inner.keys.entry(key);
+        let index = self.inner.keys.entries();
+        let count: i64 = self
+            .run(|mut c| async move {
+                let (count,): (i64,) = redis::pipe()
+                    .atomic()
+                    .del(&redis_key)
+                    .ignore()
+                    .zrem(&index, &redis_key)
+                    .ignore()
+                    .zcard(&index)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(count)
+            })
+            .await?;
+        self.inner.count.set(count);
+        Ok(())
+    }
+
+    async fn invalidate_tags<'a>(&'a self, tags: &'a [&'a str]) -> Result<u64, StoreError> {
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = self.inner.invalidate.prepare_invoke();
+        invocation.key(self.inner.keys.entries());
+        for tag in tags {
+            invocation
+                .key(self.inner.keys.tag(tag))
+                .key(self.inner.keys.marker(tag));
+        }
+        invocation
+            .arg(unix_ms(std::time::SystemTime::now()))
+            .arg(INVALIDATION_MEMORY.as_millis() as u64);
+        let (removed, count): (u64, i64) = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        self.inner.count.set(count);
+        Ok(removed)
+    }
+
+    /// Marks everything as invalidated (fills that started before are refused), then deletes
+    /// every entry and tag index under the prefix, whoever stored them; returns how many entries
+    /// were deleted.
+    async fn clear(&self) -> Result<u64, StoreError> {
+        let marker = self.inner.keys.everything();
+        let now = unix_ms(std::time::SystemTime::now());
+        let memory = INVALIDATION_MEMORY.as_millis() as u64;
+        self.run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(marker)
+                .arg(now)
+                .arg("PX")
+                .arg(memory)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await?;
+        let removed = self
+            .delete_matching(&self.inner.keys.pattern("e"), true)
+            .await?;
+        self.delete_matching(&self.inner.keys.pattern("t"), false)
+            .await?;
+        let index = self.inner.keys.entries();
+        let count: i64 = self
+            .run(|mut c| async move { c.zcard(index).await })
+            .await?;
+        self.inner.count.set(count);
+        Ok(removed)
+    }
+
+    /// No memory tier: only [`shared_entries`](StoreMetrics::shared_entries), the live
+    /// entries in Redis as last heard.
+    fn metrics(&self) -> StoreMetrics {
+        StoreMetrics::default().with_shared_entries(self.inner.count.get())
+    }
+
+    async fn claim_fill(&self, key: StoreKey, hold: Duration) -> bool {
+        let Some(token) = self.inner.lock_token.clone() else {
+            return true;
+        };
+        let lock = self.inner.keys.lock(key);
+        let hold_ms = hold.as_millis().clamp(1, i64::MAX as u128) as i64;
+        let set = self
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(lock)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(hold_ms)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            })
+            .await;
+        // Taken only when Redis says so; on an error, fill (the origin is the fallback).
+        !matches!(set, Ok(None))
+    }
+
+    async fn release_fill(&self, key: StoreKey) {
+        let Some(token) = self.inner.lock_token.clone() else {
+            return;
+        };
+        let mut invocation = self.inner.release.prepare_invoke();
+        invocation.key(self.inner.keys.lock(key)).arg(token);
+        let _ = self
+            .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await;
+    }
+}
+
+fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
