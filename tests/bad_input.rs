@@ -146,3 +146,25 @@ async fn thousands_of_query_parameters() {
     let uri = format!("/q?{}", long.join("&"));
     assert_eq!(send(&app, common::get(&uri)).await.cache(), "BYPASS");
 }
+
+#[tokio::test]
+async fn non_ascii_paths_with_percent_signs_do_not_panic() {
+    // The `http` crate accepts UTF-8 in paths; normalising one that also holds `%` once
+    // sliced inside a character (found by the key property tests).
+    let calls = Calls::default();
+    let app = origin(&calls, &[]);
+    for path in [
+        "/%41\u{e9}",
+        "/x%7e\u{1F600}%",
+        "/caf\u{e9}%",
+        "/a\u{1F600}%zz/%7e\u{e9}",
+        "/\u{e9}/../%41",
+    ] {
+        let first = send(&app, common::get(path)).await;
+        assert_eq!(first.status, 200, "{path}");
+        let again = send(&app, common::get(path)).await;
+        assert!(matches!(again.cache(), "HIT" | "MISS"), "{path}");
+    }
+    let normal = send(&app, common::get("/caf\u{e9}%")).await;
+    assert_eq!(normal.cache(), "HIT", "already in normal form, so stored");
+}

@@ -658,3 +658,6 @@ mod tests {
         assert_eq!(k.to_string().len(), 32);
     }
 }
+
+#[cfg(test)]
+mod properties;

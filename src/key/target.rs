@@ -278,7 +278,11 @@ pub(crate) fn normalize_path(raw: &str) -> Cow<'_, str> {
     } else {
         decoded
     };
-    if resolved == raw {
+    if resolved.is_empty() {
+        // Only a relative path (never a request's) resolves to nothing: the root, as an
+        // empty path is.
+        Cow::Borrowed("/")
+    } else if resolved == raw {
         Cow::Borrowed(raw)
     } else {
         Cow::Owned(resolved.into_owned())
@@ -331,9 +335,15 @@ fn decode_unreserved(raw: &str) -> String {
                 }
                 i += 3;
             }
+            None if b == b'%' => {
+                // Not an encoding: kept as it is.
+                out.push('%');
+                i += 1;
+            }
             None => {
-                // Copy up to the next `%` in one piece (keeps multi-byte characters whole).
-                let next = raw[i + 1..].find('%').map_or(raw.len(), |p| p + i + 1);
+                // Copy up to the next `%` in one piece: `i` is at a character boundary (the
+                // start, or just past an ASCII `%` sequence), and so is the next `%`.
+                let next = raw[i..].find('%').map_or(raw.len(), |p| p + i);
                 out.push_str(&raw[i..next]);
                 i = next;
             }

@@ -1,0 +1,244 @@
+//! Property tests of key and URI normalisation: never a panic on any input, normalising twice
+//! changes nothing, every spelling of one target gives one key and one set of tags, and
+//! different targets keep different keys. Bounded case counts; a failure prints the seed that
+//! replays it.
+
+use http::Request;
+use proptest::prelude::*;
+
+use super::{DefaultKey, KeyBuilder, KeyMaker, Target, normalize_authority, normalize_path};
+use crate::invalidate::implicit_tags;
+use crate::testing::check;
+
+/// Characters a canonical path segment is made of: unreserved ones, some sub-delims, and
+/// encodings of reserved or non-ASCII bytes in normal (upper-case) form.
+fn canonical_segment() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        6 => prop::sample::select(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@"
+                .chars()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        ),
+        1 => prop::sample::select(vec!["%2F", "%3F", "%25", "%20", "%C3%A9", "%00"])
+            .prop_map(str::to_owned),
+    ];
+    prop::collection::vec(piece, 0..6)
+        .prop_map(|pieces| pieces.concat())
+        .prop_filter("dot segments are not canonical", |s| s != "." && s != "..")
+}
+
+fn canonical_path() -> impl Strategy<Value = String> {
+    prop::collection::vec(canonical_segment(), 0..5).prop_map(|segments| {
+        let mut path = String::from("/");
+        path.push_str(&segments.join("/"));
+        path
+    })
+}
+
+fn canonical_host() -> impl Strategy<Value = String> {
+    prop::collection::vec("[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", 1..4).prop_map(|l| l.join("."))
+}
+
+/// Choices that respell a path: per character, whether to percent-encode an unreserved one
+/// (and in which case), or lower-case an encoding's hex digits; per segment, whether to put a
+/// `./` or `x/../` before it.
+#[derive(Clone, Debug)]
+struct Respelling {
+    per_char: Vec<(bool, bool)>,
+    per_segment: Vec<u8>,
+}
+
+fn respelling() -> impl Strategy<Value = Respelling> {
+    (
+        prop::collection::vec((any::<bool>(), any::<bool>()), 64),
+        prop::collection::vec(0u8..4, 8),
+    )
+        .prop_map(|(per_char, per_segment)| Respelling {
+            per_char,
+            per_segment,
+        })
+}
+
+fn respell_path(path: &str, how: &Respelling) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    for (s, segment) in path.split('/').enumerate() {
+        if s > 0 {
+            out.push('/');
+            match how.per_segment.get(s % how.per_segment.len()) {
+                Some(1) => out.push_str("./"),
+                Some(2) => out.push_str("zz/../"),
+                _ => {}
+            }
+        }
+        let bytes = segment.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let (flip, lower) = how.per_char[chars % how.per_char.len()];
+            chars += 1;
+            if bytes[i] == b'%' {
+                let hex = &segment[i + 1..i + 3];
+                out.push('%');
+                out.push_str(&if lower {
+                    hex.to_ascii_lowercase()
+                } else {
+                    hex.to_owned()
+                });
+                i += 3;
+                continue;
+            }
+            let c = bytes[i];
+            let unreserved = c.is_ascii_alphanumeric() || b"-._~".contains(&c);
+            if flip && unreserved {
+                let encoded = format!("%{c:02X}");
+                out.push_str(&if lower {
+                    encoded.to_ascii_lowercase()
+                } else {
+                    encoded
+                });
+            } else {
+                out.push(char::from(c));
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A host spelled otherwise: case flipped by `mask`, maybe a trailing dot and a default port.
+fn respell_host(host: &str, mask: u64, dot: bool, port: Option<&str>) -> String {
+    let mut out: String = host
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if mask >> (i % 64) & 1 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect();
+    if dot {
+        out.push('.');
+    }
+    if let Some(port) = port {
+        out.push(':');
+        out.push_str(port);
+    }
+    out
+}
+
+fn key_and_tags(host: &str, path: &str) -> Option<(Vec<u8>, Vec<String>, bool)> {
+    let request = Request::get(path).header("host", host).body(()).ok()?;
+    let (parts, ()) = request.into_parts();
+    let target = Target::of(&parts).ok()?;
+    let mut builder = KeyBuilder::new(&parts);
+    DefaultKey.make_key(&parts, &mut builder);
+    let key = builder.finish(&target, 1 << 20).ok()?;
+    Some((
+        key.as_bytes().to_vec(),
+        implicit_tags(&target),
+        target.canonical,
+    ))
+}
+
+#[test]
+fn normalising_never_panics_and_is_idempotent() {
+    let text = prop_oneof![
+        any::<String>(),
+        "[a-zA-Z0-9%./:~\\[\\]@_-]{0,40}",
+        "(/|%2[eE]|%[0-9a-fA-F]{2}|\\.|\\.\\.|[a-z]){0,20}",
+    ];
+    check(
+        "key::properties::normalising_never_panics_and_is_idempotent",
+        3000,
+        text,
+        |raw| {
+            let path = normalize_path(&raw);
+            prop_assert_eq!(&*normalize_path(&path), &*path);
+            if raw.starts_with('/') || raw.is_empty() {
+                prop_assert!(path.starts_with('/'));
+                prop_assert!(
+                    !path.split('/').any(|s| s == "." || s == ".."),
+                    "dot segment left in {:?}",
+                    path
+                );
+            }
+            for scheme in [None, Some("http"), Some("https")] {
+                if let Ok(authority) = normalize_authority(&raw, scheme) {
+                    let again = normalize_authority(&authority, scheme);
+                    prop_assert_eq!(again.as_deref(), Ok(&*authority));
+                    prop_assert!(!authority.bytes().any(|b| b.is_ascii_uppercase()));
+                    prop_assert!(!authority.ends_with('.'));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn every_spelling_of_a_target_has_one_key_and_one_set_of_tags() {
+    let cases = (
+        canonical_host(),
+        canonical_path(),
+        respelling(),
+        any::<u64>(),
+        any::<bool>(),
+        prop::sample::select(vec![None, Some("80"), Some("443"), Some("0080"), Some("")]),
+    );
+    check(
+        "key::properties::every_spelling_of_a_target_has_one_key_and_one_set_of_tags",
+        1500,
+        cases,
+        |(host, path, how, mask, dot, port)| {
+            let Some((key, tags, canonical)) = key_and_tags(&host, &path) else {
+                return Err(TestCaseError::fail(format!("{host} {path} not keyed")));
+            };
+            prop_assert!(canonical, "{} {} is in normal form", host, path);
+            let odd_host = respell_host(&host, mask, dot, port);
+            let odd_path = respell_path(&path, &how);
+            let Some((odd_key, odd_tags, odd_canonical)) = key_and_tags(&odd_host, &odd_path)
+            else {
+                return Err(TestCaseError::fail(format!(
+                    "{odd_host} {odd_path} not keyed"
+                )));
+            };
+            prop_assert_eq!(
+                &odd_key,
+                &key,
+                "{} {} vs {} {}",
+                odd_host,
+                odd_path,
+                host,
+                path
+            );
+            prop_assert_eq!(odd_tags, tags);
+            prop_assert_eq!(odd_canonical, odd_host == host && odd_path == path);
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn different_targets_keep_different_keys() {
+    let cases = (
+        canonical_host(),
+        canonical_path(),
+        canonical_host(),
+        canonical_path(),
+    );
+    check(
+        "key::properties::different_targets_keep_different_keys",
+        1500,
+        cases,
+        |(host_a, path_a, host_b, path_b)| {
+            let a = key_and_tags(&host_a, &path_a).map(|k| k.0);
+            let b = key_and_tags(&host_b, &path_b).map(|k| k.0);
+            prop_assert!(a.is_some() && b.is_some());
+            prop_assert_eq!(a == b, host_a == host_b && path_a == path_b);
+            Ok(())
+        },
+    );
+}
