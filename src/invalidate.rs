@@ -20,7 +20,7 @@
 
 use http::request;
 
-use crate::key::Target;
+use crate::key::{Target, Unkeyed};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -114,26 +114,13 @@ pub(crate) fn prefix_tags(authority: Option<&str>, path: &str) -> Option<Vec<Str
 /// Whether a request may change something: a method not known to be safe (RFC 9110 §9.2.1),
 /// or a safe one carrying a method-override header, which many frameworks obey.
 pub(crate) fn is_write(request: &request::Parts) -> bool {
-    !is_safe(&request.method) || has_method_override(&request.headers)
+    !is_safe(&request.method) || Unkeyed::scan(&request.headers).method_override
 }
 
 /// Whether a request method is known to be safe (RFC 9110 §9.2.1).
 fn is_safe(method: &http::Method) -> bool {
     use http::Method;
     [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method)
-}
-
-/// Whether the request names another method in a header that frameworks (Rails, Laravel,
-/// Symfony, Express's method-override...) act on.
-pub(crate) fn has_method_override(headers: &http::HeaderMap) -> bool {
-    !headers.is_empty()
-        && [
-            "x-http-method-override",
-            "x-http-method",
-            "x-method-override",
-        ]
-        .iter()
-        .any(|name| headers.contains_key(*name))
 }
 
 /// The URI tag of a `Location` or `Content-Location` value when, resolved against the request

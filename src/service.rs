@@ -25,8 +25,7 @@ use crate::background::Background;
 use crate::bounds::{CachedBody, Inner};
 use crate::config::{Config, Disposition};
 use crate::fetch::{self, Pending};
-use crate::invalidate;
-use crate::key::Target;
+use crate::key::{Target, Unkeyed};
 use crate::lookup::{self, Found, Now};
 use crate::policy::PolicyId;
 use crate::semantics::RequestFacts;
@@ -180,7 +179,8 @@ impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
         if !head && parts.method != Method::GET {
             return Err(BypassReason::Method);
         }
-        if invalidate::has_method_override(&parts.headers) {
+        let unkeyed = Unkeyed::scan(&parts.headers);
+        if unkeyed.method_override {
             return Err(BypassReason::MethodOverride);
         }
         let policy_id = self.policies.select(parts);
@@ -192,7 +192,7 @@ impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
         Ok(Lookup {
             policy: policy_id,
             facts,
-            key: key.finish(&target, policy.max_key_bytes)?,
+            key: key.finish(&target, unkeyed, policy.max_key_bytes)?,
             head,
         })
     }

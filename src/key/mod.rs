@@ -11,10 +11,11 @@ use std::fmt;
 
 use crate::BypassReason;
 
-mod forwarded;
 mod target;
+mod unkeyed;
 
 pub(crate) use target::{Target, normalize_authority, normalize_path, original_uri};
+pub(crate) use unkeyed::Unkeyed;
 
 /// The fixed-size hash under which a store files an entry.
 ///
@@ -284,10 +285,12 @@ impl<'a> KeyBuilder<'a> {
     }
 
     /// Builds the key: the base parts of `target` (the request's, normalised), the query as
-    /// configured, the forwarding headers that are present, then the extra parts.
+    /// configured, the forwarding headers that are present (`unkeyed` says whether any is),
+    /// then the extra parts.
     pub(crate) fn finish(
         self,
         target: &Target<'_>,
+        unkeyed: Unkeyed,
         max_key_bytes: usize,
     ) -> Result<CacheKey, BypassReason> {
         if self.bypass {
@@ -313,7 +316,7 @@ impl<'a> KeyBuilder<'a> {
             None => full.push(0xff),
             Some(query) => self.push_query(&mut full, query),
         }
-        forwarded::push_present(&self.request.headers, &mut full);
+        unkeyed::push_present(&self.request.headers, unkeyed, &mut full);
         full.extend_from_slice(&self.extra);
         if full.len() > max_key_bytes {
             return Err(BypassReason::KeyTooLarge);
@@ -378,7 +381,7 @@ mod tests {
         let target = Target::of(&parts)?;
         let mut builder = KeyBuilder::new(&parts);
         maker.make_key(&parts, &mut builder);
-        builder.finish(&target, 8192)
+        builder.finish(&target, Unkeyed::scan(&parts.headers), 8192)
     }
 
     fn get(uri: &str) -> http::request::Builder {
@@ -636,7 +639,7 @@ mod tests {
         let target = Target::of(&parts).unwrap();
         let mut builder = KeyBuilder::new(&parts);
         sorted.make_key(&parts, &mut builder);
-        assert!(builder.finish(&target, 1 << 20).is_ok());
+        assert!(builder.finish(&target, Unkeyed::default(), 1 << 20).is_ok());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use http::Request;
 use proptest::prelude::*;
 
-use super::{DefaultKey, KeyBuilder, KeyMaker, Target, normalize_authority, normalize_path};
+use super::{
+    DefaultKey, KeyBuilder, KeyMaker, Target, Unkeyed, normalize_authority, normalize_path,
+};
 use crate::invalidate::implicit_tags;
 use crate::testing::check;
 
@@ -135,7 +137,7 @@ fn key_and_tags(host: &str, path: &str) -> Option<(Vec<u8>, Vec<String>, bool)> 
     let target = Target::of(&parts).ok()?;
     let mut builder = KeyBuilder::new(&parts);
     DefaultKey.make_key(&parts, &mut builder);
-    let key = builder.finish(&target, 1 << 20).ok()?;
+    let key = builder.finish(&target, Unkeyed::default(), 1 << 20).ok()?;
     Some((
         key.as_bytes().to_vec(),
         implicit_tags(&target),

@@ -151,6 +151,9 @@ pub(crate) fn normalize_authority<'s>(
     raw: &'s str,
     scheme: Option<&str>,
 ) -> Result<Cow<'s, str>, BypassReason> {
+    if is_normal_reg_authority(raw.as_bytes(), scheme) {
+        return Ok(Cow::Borrowed(raw));
+    }
     let invalid = Err(BypassReason::InvalidHost);
     let bytes = raw.as_bytes();
     let (host, port) = match bytes.first() {
@@ -225,6 +228,31 @@ pub(crate) fn normalize_authority<'s>(
     Ok(Cow::Owned(normal))
 }
 
+/// The hit path's check, one pass and no allocation: a lowercase reg-name (or IPv4) host, no
+/// trailing dot, and either no port or one without leading zeros that is not a default.
+fn is_normal_reg_authority(raw: &[u8], scheme: Option<&str>) -> bool {
+    let colon = raw.iter().position(|b| *b == b':');
+    let (host, port) = match colon {
+        Some(i) => (&raw[..i], &raw[i + 1..]),
+        None => (raw, &b""[..]),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= MAX_HOST_LEN
+        && host.last() != Some(&b'.')
+        && host.iter().all(|b| LOWER_REG_NAME[usize::from(*b)]);
+    if !host_ok {
+        return false;
+    }
+    match port {
+        [] => colon.is_none(),
+        [b'1'..=b'9', ..] if port.len() <= 5 && port.iter().all(u8::is_ascii_digit) => {
+            let number = port.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+            number <= u32::from(u16::MAX) && !is_default_port(number, scheme)
+        }
+        _ => false,
+    }
+}
+
 /// The scheme's default port; without a scheme (an origin-form target, whose connection was
 /// either `http` or `https`), both defaults.
 fn is_default_port(port: u32, scheme: Option<&str>) -> bool {
@@ -239,35 +267,58 @@ fn is_default_port(port: u32, scheme: Option<&str>) -> bool {
 /// RFC 3986 reg-name characters (unreserved and sub-delims) without `%`: percent-encoded host
 /// names have no use but to make one host look like another.
 fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    REG_NAME[usize::from(b)]
 }
+
+/// [`REG_NAME`] without the upper-case letters: the bytes of a host in normal form.
+const LOWER_REG_NAME: [bool; 256] = {
+    let mut table = REG_NAME;
+    let mut b = b'A';
+    while b <= b'Z' {
+        table[b as usize] = false;
+        b += 1;
+    }
+    table
+};
+
+/// [`is_reg_name_byte`] as a table, for the hit path.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 /// A path in normal form (see the module docs), borrowed when it already is.
 pub(crate) fn normalize_path(raw: &str) -> Cow<'_, str> {
     if raw.is_empty() {
         return Cow::Borrowed("/");
     }
-    let encoded = raw.contains('%');
-    if !encoded && !has_dot_segment(raw) {
+    if is_normal_path(raw.as_bytes()) {
         return Cow::Borrowed(raw);
     }
+    let encoded = raw.contains('%');
     let decoded = if encoded {
         Cow::Owned(decode_unreserved(raw))
     } else {
@@ -287,6 +338,44 @@ pub(crate) fn normalize_path(raw: &str) -> Cow<'_, str> {
     } else {
         Cow::Owned(resolved.into_owned())
     }
+}
+
+/// The hit path's check, one pass and no allocation: starts with `/`, no dot segment, and
+/// every `%XX` already upper-case and not of an unreserved character.
+fn is_normal_path(path: &[u8]) -> bool {
+    if path.first() != Some(&b'/') {
+        return false;
+    }
+    let dot = |segment: &[u8]| segment == b"." || segment == b"..";
+    let mut start = 1;
+    let mut i = 1;
+    while i < path.len() {
+        match path[i] {
+            b'/' => {
+                if dot(&path[start..i]) {
+                    return false;
+                }
+                start = i + 1;
+            }
+            b'%' => {
+                let upper_hex = |b: u8| b.is_ascii_digit() || (b'A'..=b'F').contains(&b);
+                let (Some(&high), Some(&low)) = (path.get(i + 1), path.get(i + 2)) else {
+                    return false;
+                };
+                if !upper_hex(high) || !upper_hex(low) {
+                    return false;
+                }
+                let value = hex_value(high).unwrap_or(0) * 16 + hex_value(low).unwrap_or(0);
+                if is_unreserved(value) {
+                    return false;
+                }
+                i += 2;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    !dot(&path[start..])
 }
 
 fn has_dot_segment(path: &str) -> bool {
