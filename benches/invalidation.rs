@@ -33,18 +33,22 @@ fn cache(hot: usize) -> (CacheLayer<MemoryStore>, CacheHandle) {
 }
 
 async fn fill(layer: &CacheLayer<MemoryStore>, entries: usize, hot: usize) {
-    let svc = layer.layer(service_fn(move |req: Request<()>| async move {
-        let n: usize = req.uri().path().trim_start_matches("/t/").parse().unwrap();
-        let tag = if n < hot { "hot" } else { "cold" };
-        Ok::<_, Infallible>(
-            Response::builder()
-                .header("cache-tag", tag)
-                .body(Full::new(Bytes::from_static(b"entry")))
-                .unwrap(),
-        )
-    }));
+    let svc = layer.layer(service_fn(
+        move |req: Request<http_body_util::Empty<Bytes>>| async move {
+            let n: usize = req.uri().path().trim_start_matches("/t/").parse().unwrap();
+            let tag = if n < hot { "hot" } else { "cold" };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("cache-tag", tag)
+                    .body(Full::new(Bytes::from_static(b"entry")))
+                    .unwrap(),
+            )
+        },
+    ));
     for n in 0..entries {
-        let request = Request::get(format!("/t/{n}")).body(()).unwrap();
+        let request = Request::get(format!("/t/{n}"))
+            .body(http_body_util::Empty::new())
+            .unwrap();
         let response = svc.clone().oneshot(request).await.unwrap();
         response.into_body().collect().await.unwrap();
     }

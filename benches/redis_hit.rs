@@ -14,7 +14,7 @@ mod estimates;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use redis::AsyncCommands;
 use std::convert::Infallible;
 use std::process::{Child, Command, Stdio};
@@ -64,10 +64,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn origin()
--> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future = impl Send>
-+ Clone {
-    service_fn(|_req: Request<()>| async {
+fn origin() -> impl Service<
+    Request<Empty<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    service_fn(|_req: Request<Empty<Bytes>>| async {
         Ok::<_, Infallible>(
             Response::builder()
                 .header("content-type", "application/json")
@@ -79,13 +82,13 @@ fn origin()
 
 async fn hit<S, B>(svc: S)
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
     let response = svc
-        .oneshot(Request::get("/item").body(()).unwrap())
+        .oneshot(Request::get("/item").body(Empty::new()).unwrap())
         .await
         .unwrap();
     std::hint::black_box(response.into_body().collect().await.unwrap());

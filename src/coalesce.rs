@@ -30,10 +30,12 @@ pub(crate) enum Shared {
 
 type Flight = Arc<watch::Sender<Option<Shared>>>;
 
-/// A fetch in flight, and the store's count of other instances' invalidations when it began.
+/// A fetch in flight, the store's count of other instances' invalidations when it began, and
+/// the internal tags (URI, host, prefixes) of what it fetches.
 struct InFlight {
     flight: Flight,
     epoch: u64,
+    tags: Box<[String]>,
 }
 
 /// The fetches in flight, by key.
@@ -56,12 +58,19 @@ impl Flights {
     /// Joins the flight for `key`, or starts it. `epoch` is the store's count of other
     /// instances' invalidations ([`Store::remote_invalidations`](crate::Store)): a flight that
     /// began before the latest one is not joined, its response may be older than that write.
-    pub fn join(self: &Arc<Self>, key: StoreKey, epoch: u64) -> Role {
+    /// `tags` (called only to start a flight) are the internal tags of what it fetches, so
+    /// that an invalidation detaches only the flights it covers.
+    pub fn join(
+        self: &Arc<Self>,
+        key: StoreKey,
+        epoch: u64,
+        tags: impl FnOnce() -> Vec<String>,
+    ) -> Role {
         let mut flights = self.lock();
         if let Some(in_flight) = flights.get(&key).filter(|f| f.epoch == epoch) {
             return Role::Waiter(in_flight.flight.subscribe());
         }
-        Role::Leader(self.start(&mut flights, key, epoch))
+        Role::Leader(self.start(&mut flights, key, epoch, tags()))
     }
 
     /// Waits for the current flight for `key`, if there is one; never starts one (for requests
@@ -74,12 +83,17 @@ impl Flights {
 
     /// Starts a flight for `key` unless a current one is already under way (for background
     /// refreshes, which never wait).
-    pub fn lead(self: &Arc<Self>, key: StoreKey, epoch: u64) -> Option<FlightGuard> {
+    pub fn lead(
+        self: &Arc<Self>,
+        key: StoreKey,
+        epoch: u64,
+        tags: impl FnOnce() -> Vec<String>,
+    ) -> Option<FlightGuard> {
         let mut flights = self.lock();
         if flights.get(&key).is_some_and(|f| f.epoch == epoch) {
             return None;
         }
-        Some(self.start(&mut flights, key, epoch))
+        Some(self.start(&mut flights, key, epoch, tags()))
     }
 
     fn start(
@@ -87,12 +101,14 @@ impl Flights {
         flights: &mut HashMap<StoreKey, InFlight>,
         key: StoreKey,
         epoch: u64,
+        tags: Vec<String>,
     ) -> FlightGuard {
         let (sender, _) = watch::channel(None);
         let flight = Arc::new(sender);
         let in_flight = InFlight {
             flight: Arc::clone(&flight),
             epoch,
+            tags: tags.into_boxed_slice(),
         };
         flights.insert(key, in_flight);
         FlightGuard {
@@ -103,9 +119,21 @@ impl Flights {
         }
     }
 
-    /// Stops new requests from joining the fetches now in flight: after an invalidation, a
-    /// request must not be handed a response fetched before it. Requests already waiting still
-    /// get their fetch's outcome (they were sent before the invalidation).
+    /// Stops new requests from joining the fetches an invalidation of `tags` covers: after it,
+    /// a request must not be handed a response fetched before it. Requests already waiting
+    /// still get their fetch's outcome (they were sent before the invalidation). A flight is
+    /// covered when it carries one of the internal tags; a tag of the origin's or the policy's
+    /// may be on any response, so it covers every flight.
+    pub fn detach(&self, tags: &[&str]) {
+        let mut flights = self.lock();
+        if tags.iter().any(|tag| !crate::invalidate::is_internal(tag)) {
+            flights.clear();
+            return;
+        }
+        flights.retain(|_, flight| !flight.tags.iter().any(|tag| tags.contains(&tag.as_str())));
+    }
+
+    /// Stops new requests from joining any fetch now in flight (a clear).
     pub fn detach_all(&self) {
         self.lock().clear();
     }
@@ -170,36 +198,36 @@ mod tests {
     async fn one_leader_many_waiters() {
         let flights = Arc::new(Flights::default());
         let key = StoreKey::of(b"k");
-        let Role::Leader(guard) = flights.join(key, 0) else {
+        let Role::Leader(guard) = flights.join(key, 0, Vec::new) else {
             panic!("first is the leader")
         };
         let waiters: Vec<_> = (0..10)
-            .map(|_| match flights.join(key, 0) {
+            .map(|_| match flights.join(key, 0, Vec::new) {
                 Role::Waiter(w) => tokio::spawn(outcome(w)),
                 Role::Leader(_) => panic!("only one leader"),
             })
             .collect();
-        assert!(flights.lead(key, 0).is_none());
+        assert!(flights.lead(key, 0, Vec::new).is_none());
         guard.publish(Shared::Pass);
         for w in waiters {
             assert!(matches!(w.await.unwrap(), Shared::Pass));
         }
         assert_eq!(flights.len(), 0);
-        assert!(matches!(flights.join(key, 0), Role::Leader(_)));
+        assert!(matches!(flights.join(key, 0, Vec::new), Role::Leader(_)));
     }
 
     #[tokio::test]
     async fn detached_flights_take_no_new_waiters() {
         let flights = Arc::new(Flights::default());
         let key = StoreKey::of(b"k");
-        let Role::Leader(old) = flights.join(key, 0) else {
+        let Role::Leader(old) = flights.join(key, 0, Vec::new) else {
             panic!("leader expected")
         };
-        let Role::Waiter(early) = flights.join(key, 0) else {
+        let Role::Waiter(early) = flights.join(key, 0, Vec::new) else {
             panic!("waiter expected")
         };
         flights.detach_all();
-        let Role::Leader(new) = flights.join(key, 0) else {
+        let Role::Leader(new) = flights.join(key, 0, Vec::new) else {
             panic!("after detaching, a new request leads a new fetch")
         };
         old.publish(Shared::Pass);
@@ -213,19 +241,19 @@ mod tests {
     async fn flights_older_than_a_remote_invalidation_are_not_joined() {
         let flights = Arc::new(Flights::default());
         let key = StoreKey::of(b"k");
-        let _old = flights.join(key, 0);
-        assert!(matches!(flights.join(key, 0), Role::Waiter(_)));
-        let new = flights.join(key, 1);
+        let _old = flights.join(key, 0, Vec::new);
+        assert!(matches!(flights.join(key, 0, Vec::new), Role::Waiter(_)));
+        let new = flights.join(key, 1, Vec::new);
         assert!(matches!(new, Role::Leader(_)), "a newer epoch leads anew");
-        assert!(matches!(flights.join(key, 1), Role::Waiter(_)));
+        assert!(matches!(flights.join(key, 1, Vec::new), Role::Waiter(_)));
     }
 
     #[tokio::test]
     async fn a_dropped_leader_fails_its_waiters() {
         let flights = Arc::new(Flights::default());
         let key = StoreKey::of(b"k");
-        let leader = flights.join(key, 0);
-        let Role::Waiter(w) = flights.join(key, 0) else {
+        let leader = flights.join(key, 0, Vec::new);
+        let Role::Waiter(w) = flights.join(key, 0, Vec::new) else {
             panic!("waiter expected")
         };
         drop(leader);

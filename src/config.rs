@@ -93,7 +93,7 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
             return 0;
         }
         self.generations.record(tags.iter().copied());
-        self.flights.detach_all();
+        self.flights.detach(tags);
         Counters::add(&self.counters.invalidations);
         match self.store.invalidate_tags(tags).await {
             Ok(removed) => removed,

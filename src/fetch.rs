@@ -23,7 +23,7 @@ use crate::coalesce::{self, FlightGuard, Role, Shared};
 use crate::config::{Config, Disposition};
 use crate::fill::Miss;
 use crate::invalidate;
-use crate::key::{Target, normalize_path, original_uri};
+use crate::key::{Target, normalize_path, normalized_head, original_uri};
 use crate::lookup::Found;
 use crate::service::Lookup;
 use crate::stats::Counters;
@@ -52,7 +52,7 @@ where
     ResB: Body,
 {
     let (parts, body) = request.into_parts();
-    let write = invalidate::is_write(&parts).then(|| clone_parts(&parts));
+    let write = (!invalidate::is_safe(&parts.method)).then(|| normalized_head(&parts));
     let response = inner.call(Request::from_parts(parts, body)).await?;
     let (mut parts, body) = response.into_parts();
     CacheOverride::take(&mut parts, config.override_header.as_ref());
@@ -103,17 +103,6 @@ where
     Ok(answer)
 }
 
-/// A copy of a request's head: method, URI, version, headers and extensions.
-fn clone_parts(parts: &request::Parts) -> request::Parts {
-    let (mut head, ()) = Request::new(()).into_parts();
-    head.method = parts.method.clone();
-    head.uri = parts.uri.clone();
-    head.version = parts.version;
-    head.headers = parts.headers.clone();
-    head.extensions = parts.extensions.clone();
-    head
-}
-
 impl<St: ?Sized, K> Config<St, K> {
     /// The tags a write covers: its target URI, same-host locations, and the tags the response
     /// names (the tag header is removed from the response unless configured otherwise).
@@ -124,12 +113,7 @@ impl<St: ?Sized, K> Config<St, K> {
     ) -> Vec<String> {
         let path = normalize_path(original_uri(request).path());
         let mut tags = Vec::new();
-        for authority in Target::written_authorities(request) {
-            let Some(authority) = authority else {
-                // The request's host cannot be read: the path on every host.
-                tags.push(invalidate::any_host_uri_tag(&path));
-                continue;
-            };
+        if let Some(authority) = Target::written_authority(request) {
             tags.push(invalidate::uri_tag(&authority, &path));
             for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
                 let values = response.headers.get_all(name).iter();
@@ -197,7 +181,9 @@ where
     let epoch = config.store.remote_invalidations();
     let key = pending.lookup.key.store_key();
     let role = if pending.lookup.facts.fills_for_others() {
-        config.flights.join(key, epoch)
+        config
+            .flights
+            .join(key, epoch, || flight_tags(&pending.parts))
     } else {
         // Its credentials or its spelling decide what it gets: it may take what a fetch under
         // way shares, but never lead a fetch that others wait for.
@@ -397,11 +383,9 @@ where
         now,
     } = pending;
     let request_headers = parts.headers.clone();
-    let tags = Target::of(&parts)
-        .map(|target| invalidate::implicit_tags(&target))
-        .unwrap_or_default();
+    let tags = flight_tags(&parts);
     let tagged_by_policy = config.policies.get(lookup.policy).tag_with.is_some();
-    let request_head = tagged_by_policy.then(|| clone_parts(&parts));
+    let request_head = tagged_by_policy.then(|| normalized_head(&parts));
     let ticket = config.generations.begin_fill();
     // Called here, not in the future: the service was polled ready for this call.
     let called = inner.call(Request::from_parts(parts, body));
@@ -428,6 +412,13 @@ where
     }
 }
 
+/// The internal tags of what a cacheable request fetches (its URI, host and prefixes).
+fn flight_tags(parts: &request::Parts) -> Vec<String> {
+    Target::of(parts)
+        .map(|target| invalidate::implicit_tags(&target))
+        .unwrap_or_default()
+}
+
 /// Refreshes an entry in the background (stale-while-revalidate, refresh-ahead), unless a
 /// fetch of the key is already under way or the maximum of refreshes is running. The request
 /// that triggered it is answered from the cache; its parts become the refresh's request, made
@@ -452,7 +443,11 @@ pub(crate) fn refresh<S, St, K, ReqB, ResB>(
         return;
     };
     let epoch = config.store.remote_invalidations();
-    let Some(guard) = config.flights.lead(pending.lookup.key.store_key(), epoch) else {
+    let key = pending.lookup.key.store_key();
+    let Some(guard) = config
+        .flights
+        .lead(key, epoch, || flight_tags(&pending.parts))
+    else {
         return;
     };
     pending.parts.method = Method::GET;

@@ -169,6 +169,11 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         if !reason.is_unshareable() || parts.status.is_server_error() {
             return Shared::Failed;
         }
+        if !miss.facts.fills_for_others() || varies_per_request(parts) {
+            // Unshareable for this request, or for this variant: the others for the key keep
+            // what is stored, and waiters ask the origin themselves.
+            return Shared::Pass;
+        }
         if !miss.policy.hit_for_pass.is_zero() {
             let marker = Entry::pass(miss.key.full(), miss.now, miss.policy.hit_for_pass)
                 .with_tags(miss.tags.iter().map(String::as_str))
@@ -286,6 +291,16 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             }
         }
     }
+}
+
+/// Whether the response varies on request fields (`Vary` other than `*`): then one request's
+/// variant being unshareable says nothing of the others'.
+fn varies_per_request(parts: &response::Parts) -> bool {
+    parts
+        .headers
+        .get_all(http::header::VARY)
+        .iter()
+        .any(|value| value.as_bytes().trim_ascii() != b"*")
 }
 
 /// A `Content-Length` above the policy's limit is not worth reading into memory.

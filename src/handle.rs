@@ -86,9 +86,13 @@ impl CacheHandle {
     /// itself. `authority` names the host (`"shop.example"`, normalised as keys are); `""`
     /// means **every host**. A prefix deeper than 8 segments invalidates at the 8th (more than
     /// asked, never less); `"/"` on every host is everything. Returns how many entries were
-    /// removed (0 for an authority that cannot be read).
+    /// removed (0, removing nothing, for an authority that cannot be read or a prefix that does
+    /// not start with `/`).
     pub async fn invalidate_prefix(&self, authority: &str, prefix: &str) -> u64 {
-        let prefix = if prefix.starts_with('/') { prefix } else { "/" };
+        if !prefix.starts_with('/') {
+            // Not a path: a typo must not widen into "everything".
+            return 0;
+        }
         let prefix = normalize_path(prefix);
         let authority = match authority {
             "" => None,

@@ -18,9 +18,8 @@
 //! record or the removal comes after the write. Records are kept only while a fill that started
 //! before them is still running, so memory stays bounded.
 
-use http::request;
-
-use crate::key::{Target, Unkeyed};
+use crate::key::Target;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -38,14 +37,53 @@ pub const MAX_TAGS: usize = 64;
 pub const MAX_TAG_LEN: usize = 256;
 
 /// The internal tag of a URI on one host: its normalised authority and path (see
-/// `key::target` for the normal form; callers pass both normalised).
+/// `key::target` for the normal form; callers pass both normalised), the path decoded further
+/// ([`tag_path`]).
 pub(crate) fn uri_tag(authority: &str, path: &str) -> String {
-    format!("{INTERNAL}uri {authority}{path}")
+    format!("{INTERNAL}uri {authority}{}", tag_path(path))
 }
 
 /// The internal tag of a path on every host.
 pub(crate) fn any_host_uri_tag(path: &str) -> String {
-    format!("{INTERNAL}any-uri {path}")
+    format!("{INTERNAL}any-uri {}", tag_path(path))
+}
+
+/// A normalised path decoded further for tags: every `%XX` but `%2F` and `%25` (when the
+/// result is UTF-8). Keys keep reserved characters as sent, since `@` and `%40` may mean
+/// different things to an app (RFC 3986 §2.2); but most apps decode both the same, so a write
+/// to `/users/ann%40example.com` must invalidate what `GET /users/ann@example.com` stored.
+/// Invalidating a spelling too many is harmless; one too few leaves stale data.
+pub(crate) fn tag_path(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        let decoded = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&high), Some(&low)) => match (hex(high), hex(low)) {
+                (Some(high), Some(low)) => Some((high * 16 + low) as u8),
+                _ => None,
+            },
+            _ => None,
+        };
+        match decoded {
+            Some(byte) if byte != b'/' && byte != b'%' => {
+                out.push(byte);
+                i += 3;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(decoded) => Cow::Owned(decoded),
+        Err(_) => Cow::Borrowed(path),
+    }
 }
 
 /// The internal tag of a path prefix that ends with `/`, on one host.
@@ -66,7 +104,8 @@ pub(crate) fn host_tag(authority: &str) -> String {
 /// The internal tags of an entry stored for `target`: its URI and path prefixes, each on its
 /// host and on every host, and its host.
 pub(crate) fn implicit_tags(target: &Target<'_>) -> Vec<String> {
-    let (authority, path) = (&*target.authority, &*target.path);
+    let path = tag_path(&target.path);
+    let (authority, path) = (&*target.authority, &*path);
     let prefixes = || {
         path.match_indices('/')
             .skip(1)
@@ -87,6 +126,8 @@ pub(crate) fn implicit_tags(target: &Target<'_>) -> Vec<String> {
 /// host: that is everything, a clear. A prefix deeper than [`PREFIX_DEPTH`] segments
 /// invalidates at that depth (more than asked, never less).
 pub(crate) fn prefix_tags(authority: Option<&str>, path: &str) -> Option<Vec<String>> {
+    let path = tag_path(path);
+    let path = &*path;
     let mut tags = Vec::with_capacity(2);
     // "/a/b" also names the URI "/a/b" itself.
     if !path.ends_with('/') {
@@ -111,14 +152,10 @@ pub(crate) fn prefix_tags(authority: Option<&str>, path: &str) -> Option<Vec<Str
     Some(tags)
 }
 
-/// Whether a request may change something: a method not known to be safe (RFC 9110 §9.2.1),
-/// or a safe one carrying a method-override header, which many frameworks obey.
-pub(crate) fn is_write(request: &request::Parts) -> bool {
-    !is_safe(&request.method) || Unkeyed::scan(&request.headers).method_override
-}
-
-/// Whether a request method is known to be safe (RFC 9110 §9.2.1).
-fn is_safe(method: &http::Method) -> bool {
+/// Whether a request method is known to be safe (RFC 9110 §9.2.1); any other is a write.
+/// (A safe method with a method-override header bypasses the cache but is not a write: see
+/// `key::unkeyed`.)
+pub(crate) fn is_safe(method: &http::Method) -> bool {
     use http::Method;
     [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method)
 }
@@ -370,6 +407,21 @@ mod tests {
                 any_host_prefix_tag("/a/"),
                 any_host_prefix_tag("/a/b/"),
             ]
+        );
+    }
+
+    #[test]
+    fn tag_paths_decode_all_but_slashes_and_percents() {
+        assert_eq!(
+            tag_path("/users/ann%40example.com"),
+            "/users/ann@example.com"
+        );
+        assert_eq!(tag_path("/caf%C3%A9"), "/caf\u{e9}");
+        assert_eq!(tag_path("/a%2Fb%25c"), "/a%2Fb%25c");
+        assert_eq!(tag_path("/bad%FF"), "/bad%FF", "not UTF-8: as it was");
+        assert_eq!(
+            uri_tag("h", "/users/ann%40example.com"),
+            uri_tag("h", "/users/ann@example.com")
         );
     }
 

@@ -23,9 +23,12 @@ pub enum BypassReason {
     /// `Host` header another: the app may render for either, so nothing is stored or served.
     HostMismatch,
     /// The request carries `X-HTTP-Method-Override`, `X-HTTP-Method` or `X-Method-Override`:
-    /// many frameworks then act on the method it names, so the request is treated as that
-    /// write (and invalidates what it changes).
+    /// some frameworks act on the method it names, so it always reaches the app (but, being a
+    /// safe method, invalidates nothing).
     MethodOverride,
+    /// A `GET` or `HEAD` with a body (or a length not known to be zero): the body is not part
+    /// of the key, and some apps read it.
+    RequestBody,
     /// The key is longer than the policy's `max_key_bytes`.
     KeyTooLarge,
     /// The [`KeyMaker`](crate::KeyMaker) declined.
@@ -44,6 +47,7 @@ impl BypassReason {
             BypassReason::InvalidHost => "invalid-host",
             BypassReason::HostMismatch => "host-mismatch",
             BypassReason::MethodOverride => "method-override",
+            BypassReason::RequestBody => "request-body",
             BypassReason::KeyTooLarge => "key-too-large",
             BypassReason::KeyMaker => "key-maker",
         }

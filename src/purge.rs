@@ -189,7 +189,10 @@ impl Orders {
                     orders.tags.push(value.into_owned())
                 }
                 "tag" => return Err(format!("not a valid tag: {value:?}\n")),
-                "prefix" => prefix = Some(value.into_owned()),
+                "prefix" if value.starts_with('/') => prefix = Some(value.into_owned()),
+                "prefix" => {
+                    return Err(format!("a prefix is a path, starting with /: {value:?}\n"));
+                }
                 "host" => host = Some(value.into_owned()),
                 "all" => orders.all = value == "true" || value == "1",
                 _ => return Err(format!("unknown parameter {name:?}\n{USAGE}")),

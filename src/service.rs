@@ -81,7 +81,7 @@ where
     S::Error: Send + 'static,
     St: Store + ?Sized,
     K: KeyMaker,
-    ReqB: Send + 'static,
+    ReqB: Body + Send + 'static,
     ResB: Body + Send + 'static,
     ResB::Data: Into<Bytes> + Send,
     ResB::Error: Send,
@@ -99,7 +99,7 @@ where
         if parts.method.as_str() == "PURGE" && self.config.purge_token.is_some() {
             return ResponseFuture::flow(fetch::purge(Arc::clone(&self.config), parts));
         }
-        let lookup = match self.config.prepare(&parts) {
+        let lookup = match self.config.prepare(&parts, has_body(&parts.headers, &body)) {
             Ok(lookup) => lookup,
             Err(reason) => {
                 self.config.bypassed(reason);
@@ -173,11 +173,15 @@ impl Lookup {
 }
 
 impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
-    /// Decides whether the request may use the cache, and builds its key.
-    fn prepare(&self, parts: &request::Parts) -> Result<Lookup, BypassReason> {
+    /// Decides whether the request may use the cache, and builds its key. `has_body`: the
+    /// request carries a body (or may: its length is not known to be zero).
+    fn prepare(&self, parts: &request::Parts, has_body: bool) -> Result<Lookup, BypassReason> {
         let head = parts.method == Method::HEAD;
         if !head && parts.method != Method::GET {
             return Err(BypassReason::Method);
+        }
+        if has_body {
+            return Err(BypassReason::RequestBody);
         }
         let unkeyed = Unkeyed::scan(&parts.headers);
         if unkeyed.method_override {
@@ -186,7 +190,9 @@ impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
         let policy_id = self.policies.select(parts);
         let policy = self.policies.get(policy_id);
         let target = Target::of(parts)?;
-        let facts = RequestFacts::read(parts, policy, target.canonical)?;
+        let mut facts = RequestFacts::read(parts, policy)?;
+        facts.canonical = target.canonical;
+        facts.conditional = unkeyed.conditional;
         let mut key = KeyBuilder::new(parts);
         self.keys.make_key(parts, &mut key);
         Ok(Lookup {
@@ -196,6 +202,17 @@ impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
             head,
         })
     }
+}
+
+/// Whether a request carries a body, or may: a `GET` or `HEAD` body is not part of the key, so
+/// a request with one must not be answered from the cache nor fill it (some apps read it).
+fn has_body<B: Body>(headers: &http::HeaderMap, body: &B) -> bool {
+    let empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
+    let declared = headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
+    !empty || declared
 }
 
 /// Serves what the lookup found (step 3 above). `inner` is called at most once, and only when

@@ -20,20 +20,24 @@ fn service(
     calls: Calls,
     make: MakeBody,
 ) -> impl tower::Service<
-    Request<()>,
+    Request<http_body_util::Empty<Bytes>>,
     Response = Response<tower_response_cache::CacheBody<Script>>,
     Error = std::io::Error,
     Future = impl Send,
 > + Clone {
-    layer.layer(service_fn(move |_req: Request<()>| {
-        calls.hit();
-        let response = make();
-        async move { Ok::<_, std::io::Error>(response) }
-    }))
+    layer.layer(service_fn(
+        move |_req: Request<http_body_util::Empty<Bytes>>| {
+            calls.hit();
+            let response = make();
+            async move { Ok::<_, std::io::Error>(response) }
+        },
+    ))
 }
 
-fn get() -> Request<()> {
-    Request::get("/data").body(()).unwrap()
+fn get() -> Request<http_body_util::Empty<Bytes>> {
+    Request::get("/data")
+        .body(http_body_util::Empty::new())
+        .unwrap()
 }
 
 fn layer(max_body: usize) -> CacheLayer<MemoryStore> {

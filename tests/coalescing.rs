@@ -254,3 +254,49 @@ async fn a_waiter_gives_up_after_the_policys_bound() {
     gate.add_permits(1);
     assert_eq!(leader.await.unwrap().text(), "call 1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrelated_write_does_not_detach_a_fetch_in_flight() {
+    let calls = Calls::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let (c, g) = (calls.clone(), Arc::clone(&gate));
+    let app: Router = Router::new()
+        .route(
+            "/item",
+            get(move || {
+                let (calls, gate) = (c.clone(), Arc::clone(&g));
+                async move {
+                    let n = calls.hit();
+                    let _permit = gate.acquire().await.unwrap();
+                    ([("cache-control", "max-age=300")], format!("item v{n}"))
+                }
+            }),
+        )
+        .route("/other", axum::routing::post(|| async { "written" }))
+        .layer(cache(Policy::new()));
+    let burst_of = |n: usize| {
+        let app = app.clone();
+        tokio::spawn(async move { burst(&app, n).await })
+    };
+    let first = burst_of(10);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while calls.get() < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the origin was called");
+    // A write elsewhere: /item's fetch is not covered, so later requests still join it.
+    let write = Request::post("/other").body(Body::empty()).unwrap();
+    assert_eq!(
+        read(app.clone().oneshot(write).await.unwrap()).await.status,
+        200
+    );
+    let second = burst_of(10);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.add_permits(1000);
+    let mut answers: Vec<Got> = first.await.unwrap();
+    answers.extend(second.await.unwrap());
+    assert!(answers.iter().all(|r| r.text() == "item v1"));
+    assert_eq!(calls.get(), 1);
+}

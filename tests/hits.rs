@@ -125,11 +125,11 @@ async fn hits_share_the_stored_bytes() {
 #[tokio::test]
 async fn the_layer_works_on_a_bare_tower_service() {
     use bytes::Bytes;
-    use http_body_util::Full;
+    use http_body_util::{Empty, Full};
     use tower::{Layer, ServiceExt, service_fn};
     let calls = Calls::default();
     let c = calls.clone();
-    let svc = layer().layer(service_fn(move |_req: http::Request<()>| {
+    let svc = layer().layer(service_fn(move |_req: http::Request<Empty<Bytes>>| {
         c.hit();
         async move {
             Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::from_static(b"bare"))))
@@ -138,7 +138,7 @@ async fn the_layer_works_on_a_bare_tower_service() {
     for expected in ["MISS", "HIT"] {
         let res = svc
             .clone()
-            .oneshot(http::Request::get("/x").body(()).unwrap())
+            .oneshot(http::Request::get("/x").body(Empty::new()).unwrap())
             .await
             .unwrap();
         let got = common::read(res).await;
@@ -153,11 +153,12 @@ async fn inner_errors_are_kept() {
     use tower::{Layer, ServiceExt, service_fn};
     #[derive(Debug, PartialEq)]
     struct Boom;
-    let svc = layer().layer(service_fn(|_req: http::Request<()>| async {
-        Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(Boom)
+    type Empty = http_body_util::Empty<bytes::Bytes>;
+    let svc = layer().layer(service_fn(|_req: http::Request<Empty>| async {
+        Err::<http::Response<Empty>, _>(Boom)
     }));
     let err = svc
-        .oneshot(http::Request::get("/x").body(()).unwrap())
+        .oneshot(http::Request::get("/x").body(Empty::new()).unwrap())
         .await
         .unwrap_err();
     assert_eq!(err, Boom);

@@ -567,3 +567,84 @@ async fn locations_are_resolved_and_normalised_like_keys() {
         "HIT"
     );
 }
+
+#[tokio::test]
+async fn policy_taggers_see_the_normal_form_of_a_write() {
+    use std::sync::atomic::AtomicU64;
+    use tower_response_cache::Policy;
+    let version = Arc::new(AtomicU64::new(1));
+    let (read_v, write_v) = (Arc::clone(&version), Arc::clone(&version));
+    // The documented tagger: the product id from the path.
+    let tagger = |req: &http::request::Parts, _: &http::response::Parts| {
+        let id = req.uri.path().trim_start_matches("/products/");
+        vec![format!("product:{id}")]
+    };
+    let layer = cache().route("/products/{id}", Policy::new().invalidate_with(tagger));
+    let app = Router::new()
+        .route(
+            "/featured",
+            get(move || {
+                let v = read_v.load(Ordering::SeqCst);
+                async move { ([("cache-tag", "product:42")], format!("featured v{v}")) }
+            }),
+        )
+        .route(
+            "/products/{id}",
+            axum::routing::put(move |Path(id): Path<u32>| {
+                write_v.fetch_add(1, Ordering::SeqCst);
+                async move { format!("updated {id}") }
+            }),
+        )
+        .layer(layer);
+    send(&app, common::get("/featured")).await;
+    // axum decodes the id: this updates product 42, and the tagger must see "42".
+    assert_eq!(
+        send(&app, req("PUT", "/products/%34%32", &[])).await.status,
+        200
+    );
+    let after = send(&app, common::get("/featured")).await;
+    assert_eq!(
+        (after.cache(), after.text().as_str()),
+        ("MISS", "featured v2")
+    );
+}
+
+#[tokio::test]
+async fn a_write_in_any_encoding_of_reserved_characters_invalidates() {
+    let db = Db::default();
+    let app = app(&db);
+    // A browser sends the raw spelling; scripts write with encodeURIComponent.
+    for (read, write) in [
+        ("/items/ann@example.com", "/items/ann%40example.com"),
+        ("/items/caf%C3%A9", "/items/caf\u{e9}"),
+        ("/items/a:b", "/items/a%3Ab"),
+    ] {
+        send(&app, common::get(read)).await;
+        assert_eq!(send(&app, common::get(read)).await.cache(), "HIT", "{read}");
+        assert_eq!(send(&app, req("PUT", write, &[])).await.status, 200);
+        assert_eq!(
+            send(&app, common::get(read)).await.cache(),
+            "MISS",
+            "{write}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_prefix_that_is_not_a_path_removes_nothing() {
+    let (app, handle) = multi_host_site();
+    for path in ["/products/1", "/about"] {
+        send(&app, at("shop.example", path)).await;
+    }
+    for typo in ["products/", "", "*"] {
+        assert_eq!(handle.invalidate_prefix("", typo).await, 0, "{typo:?}");
+    }
+    assert_eq!(
+        send(&app, at("shop.example", "/about")).await.cache(),
+        "HIT"
+    );
+    assert_eq!(
+        send(&app, at("shop.example", "/products/1")).await.cache(),
+        "HIT"
+    );
+}

@@ -7,7 +7,7 @@ mod common;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use bytes::Bytes;
 use common::{Calls, req, send};
@@ -336,39 +336,99 @@ async fn forwarding_headers_cannot_poison_other_requests() {
 }
 
 #[tokio::test]
-async fn a_method_override_is_a_write_not_a_hit() {
+async fn a_method_override_reaches_the_app_and_evicts_nothing() {
+    // Frameworks honour method overrides on POST only; a GET carrying one is answered by the
+    // app (never from the cache, in case it does act on it), and, being a GET, invalidates
+    // nothing: a header any client can send must not evict what others read.
+    let calls = Calls::default();
+    let c = calls.clone();
+    let app: Router = Router::new()
+        .route(
+            "/items/{id}",
+            get(move |Path(id): Path<String>| {
+                let n = c.hit();
+                async move { format!("item {id} v{n}") }
+            }),
+        )
+        .layer(cache());
+    let item = || on("shop.example", "GET", "/items/1");
+    send(&app, item()).await;
+    assert_eq!(send(&app, item()).await.cache(), "HIT");
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        let overridden = req(
+            "GET",
+            "/items/1",
+            &[("host", "shop.example"), (name, "DELETE")],
+        );
+        let got = send(&app, overridden).await;
+        assert_eq!(got.cache(), "BYPASS", "{name}");
+        let after = send(&app, item()).await;
+        assert_eq!(
+            (after.cache(), after.text().as_str()),
+            ("HIT", "item 1 v1"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_write_with_a_forged_or_unreadable_host_evicts_no_other_host() {
     let db = Db::default();
-    // Like frameworks that honour X-HTTP-Method-Override: a GET carrying it is a write.
-    let overridable = |db: &Db| {
-        let db = db.clone();
-        Router::new()
-            .route(
-                "/items/{id}",
-                get(move |Path(id): Path<String>, headers: HeaderMap| {
-                    let db = db.clone();
-                    async move {
-                        if headers.contains_key("x-http-method-override") {
-                            db.0.fetch_add(1, Ordering::SeqCst);
-                            return (StatusCode::OK, "deleted".to_owned());
-                        }
-                        (
-                            StatusCode::OK,
-                            format!("item {id} v{}", db.0.load(Ordering::SeqCst)),
-                        )
-                    }
-                }),
-            )
-            .layer(cache())
-    };
-    let app = overridable(&db);
-    send(&app, common::get("/items/1")).await;
-    assert_eq!(send(&app, common::get("/items/1")).await.cache(), "HIT");
-    let write = req("GET", "/items/1", &[("x-http-method-override", "DELETE")]);
-    let got = send(&app, write).await;
-    assert_eq!((got.cache(), got.text().as_str()), ("BYPASS", "deleted"));
-    let after = send(&app, common::get("/items/1")).await;
+    let app = items().with_state(db.clone()).layer(cache());
+    let victim = || on("victim.example", "GET", "/items/1");
+    send(&app, victim()).await;
+    // RFC 9112 §3.2.2: an absolute target's authority is the one written to; the forged Host
+    // names nothing. A Host that cannot be read names nothing either.
+    let forged = req(
+        "PUT",
+        "http://attacker.example/items/1",
+        &[("host", "victim.example")],
+    );
+    assert_eq!(send(&app, forged).await.status, 200);
+    assert_eq!(send(&app, victim()).await.cache(), "HIT");
+    for host in ["a b", "victim.example:99999"] {
+        let unreadable = req("PUT", "/items/1", &[("host", host)]);
+        assert_eq!(send(&app, unreadable).await.status, 200, "{host}");
+        assert_eq!(send(&app, victim()).await.cache(), "HIT", "{host}");
+    }
+    // The victim's own write, in any spelling, does invalidate.
+    send(&app, req("PUT", "http://VICTIM.example:80/items/%31", &[])).await;
+    assert_eq!(send(&app, victim()).await.cache(), "MISS");
+}
+
+#[tokio::test]
+async fn a_get_with_a_body_is_neither_answered_from_nor_stored_in_the_cache() {
+    let app: Router = Router::new()
+        .route(
+            "/search",
+            get(|body: String| async move {
+                (
+                    [("cache-control", "max-age=300")],
+                    format!("results for {body:?}"),
+                )
+            }),
+        )
+        .layer(cache());
+    let evil = Request::get("/search")
+        .header("host", "shop.example")
+        .body(Body::from("<script>evil</script>"))
+        .unwrap();
+    assert_eq!(send(&app, evil).await.cache(), "BYPASS");
+    let victim = send(&app, on("shop.example", "GET", "/search")).await;
+    assert_eq!(victim.cache(), "MISS");
+    assert!(!victim.text().contains("evil"), "{}", victim.text());
+    // A stored entry is not handed to a request with a body either (the app may read it).
+    let with_body = Request::get("/search")
+        .header("host", "shop.example")
+        .body(Body::from("other"))
+        .unwrap();
+    let got = send(&app, with_body).await;
     assert_eq!(
-        (after.cache(), after.text().as_str()),
-        ("MISS", "item 1 v1")
+        (got.cache(), got.text().as_str()),
+        ("BYPASS", "results for \"other\"")
     );
 }

@@ -92,6 +92,10 @@ async fn the_purge_endpoint_needs_the_token() {
             .status,
         400
     );
+    for typo in ["prefix=products", "prefix="] {
+        let got = send(&app, req("POST", &format!("/_cache/purge?{typo}"), &auth)).await;
+        assert_eq!(got.status, 400, "{typo}");
+    }
     assert_eq!(
         send(&app, req("POST", "/_cache/purge?bogus=1", &auth))
             .await

@@ -138,26 +138,36 @@ async fn trailers_survive_the_round_trip() {
     use tower::{Layer, ServiceExt, service_fn};
     let server = RedisServer::start();
     let make = |store: RedisStore| {
-        CacheLayer::new(store).layer(service_fn(|_req: http::Request<()>| async {
-            let mut body = common::Script::chunks(&[b"grpc payload"]);
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", "0".parse().unwrap());
-            body.frames.push_back(Ok(Frame::trailers(trailers)));
-            Ok::<_, std::io::Error>(http::Response::new(body))
-        }))
+        CacheLayer::new(store).layer(service_fn(
+            |_req: http::Request<http_body_util::Empty<bytes::Bytes>>| async {
+                let mut body = common::Script::chunks(&[b"grpc payload"]);
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                body.frames.push_back(Ok(Frame::trailers(trailers)));
+                Ok::<_, std::io::Error>(http::Response::new(body))
+            },
+        ))
     };
     let a = make(store(&server.url()));
     let b = make(store(&server.url()));
     common::read(
-        a.oneshot(http::Request::get("/g").body(()).unwrap())
-            .await
-            .unwrap(),
+        a.oneshot(
+            http::Request::get("/g")
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap(),
     )
     .await;
     let got = common::read(
-        b.oneshot(http::Request::get("/g").body(()).unwrap())
-            .await
-            .unwrap(),
+        b.oneshot(
+            http::Request::get("/g")
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(

@@ -216,3 +216,148 @@ async fn an_odd_spelling_on_a_cold_key_does_not_lead_the_others() {
     assert_eq!(calls.get(), 2);
     assert_eq!(send(&app, anonymous()).await.cache(), "HIT");
 }
+
+/// Public for anonymous users, `private` when credentials come along (as apps with optional
+/// auth answer).
+fn personal_when_authorized(calls: &Calls) -> Router {
+    let calls = calls.clone();
+    Router::new()
+        .route(
+            "/item",
+            get(move |headers: http::HeaderMap| {
+                let n = calls.hit();
+                async move {
+                    if headers.contains_key("authorization") {
+                        ([("cache-control", "private")], format!("personal v{n}"))
+                    } else {
+                        ([("cache-control", "max-age=300")], format!("public v{n}"))
+                    }
+                }
+            }),
+        )
+        .layer(CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_answer_to_credentials_leaves_the_shared_entry_alone() {
+    let calls = Calls::default();
+    let app = personal_when_authorized(&calls);
+    assert_eq!(send(&app, anonymous()).await.cache(), "MISS");
+    let authorized = req(
+        "GET",
+        "/item",
+        &[("host", "shop.example"), ("authorization", "Bearer junk")],
+    );
+    let own = send(&app, authorized).await;
+    assert_eq!(own.text(), "personal v2");
+    let after = burst_of(&app, 50, anonymous).await;
+    assert!(
+        after
+            .iter()
+            .all(|r| r.cache() == "HIT" && r.text() == "public v1")
+    );
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn one_variant_that_cannot_be_stored_leaves_the_others_alone() {
+    let calls = Calls::default();
+    let c = calls.clone();
+    let app: Router = Router::new()
+        .route(
+            "/page",
+            get(move |headers: http::HeaderMap| {
+                c.hit();
+                async move {
+                    let gzip = headers
+                        .get("accept-encoding")
+                        .is_some_and(|v| v.as_bytes() == b"gzip");
+                    let body = if gzip {
+                        "small".to_owned()
+                    } else {
+                        "x".repeat(10_000)
+                    };
+                    (
+                        [
+                            ("cache-control", "max-age=300"),
+                            ("vary", "accept-encoding"),
+                        ],
+                        body,
+                    )
+                }
+            }),
+        )
+        .layer(CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).max_body_bytes(4096));
+    let gzip = || {
+        req(
+            "GET",
+            "/page",
+            &[("host", "shop.example"), ("accept-encoding", "gzip")],
+        )
+    };
+    send(&app, gzip()).await;
+    assert_eq!(send(&app, gzip()).await.cache(), "HIT");
+    // The identity variant is too large to store: that says nothing of the gzip variant.
+    let identity = req(
+        "GET",
+        "/page",
+        &[("host", "shop.example"), ("accept-encoding", "identity")],
+    );
+    assert_eq!(send(&app, identity).await.cache(), "MISS");
+    assert_eq!(send(&app, gzip()).await.cache(), "HIT");
+}
+
+/// `/item` answering 304 to `If-None-Match`, 200 otherwise; calls wait for the gate.
+fn conditional_origin(calls: &Calls, gate: &Arc<Semaphore>) -> Router {
+    let (calls, gate) = (calls.clone(), Arc::clone(gate));
+    Router::new()
+        .route(
+            "/item",
+            get(move |headers: http::HeaderMap| {
+                let (calls, gate) = (calls.clone(), Arc::clone(&gate));
+                async move {
+                    let n = calls.hit();
+                    let _permit = gate.acquire().await.unwrap();
+                    if headers.contains_key("if-none-match") || headers.contains_key("range") {
+                        let status = if headers.contains_key("range") {
+                            206
+                        } else {
+                            304
+                        };
+                        let status = http::StatusCode::from_u16(status).unwrap();
+                        return (status, [("cache-control", "max-age=300")], String::new());
+                    }
+                    let ok = http::StatusCode::OK;
+                    (ok, [("cache-control", "max-age=300")], format!("item v{n}"))
+                }
+            }),
+        )
+        .layer(CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_or_ranged_request_never_leads_the_others() {
+    for (name, value) in [("if-none-match", "\"abc\""), ("range", "bytes=0-1")] {
+        let calls = Calls::default();
+        let gate = Arc::new(Semaphore::new(0));
+        let app = conditional_origin(&calls, &gate);
+        let own = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let request = req("GET", "/item", &[("host", "shop.example"), (name, value)]);
+                send(&app, request).await
+            })
+        };
+        called(&calls, 1).await;
+        let others = {
+            let app = app.clone();
+            tokio::spawn(async move { burst_of(&app, 20, anonymous).await })
+        };
+        called(&calls, 2).await;
+        gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        assert_ne!(own.await.unwrap().status, 200, "{name}");
+        let answers = others.await.unwrap();
+        assert!(answers.iter().all(|r| r.status == 200), "{name}");
+        assert_eq!(calls.get(), 2, "{name}: 1 conditional + 1 shared fetch");
+    }
+}

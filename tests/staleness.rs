@@ -196,7 +196,7 @@ async fn stale_if_error_covers_a_failing_origin() {
 fn good_then_refused(
     calls: &Calls,
 ) -> impl tower::Service<
-    Request<()>,
+    Request<http_body_util::Empty<bytes::Bytes>>,
     Response = http::Response<http_body_util::Full<bytes::Bytes>>,
     Error = std::io::Error,
     Future = impl Send,
@@ -204,7 +204,7 @@ fn good_then_refused(
 + Send
 + 'static {
     let calls = calls.clone();
-    tower::service_fn(move |_req: Request<()>| {
+    tower::service_fn(move |_req: Request<http_body_util::Empty<bytes::Bytes>>| {
         let n = calls.hit();
         async move {
             if n == 1 {
@@ -229,7 +229,11 @@ async fn stale_if_error_covers_inner_errors() {
             .stale_if_error(Duration::from_secs(30)),
     );
     let svc = layer.clone().layer(good_then_refused(&c));
-    let get = || Request::get("/item").body(()).unwrap();
+    let get = || {
+        Request::get("/item")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
     read(svc.clone().oneshot(get()).await.unwrap()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = read(

@@ -152,14 +152,19 @@ async fn a_colliding_key_is_a_miss_never_another_urls_response() {
 async fn a_service_over_a_run_time_store_can_be_spawned() {
     use tower::{Layer, ServiceExt, service_fn};
     let store = AnyStore::new(MemoryStore::with_capacity_bytes(1 << 20));
-    let svc = CacheLayer::new(store).layer(service_fn(|_r: http::Request<()>| async {
+    type Empty = http_body_util::Empty<bytes::Bytes>;
+    let svc = CacheLayer::new(store).layer(service_fn(|_r: http::Request<Empty>| async {
         Ok::<_, std::io::Error>(http::Response::new(http_body_util::Full::new(
             bytes::Bytes::from_static(b"x"),
         )))
     }));
     let spawned = tokio::spawn(async move {
-        let first = svc.clone().oneshot(http::Request::new(())).await.unwrap();
-        let second = svc.oneshot(http::Request::new(())).await.unwrap();
+        let first = svc
+            .clone()
+            .oneshot(http::Request::new(Empty::new()))
+            .await
+            .unwrap();
+        let second = svc.oneshot(http::Request::new(Empty::new())).await.unwrap();
         (
             first.headers()["x-cache"].clone(),
             second.headers()["x-cache"].clone(),

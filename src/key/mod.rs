@@ -14,7 +14,9 @@ use crate::BypassReason;
 mod target;
 mod unkeyed;
 
-pub(crate) use target::{Target, normalize_authority, normalize_path, original_uri};
+pub(crate) use target::{
+    Target, normalize_authority, normalize_path, normalized_head, original_uri,
+};
 pub(crate) use unkeyed::Unkeyed;
 
 /// The fixed-size hash under which a store files an entry.
@@ -267,7 +269,9 @@ impl<'a> KeyBuilder<'a> {
     }
 
     /// Leaves a query parameter out of the key. The name is compared as sent (not
-    /// percent-decoded); a trailing `*` matches any name with that prefix (`utm_*`).
+    /// percent-decoded); a trailing `*` matches any name with that prefix (`utm_*`). A
+    /// parameter containing `;` is never dropped (apps that split on `;` would read what
+    /// follows it).
     pub fn drop_query_param(&mut self, name: &str) -> &mut Self {
         self.dropped_params.push(name.to_owned());
         self
@@ -345,6 +349,12 @@ impl<'a> KeyBuilder<'a> {
     }
 
     fn is_dropped(&self, param: &str) -> bool {
+        if param.contains(';') {
+            // Some apps also split the query on `;` (Rack 2, old Python): dropping
+            // `utm_x=1;lang=evil` whole would leave `lang` out of the key while the app reads
+            // it ("parameter cloaking"). Kept in the key, whatever its name.
+            return false;
+        }
         let name = param.split('=').next().unwrap_or("");
         self.dropped_params
             .iter()
@@ -560,6 +570,18 @@ mod tests {
         let none = key_of(get("/p").body(()).unwrap(), DefaultKey).unwrap();
         let empty = key_of(get("/p?").body(()).unwrap(), DefaultKey).unwrap();
         assert_ne!(none, empty);
+    }
+
+    #[test]
+    fn a_dropped_parameter_cannot_cloak_another() {
+        let norm = |_: &request::Parts, k: &mut KeyBuilder<'_>| {
+            k.drop_query_param("utm_*");
+        };
+        let plain = key_of(get("/p?utm_x=1").body(()).unwrap(), norm).unwrap();
+        let cloaked = key_of(get("/p?utm_x=1;lang=evil").body(()).unwrap(), norm).unwrap();
+        assert_ne!(plain, cloaked);
+        let none = key_of(get("/p?").body(()).unwrap(), norm).unwrap();
+        assert_eq!(plain, none);
     }
 
     #[test]

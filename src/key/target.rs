@@ -9,8 +9,9 @@
 //!   User info and percent-encoded hosts are refused (a bypass).
 //! - Path: percent-encodings of unreserved characters decoded (`%31` is `1`, `%7E` is `~`),
 //!   the hex digits of the others upper-cased (`%2f` is `%2F`, and is never decoded into `/`:
-//!   that would change the path's segments), dot segments resolved (RFC 3986 §5.2.4), and an
-//!   empty path made `/`. The query is kept as sent.
+//!   that would change the path's segments), a `%` that starts no encoding encoded (`%25`),
+//!   dot segments resolved (RFC 3986 §5.2.4), and an empty path made `/`. The query is kept
+//!   as sent.
 //!
 //! # Spelling, and what a spelling may do
 //!
@@ -78,38 +79,64 @@ impl<'a> Target<'a> {
         })
     }
 
-    /// The authorities a write may have changed things under: the one the cache keys by, or,
-    /// when the request's `Host` and target disagree or are unreadable, each of them that can
-    /// be read, and `None` for "every host" when neither can (a write must not leave stale
-    /// entries behind because its request was odd).
-    pub fn written_authorities(request: &request::Parts) -> Vec<Option<String>> {
-        if let Ok(target) = Target::of(request) {
-            return vec![Some(target.authority.into_owned())];
-        }
+    /// The authority a write changed things under, normalised: the request target's when it
+    /// names one (RFC 9112 §3.2.2: a server ignores `Host` then), else the single valid
+    /// `Host`; empty when the request names none (as entries stored without one are); `None`
+    /// when the `Host` cannot be read (nothing is cached under such a request, and an
+    /// unreadable `Host` must not let a client invalidate other hosts' entries).
+    pub fn written_authority(request: &request::Parts) -> Option<String> {
         let uri = original_uri(request);
-        let scheme = uri.scheme_str();
-        let mut found: Vec<Option<String>> = Vec::new();
-        let named = uri.authority().map(|a| a.as_str()).into_iter().chain(
-            request
-                .headers
-                .get_all(header::HOST)
-                .iter()
-                .filter_map(|h| h.to_str().ok()),
-        );
-        for raw in named {
-            match normalize_authority(raw, scheme) {
-                Ok(authority) if !found.iter().flatten().any(|a| *a == authority) => {
-                    found.push(Some(authority.into_owned()));
-                }
-                Ok(_) => {}
-                Err(_) => return vec![None],
-            }
-        }
-        if found.is_empty() {
-            found.push(None);
-        }
-        found
+        let raw = match uri.authority() {
+            Some(authority) => authority.as_str(),
+            None => match single_host(request).ok()? {
+                Some(host) => host,
+                // No authority at all: the entries stored without one.
+                None => return Some(String::new()),
+            },
+        };
+        let authority = normalize_authority(raw, uri.scheme_str()).ok()?;
+        Some(authority.into_owned())
     }
+
+    /// The request's URI in normal form: scheme and authority when it names them, the
+    /// normalised path, the query as sent (`None` if that cannot be a URI).
+    pub fn uri(&self) -> Option<Uri> {
+        let path_and_query = match self.query {
+            Some(query) => format!("{}?{query}", self.path),
+            None => self.path.clone().into_owned(),
+        };
+        let mut builder = Uri::builder();
+        if let Some(scheme) = self.scheme {
+            builder = builder.scheme(scheme).authority(&*self.authority);
+        }
+        builder.path_and_query(path_and_query).build().ok()
+    }
+}
+
+/// A copy of a request's head whose URI (and axum's `OriginalUri`) is the original URI in
+/// normal form, for policies and taggers: they then see what keys and tags see, whatever the
+/// spelling and whatever nested router the layer runs in. The copy as it was when the target
+/// cannot be read.
+pub(crate) fn normalized_head(request: &request::Parts) -> request::Parts {
+    let (mut head, ()) = http::Request::new(()).into_parts();
+    head.method = request.method.clone();
+    head.uri = request.uri.clone();
+    head.version = request.version;
+    head.headers = request.headers.clone();
+    head.extensions = request.extensions.clone();
+    if let Some(uri) = Target::of(request).ok().and_then(|t| t.uri()) {
+        #[cfg(feature = "axum")]
+        if head
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .is_some()
+        {
+            head.extensions
+                .insert(axum::extract::OriginalUri(uri.clone()));
+        }
+        head.uri = uri;
+    }
+    head
 }
 
 fn spelled(normalized: Cow<'_, str>) -> (Cow<'_, str>, bool) {
@@ -397,7 +424,7 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// Decodes `%XX` where it encodes an unreserved character and upper-cases the hex digits of
-/// every other valid encoding; a `%` not followed by two hex digits is kept as it is.
+/// every other valid encoding; a `%` not followed by two hex digits is encoded (`%25`).
 fn decode_unreserved(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
@@ -425,8 +452,10 @@ fn decode_unreserved(raw: &str) -> String {
                 i += 3;
             }
             None if b == b'%' => {
-                // Not an encoding: kept as it is.
-                out.push('%');
+                // Not an encoding: a `%` of its own, encoded, so that what follows it can never
+                // be read as an encoding on a second pass (`%%61` would otherwise become
+                // `%a` and then `%AA`).
+                out.push_str("%25");
                 i += 1;
             }
             None => {
@@ -564,7 +593,8 @@ mod tests {
         assert_eq!(path("/../../x"), "/x");
         assert_eq!(path("/a/.."), "/");
         assert_eq!(path("/a/."), "/a/");
-        assert_eq!(path("/%zz/%4"), "/%zz/%4");
+        assert_eq!(path("/%zz/%4"), "/%25zz/%254");
+        assert_eq!(path("/%%61A"), "/%25aA");
         assert_eq!(path("/a//b"), "/a//b", "empty segments are meaningful");
         assert_eq!(path("/a.b/..c/c.."), "/a.b/..c/c..");
         assert!(matches!(normalize_path("/products/1"), Cow::Borrowed(_)));
@@ -606,34 +636,38 @@ mod tests {
     }
 
     #[test]
-    fn written_authorities_cover_both_hosts_of_an_odd_write() {
-        let (parts, ()) = http::Request::put("http://victim.example/x")
-            .header("host", "Other.example")
-            .body(())
-            .unwrap()
-            .into_parts();
+    fn a_write_names_the_target_authority_or_the_host_or_nothing() {
+        let write = |uri: &str, hosts: &[&str]| {
+            let mut request = http::Request::put(uri);
+            for host in hosts {
+                request = request.header("host", *host);
+            }
+            Target::written_authority(&request.body(()).unwrap().into_parts().0)
+        };
+        let some = |a: &str| Some(a.to_owned());
+        // RFC 9112 §3.2.2: the target's authority, whatever Host says.
         assert_eq!(
-            Target::written_authorities(&parts),
-            [
-                Some("victim.example".to_owned()),
-                Some("other.example".to_owned())
-            ]
+            write("http://Victim.example/x", &["other.example"]),
+            some("victim.example")
         );
-        let (parts, ()) = http::Request::put("/x")
-            .header("host", "a.example")
-            .header("host", "b.example")
+        assert_eq!(write("/x", &["Shop.Example:80"]), some("shop.example"));
+        assert_eq!(write("/x", &["a.example", "b.example"]), None);
+        assert_eq!(write("/x", &["a b"]), None);
+        assert_eq!(write("/x", &[]), some(""));
+    }
+
+    #[test]
+    fn normalized_heads_carry_the_normal_uri() {
+        let (parts, ()) = http::Request::put("/products/%34%32/./x?q=%41")
+            .header("host", "shop.example")
             .body(())
             .unwrap()
             .into_parts();
-        assert_eq!(
-            Target::written_authorities(&parts),
-            [Some("a.example".to_owned()), Some("b.example".to_owned())]
-        );
-        let (parts, ()) = http::Request::put("/x")
-            .header("host", "a b")
+        assert_eq!(normalized_head(&parts).uri, "/products/42/x?q=%41");
+        let (parts, ()) = http::Request::get("HTTP://Shop.Example:80/a/../b")
             .body(())
             .unwrap()
             .into_parts();
-        assert_eq!(Target::written_authorities(&parts), [None]);
+        assert_eq!(normalized_head(&parts).uri, "http://shop.example/b");
     }
 }

@@ -10,22 +10,45 @@
 //!   request costs nothing (every request carries the same value). `Forwarded` is keyed by its
 //!   `host` and `proto` parameters only, so its per-client `for=` does not split the cache.
 //! - **Method overrides.** `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override`
-//!   make Rails, Laravel, Symfony or Express's method-override treat a `GET` or `POST` as the
-//!   method they name: such a request is a write, never a hit.
+//!   make some frameworks treat a request as the method they name (Rails, Laravel, Symfony
+//!   and Express's method-override only on `POST`, which is a write anyway): a `GET` carrying
+//!   one bypasses the cache, so it always reaches the app, but invalidates nothing (a header
+//!   any client can send must not evict what others read).
+//! - **Conditional and range fields** (`If-None-Match`, `Range`...): such a request may be
+//!   answered from the cache, but what the origin answers it (304, 206) is its own, so it
+//!   never fetches on behalf of others.
 
 use http::HeaderMap;
 
-/// The headers keyed when present (lowercase), besides `Forwarded`.
-const KEYED: [&str; 9] = [
+/// The headers keyed when present (lowercase), besides `Forwarded` and `Front-End-Https`.
+const KEYED: [&str; 14] = [
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-forwarded-scheme",
+    "x-forwarded-ssl",
     "x-forwarded-port",
     "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-uri",
     "x-forwarded-server",
+    "x-original-host",
     "x-host",
     "x-original-url",
     "x-rewrite-url",
+    "x-http-scheme",
+];
+
+/// Keyed when present too, but not starting with `x-`.
+const KEYED_OTHERS: [&str; 2] = ["forwarded", "front-end-https"];
+
+/// Conditional and range fields: a request carrying one gets an answer of its own (304, 206).
+const CONDITIONAL: [&str; 6] = [
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+    "range",
 ];
 
 /// The method-override headers (lowercase).
@@ -40,8 +63,10 @@ const METHOD_OVERRIDES: [&str; 3] = [
 pub(crate) struct Unkeyed {
     /// A forwarding header is present: it goes into the key.
     pub forwarding: bool,
-    /// A method-override header is present: the request is a write.
+    /// A method-override header is present.
     pub method_override: bool,
+    /// A conditional or range field is present.
+    pub conditional: bool,
 }
 
 impl Unkeyed {
@@ -55,7 +80,8 @@ impl Unkeyed {
                     found.forwarding |= KEYED.contains(&name);
                     found.method_override |= METHOD_OVERRIDES.contains(&name);
                 }
-                Some(b'f') => found.forwarding |= name == "forwarded",
+                Some(b'f') => found.forwarding |= KEYED_OTHERS.contains(&name),
+                Some(b'i' | b'r') => found.conditional |= CONDITIONAL.contains(&name),
                 _ => {}
             }
         }
@@ -70,7 +96,7 @@ pub(super) fn push_present(headers: &HeaderMap, found: Unkeyed, key: &mut Vec<u8
         return;
     }
     key.push(b'f');
-    for name in KEYED {
+    for name in KEYED.iter().copied().chain(["front-end-https"]) {
         for value in headers.get_all(name) {
             super::push_field(key, name.as_bytes());
             super::push_field(key, value.as_bytes());
@@ -115,9 +141,11 @@ mod tests {
         assert_eq!(Unkeyed::scan(&headers), Unkeyed::default());
         headers.insert("X-HTTP-Method", http::HeaderValue::from_static("DELETE"));
         headers.insert("forwarded", http::HeaderValue::from_static("proto=https"));
+        headers.insert("range", http::HeaderValue::from_static("bytes=0-1"));
         let both = Unkeyed {
             forwarding: true,
             method_override: true,
+            conditional: true,
         };
         assert_eq!(Unkeyed::scan(&headers), both);
     }

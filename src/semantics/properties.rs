@@ -389,6 +389,7 @@ fn decisions_saturate_whatever_the_durations() {
             let facts = RequestFacts {
                 has_authorization: false,
                 canonical: true,
+                conditional: false,
             };
             let Ok(decision) = decide(&policy, facts, &parts, overrides, now, delay, seed) else {
                 return Ok(());

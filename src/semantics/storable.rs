@@ -16,15 +16,15 @@ pub(crate) struct RequestFacts {
     /// The request spelled its target in normal form (see `key::target`); otherwise it may
     /// read the normal form's entry, but its response is never stored.
     pub canonical: bool,
+    /// The request is conditional or ranged: the origin's answer to it (304, 206) is its own.
+    pub conditional: bool,
 }
 
 impl RequestFacts {
     /// Reads the request; `Err` when the request must bypass the cache under `policy`.
-    pub fn read(
-        request: &request::Parts,
-        policy: &Policy,
-        canonical: bool,
-    ) -> Result<Self, BypassReason> {
+    /// `canonical` and `conditional` start as "in normal form" and "unconditional"; the caller
+    /// sets them from what it read of the target and the header names.
+    pub fn read(request: &request::Parts, policy: &Policy) -> Result<Self, BypassReason> {
         if !policy.enabled {
             return Err(BypassReason::Policy);
         }
@@ -41,16 +41,18 @@ impl RequestFacts {
         }
         Ok(RequestFacts {
             has_authorization,
-            canonical,
+            canonical: true,
+            conditional: false,
         })
     }
 
     /// Whether this request may fetch on behalf of other requests for its key: lead a
-    /// coalesced fetch, or refresh an entry in the background. Not with its own credentials,
-    /// nor when spelled other than in normal form: what such a request gets from the origin
-    /// is decided by something that belongs to it alone.
+    /// coalesced fetch, refresh an entry in the background, or mark its key hit-for-pass. Not
+    /// with its own credentials, nor when spelled other than in normal form, nor when
+    /// conditional or ranged: what such a request gets from the origin is decided by something
+    /// that belongs to it alone.
     pub fn fills_for_others(self) -> bool {
-        self.canonical && !self.has_authorization
+        self.canonical && !self.has_authorization && !self.conditional
     }
 }
 
@@ -232,10 +234,12 @@ mod tests {
     const ANON: RequestFacts = RequestFacts {
         has_authorization: false,
         canonical: true,
+        conditional: false,
     };
     const AUTHED: RequestFacts = RequestFacts {
         has_authorization: true,
         canonical: true,
+        conditional: false,
     };
 
     fn verdict(
