@@ -10,14 +10,13 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use bytes::Bytes;
-use common::{Calls, req, send};
+use common::{Calls, raw_http1, req, send};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower_response_cache::{CacheLayer, MemoryStore};
 
@@ -63,19 +62,6 @@ async fn serve(app: Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()
         }
     });
     (addr, server)
-}
-
-/// One HTTP/1.1 request written by hand (absolute-form targets, forged headers), the whole
-/// response read back as text.
-async fn raw_http1(addr: std::net::SocketAddr, head: &str) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
-        .await
-        .expect("no hang")
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test]

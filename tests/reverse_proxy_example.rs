@@ -239,17 +239,8 @@ async fn writes_tags_and_purges_through_the_proxy() {
     child.kill().await.unwrap();
 }
 
-/// One HTTP/1.1 request written by hand, the whole response read back as text.
 async fn raw(proxy: &str, head: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
-        .await
-        .expect("no hang")
-        .unwrap();
-    String::from_utf8_lossy(&out).to_ascii_lowercase()
+    common::raw_http1(proxy, head).await.to_ascii_lowercase()
 }
 
 #[tokio::test]

@@ -144,3 +144,20 @@ pub fn randomizer() -> impl FnMut(u64) -> u64 {
         seed % below
     }
 }
+
+/// One HTTP/1.1 request written by hand (absolute-form targets, forged headers), on a
+/// connection of its own; the whole response read back as text (within 10 s).
+pub async fn raw_http1(addr: impl tokio::net::ToSocketAddrs, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
