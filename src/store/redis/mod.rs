@@ -70,7 +70,9 @@ const MAX_RECORD_MEMORY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 ///   secret must stay out of Redis.)
 /// - Faults never fail a request: every operation has a timeout, errors are misses, and after a
 ///   run of failures a circuit breaker stops calling Redis for a while (a dead Redis then costs
-///   nothing per request), probing now and then until it is back.
+///   nothing per request), probing now and then until it is back. An invalidation or clear
+///   that fails is not lost: the cache layer hides what it covers from its own lookups at once
+///   and sends it again until Redis takes it.
 /// - The connection is made on first use and re-made after a loss, so a service starts, and
 ///   serves, while Redis is down.
 ///
