@@ -2,11 +2,13 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::coalesce::Flights;
 use crate::invalidate::Generations;
 use crate::policy::Policies;
 use crate::stats::Counters;
+use crate::unapplied::Unapplied;
 use crate::{BypassReason, NotStoredReason};
 
 /// The configuration and state of one cache: store, key maker, policies, header names, counters.
@@ -23,6 +25,8 @@ pub(crate) struct Config<St: ?Sized, K> {
     pub flights: Arc<Flights>,
     /// Fill generations, so that invalidated data is never written back.
     pub generations: Arc<Generations>,
+    /// Invalidations the store did not take: hidden from lookups, retried.
+    pub unapplied: Arc<Unapplied>,
     /// The response header carrying tags (`cache-tag` by default), or none.
     pub tag_header: Option<HeaderName>,
     /// Whether the tag header is passed on to clients (it is removed by default).
@@ -43,6 +47,7 @@ impl<St: ?Sized, K> Clone for Config<St, K> {
             counters: Arc::clone(&self.counters),
             flights: Arc::clone(&self.flights),
             generations: Arc::clone(&self.generations),
+            unapplied: Arc::clone(&self.unapplied),
             tag_header: self.tag_header.clone(),
             keep_tag_header: self.keep_tag_header,
             purge_token: self.purge_token.clone(),
@@ -87,37 +92,54 @@ impl<St: ?Sized, K> Config<St, K> {
 impl<St: crate::Store + ?Sized, K> Config<St, K> {
     /// Invalidates every entry carrying one of `tags`: recorded first (so that fills in
     /// progress do not write back), then removed from the store. Store errors are logged and
-    /// counted; the count of removed entries is returned.
+    /// counted, and the invalidation is remembered: hidden from this instance's lookups at
+    /// once and retried until the store takes it (see `unapplied.rs`). The count of removed
+    /// entries is returned.
     pub async fn invalidate(&self, tags: &[&str]) -> u64 {
         if tags.is_empty() {
             return 0;
         }
+        let (at, mark) = (SystemTime::now(), self.unapplied.mark());
         self.generations.record(tags.iter().copied());
         self.flights.detach(tags);
         Counters::add(&self.counters.invalidations);
-        match self.store.invalidate_tags(tags).await {
-            Ok(removed) => removed,
+        let removed = match self.store.invalidate_tags(tags).await {
+            Ok(removed) => {
+                self.unapplied.applied_tags(tags, mark);
+                removed
+            }
             Err(error) => {
                 Counters::add(&self.counters.store_errors);
-                tracing::warn!(%error, "cache invalidation failed in the store");
+                tracing::warn!(%error, "cache invalidation failed in the store; retried later");
+                self.unapplied.remember_tags(tags, at);
                 0
             }
-        }
+        };
+        self.unapplied.retry_pending(&self.store).await;
+        removed
     }
 
     /// Removes every entry, and records it so that fills in progress do not write back.
-    /// Returns how many entries the store removed.
+    /// Returns how many entries the store removed. A clear the store does not take is
+    /// remembered as [`invalidate`](Self::invalidate) says.
     pub async fn clear(&self) -> u64 {
+        let (at, mark) = (SystemTime::now(), self.unapplied.mark());
         self.generations.record_everything();
         self.flights.detach_all();
         Counters::add(&self.counters.invalidations);
-        match self.store.clear().await {
-            Ok(removed) => removed,
+        let removed = match self.store.clear().await {
+            Ok(removed) => {
+                self.unapplied.applied_everything(mark);
+                removed
+            }
             Err(error) => {
                 Counters::add(&self.counters.store_errors);
-                tracing::warn!(%error, "cache clear failed in the store");
+                tracing::warn!(%error, "cache clear failed in the store; retried later");
+                self.unapplied.remember_everything(at);
                 0
             }
-        }
+        };
+        self.unapplied.retry_pending(&self.store).await;
+        removed
     }
 }

@@ -80,6 +80,7 @@ mod semantics;
 mod service;
 mod stats;
 pub mod store;
+mod unapplied;
 
 pub use body::CacheBody;
 pub use entry::{DecodeError, Entry, FORMAT_VERSION, MAX_LIFETIME};

@@ -98,7 +98,9 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         }
     }
 
-    /// The entry if the store found one and it answers exactly `key`. Errors count as misses.
+    /// The entry if the store found one, it answers exactly `key`, and no invalidation the
+    /// store did not take covers it (`unapplied.rs`; one relaxed load when there is none).
+    /// Errors count as misses. Both lookups, sync and async, go through here.
     fn verified(
         &self,
         key: &CacheKey,
@@ -112,12 +114,15 @@ impl<St: Store + ?Sized, K> Config<St, K> {
                 return None;
             }
         };
-        if entry.key() == key.as_bytes() {
-            Some(entry)
-        } else {
+        if entry.key() != key.as_bytes() {
             tracing::debug!(hash = %key.store_key(), "hash collision: treated as a miss");
-            None
+            return None;
         }
+        if self.unapplied.hides(&entry) {
+            tracing::debug!("an invalidation the store did not take covers this entry: a miss");
+            return None;
+        }
+        Some(entry)
     }
 
     /// The response from a stored entry: stored status, headers and trailers, shared body

@@ -625,3 +625,178 @@ async fn shared_entries_and_clear_count_what_is_in_redis() {
     assert!(entry_keys(&server).await.is_empty());
     assert_eq!(b_handle.clear().await, 0);
 }
+
+/// The keys under the store's namespace that remember invalidations (`…:inv…`), and the bytes
+/// Redis says they take (`MEMORY USAGE`).
+async fn invalidation_records(server: &RedisServer) -> (usize, u64) {
+    let mut raw = server.raw().await;
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("test*:inv*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let mut bytes = 0;
+    for key in &keys {
+        let used: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        bytes += used.unwrap_or(0);
+    }
+    (keys.len(), bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_writes_with_random_hosts_leave_bounded_invalidation_records() {
+    use axum::routing::post;
+    let server = RedisServer::start();
+    let app = Router::new()
+        .route("/newsletter", post(|| async { "subscribed" }))
+        .layer(CacheLayer::new(store(&server.url())));
+    const WRITES: usize = 2_000;
+    for i in 0..WRITES {
+        // A Host of about 1 KiB, a new one every time: every write invalidates new tags.
+        let host = format!("{}{i}.example", "a".repeat(1000));
+        let got = send(&app, common::req("POST", "/newsletter", &[("host", &host)])).await;
+        assert_eq!(got.status, 200);
+    }
+    let (keys, bytes) = invalidation_records(&server).await;
+    println!("after {WRITES} writes with random 1 KiB hosts: {keys} keys, {bytes} bytes");
+    // One sorted set of tag hashes (and, once it is full, the time everything was last
+    // invalidated). Before: a key per tag, 2,000 keys of 1.3 kB each.
+    assert!(keys <= 2, "{keys} keys remember invalidations");
+    // A record takes about 120 bytes, whatever its tag's length (each write names its URI on
+    // its host, new every time, and on every host, the same).
+    assert!(
+        bytes <= 160 * (WRITES as u64 + 1),
+        "{bytes} bytes remember {WRITES} writes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidation_records_are_capped_and_older_ones_fold_into_everything() {
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use tower_response_cache::{Entry, PutOutcome, Store, StoreKey};
+    let server = RedisServer::start();
+    let s = RedisStore::builder(server.url())
+        .prefix("test")
+        .timeout(Duration::from_secs(5))
+        // One machine, one clock.
+        .invalidation_clock_margin(Duration::ZERO)
+        .build()
+        .unwrap();
+    let calls = Calls::default();
+    let app = instance("a", &calls, s.clone());
+    // An entry whose fill started before the flood below.
+    send(&app, common::get("/before")).await;
+    let mut raw = server.raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("test*:e:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let value: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let before = Entry::decode(Bytes::from(value)).unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // A flood of invalidations of distinct long tags, more than the records kept.
+    const TAGS: usize = 80_000;
+    let tags: Vec<String> = (0..TAGS)
+        .map(|i| format!("{i:08}{}", "x".repeat(120)))
+        .collect();
+    for batch in tags.chunks(500) {
+        let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+        s.invalidate_tags(&batch).await.unwrap();
+    }
+    let (keys, bytes) = invalidation_records(&server).await;
+    let records: u64 = redis::cmd("ZCARD")
+        .arg("test:v3:inv")
+        .query_async(&mut raw)
+        .await
+        .unwrap_or(0);
+    println!("after {TAGS} invalidated tags: {keys} keys, {records} records, {bytes} bytes");
+    assert!(keys <= 2, "{keys} keys remember invalidations");
+    assert_eq!(records, 65_536);
+    // About 125 bytes a record: 8 MB, however many tags were invalidated.
+    assert!(bytes <= 160 * records, "{bytes} bytes");
+
+    // A fill that started before the flood is refused whatever its tags: those of the oldest
+    // records were folded into "everything at the time of the newest folded one".
+    let put = |tag: &str| {
+        let entry = Arc::new(before.clone().with_tags([tag.to_owned()]));
+        let s = s.clone();
+        async move {
+            s.put(StoreKey::of(b"probe"), entry, Duration::from_secs(60))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(put(&tags[0]).await, PutOutcome::Refused, "a folded record");
+    assert_eq!(
+        put(&tags[TAGS - 1]).await,
+        PutOutcome::Refused,
+        "a kept record"
+    );
+    assert_eq!(
+        put("unrelated").await,
+        PutOutcome::Refused,
+        "folded: everything"
+    );
+    // A fill that starts after the flood is stored.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    send(&app, common::get("/after")).await;
+    assert_eq!(send(&app, common::get("/after")).await.cache(), "HIT");
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_slower_than_the_memory_of_invalidations_is_refused() {
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    use tower_response_cache::{Entry, PutOutcome, Store, StoreKey};
+    let server = RedisServer::start();
+    let s = store(&server.url());
+    send(
+        &instance("a", &Calls::default(), s.clone()),
+        common::get("/page"),
+    )
+    .await;
+    let mut raw = server.raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("test*:e:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let value: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // The same entry, as if its fill had started `ago` (a decoded entry's fill started when it
+    // was stored: bytes 5..13 of the encoding, big-endian Unix ms).
+    let started = |ago: Duration| {
+        let mut bytes = value.clone();
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() - ago;
+        bytes[5..13].copy_from_slice(&(at.as_millis() as u64).to_be_bytes());
+        let entry = Entry::decode(Bytes::from(bytes)).unwrap();
+        assert!(entry.fill_started_at() < SystemTime::now() - ago + Duration::from_secs(1));
+        Arc::new(entry)
+    };
+    let put = |entry| s.put(StoreKey::of(b"slow"), entry, Duration::from_secs(60));
+    // No invalidation in between: a fill of ten minutes is stored...
+    let ten_minutes = started(Duration::from_secs(600));
+    assert_eq!(put(ten_minutes).await.unwrap(), PutOutcome::Stored);
+    // ... one of over an hour is not: an invalidation it missed could be forgotten by now.
+    let hours = started(Duration::from_secs(3601));
+    assert_eq!(put(hours).await.unwrap(), PutOutcome::Refused);
+}

@@ -287,7 +287,7 @@ mod redis {
         assert_eq!(first.cache(), "MISS");
         let mut raw = server.raw().await;
         let keys: Vec<String> = ::redis::cmd("KEYS")
-            .arg("test:v2:e:*")
+            .arg("test:v3:e:*")
             .query_async(&mut raw)
             .await
             .unwrap();

@@ -72,6 +72,10 @@ pub trait Store: Send + Sync + 'static {
     fn remove(&self, key: StoreKey) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Removes every entry carrying any of `tags`; returns how many were removed.
+    ///
+    /// On an error the layer hides the entries carrying these tags from its own lookups and
+    /// calls this again later (with these tags, perhaps among others, or [`clear`](Store::clear)
+    /// instead) until it succeeds: an invalidation may be applied more than once.
     fn invalidate_tags<'a>(
         &'a self,
         tags: &'a [&'a str],

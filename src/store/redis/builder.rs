@@ -111,6 +111,7 @@ impl RedisStoreBuilder {
                 secret: self.secret,
                 breaker: Breaker::new(self.failures_to_open, self.open_for),
                 invalidate: Script::new(scripts::INVALIDATE_TAGS),
+                invalidate_everything: Script::new(scripts::INVALIDATE_EVERYTHING),
                 put: Script::new(scripts::PUT),
                 clock_margin: self.clock_margin,
                 release: Script::new(scripts::RELEASE_LOCK),

@@ -1,8 +1,9 @@
 //! The names of everything a [`RedisStore`](super::RedisStore) keeps in Redis.
 //!
 //! Every name starts with the store's namespace, `{prefix}:v{LAYOUT}`: `…:e:{key}` an entry,
-//! `…:entries` the index of all entries, `…:t:{tag}` a tag's index, `…:inv:{tag}` and
-//! `…:inv-all` invalidation markers, `…:lock:{key}` a fill lock, `…:{name}` a pub/sub channel.
+//! `…:entries` the index of all entries, `…:t:{tag}` a tag's index, `…:inv` the invalidation
+//! records (a sorted set of [`record`](Keys::record) names scored by time), `…:inv-all` when
+//! everything was last invalidated, `…:lock:{key}` a fill lock, `…:{name}` a pub/sub channel.
 
 use crate::StoreKey;
 
@@ -13,7 +14,9 @@ use crate::StoreKey;
 ///
 /// - 1: tag indexes are sets (no version in the names).
 /// - 2: tag indexes are sorted sets scored by expiry; an index of all entries.
-pub(super) const LAYOUT: u32 = 2;
+/// - 3: invalidations are recorded in one capped sorted set of tag hashes (`…:inv`), the
+///   oldest folding into `…:inv-all`; no key per invalidated tag (`…:inv:{tag}`).
+pub(super) const LAYOUT: u32 = 3;
 
 /// The names under one namespace.
 #[derive(Clone, Debug)]
@@ -48,12 +51,22 @@ impl Keys {
         self.with_prefix(b":t:", tag)
     }
 
-    /// When `tag` was last invalidated.
-    pub fn marker(&self, tag: &str) -> Vec<u8> {
-        self.with_prefix(b":inv:", tag)
+    /// The invalidation records: a sorted set of [`record`](Self::record) names, each scored
+    /// by the time (Unix ms) its tag was last invalidated.
+    pub fn records(&self) -> String {
+        format!("{}:inv", self.namespace)
     }
 
-    /// When everything was last invalidated (a clear).
+    /// The name of `tag`'s invalidation record (a member of [`records`](Self::records), not a
+    /// key): XXH3-64 (seed 0) of the tag's UTF-8 bytes, as 16 lowercase hex digits. Stable
+    /// across instances, builds and languages; its size does not depend on the tag's. Two tags
+    /// sharing a record only make one's invalidation refuse the other's fills too.
+    pub fn record(tag: &str) -> String {
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(tag.as_bytes()))
+    }
+
+    /// When everything was last invalidated: a clear, or the newest of the records folded
+    /// away to keep [`records`](Self::records) within its cap.
     pub fn everything(&self) -> String {
         format!("{}:inv-all", self.namespace)
     }
@@ -108,11 +121,19 @@ mod tests {
             keys.lock(key),
             keys.channel("invalidations"),
         ] {
-            assert!(name.starts_with("shop*:v2:"), "{name}");
+            assert!(name.starts_with("shop*:v3:"), "{name}");
         }
-        for name in [keys.tag("t"), keys.marker("t")] {
-            assert!(name.starts_with(b"shop*:v2:"));
-        }
-        assert_eq!(keys.pattern("e"), "shop\\*:v2:e:*");
+        assert!(keys.tag("t").starts_with(b"shop*:v3:"));
+        assert!(keys.records().starts_with("shop*:v3:"));
+        assert_eq!(keys.pattern("e"), "shop\\*:v3:e:*");
+    }
+
+    #[test]
+    fn record_names_are_xxh3_64_in_hex() {
+        // The reference value of XXH3-64 of the empty input, seed 0.
+        assert_eq!(Keys::record(""), "2d06800538d394c2");
+        let long = Keys::record(&"a".repeat(1 << 20));
+        assert_eq!(long.len(), 16);
+        assert_ne!(Keys::record("a"), Keys::record("b"));
     }
 }

@@ -28,9 +28,21 @@ pub use builder::RedisStoreBuilder;
 
 const MAC_LEN: usize = 32;
 
-/// How long an invalidation is remembered against fills that started before it: a fill slower
-/// than this could still write back (fills are bounded far below by origin timeouts).
-const INVALIDATION_MEMORY: Duration = Duration::from_secs(3600);
+/// The longest a fill may take and still be stored. Invalidations are remembered this long
+/// plus twice the clock margin: a slower fill may have missed one whose record is gone, so its
+/// entry is refused.
+const LONGEST_FILL: Duration = Duration::from_secs(3600);
+
+/// The most invalidation records kept in Redis (about 125 bytes each: 8 MB at most): past
+/// this, the oldest fold into "everything was invalidated at the time of the newest of them".
+/// At 65,536, a flood of anonymous writes naming 30,000 new tags a second (a random `Host`
+/// each) makes fills refused only when they started more than about two seconds, less the
+/// clock margin, before their put.
+const MAX_RECORDS: u64 = 65_536;
+
+/// At most this long (a hundred years), whatever the clock margin, so that Redis accepts it as
+/// an expiry.
+const MAX_RECORD_MEMORY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A [`Store`] in Redis (7 or later), shared by every instance of a service.
 ///
@@ -44,7 +56,13 @@ const INVALIDATION_MEMORY: Duration = Duration::from_secs(3600);
 ///   [`StoreMetrics::shared_entries`].
 /// - A put is refused ([`PutOutcome::Refused`]) when an invalidation of one of the entry's tags,
 ///   on any instance, came after its fill started (less a clock margin, see
-///   [`invalidation_clock_margin`](RedisStoreBuilder::invalidation_clock_margin)).
+///   [`invalidation_clock_margin`](RedisStoreBuilder::invalidation_clock_margin)), or when its
+///   fill took over an hour (an invalidation it missed may be forgotten by then).
+/// - Invalidations are remembered in bounded space, whatever the tags (a request's `Host` is
+///   part of some, and anyone can send writes): one sorted set of 16-character tag hashes
+///   scored by time, kept an hour plus twice the clock margin and capped at 65,536 records
+///   (about 8 MB); past the cap the oldest fold into one "everything was invalidated then"
+///   time, which refuses the fills that started before it whatever their tags.
 /// - With [`hmac_secret`](RedisStoreBuilder::hmac_secret) every value carries an HMAC-SHA256 of
 ///   its key and bytes. A value whose HMAC does not verify is a miss: whoever can write to Redis
 ///   without the secret cannot make the cache serve a response of their making. (They can still
@@ -52,7 +70,9 @@ const INVALIDATION_MEMORY: Duration = Duration::from_secs(3600);
 ///   secret must stay out of Redis.)
 /// - Faults never fail a request: every operation has a timeout, errors are misses, and after a
 ///   run of failures a circuit breaker stops calling Redis for a while (a dead Redis then costs
-///   nothing per request), probing now and then until it is back.
+///   nothing per request), probing now and then until it is back. An invalidation or clear
+///   that fails is not lost: the cache layer hides what it covers from its own lookups at once
+///   and sends it again until Redis takes it.
 /// - The connection is made on first use and re-made after a loss, so a service starts, and
 ///   serves, while Redis is down.
 ///
@@ -82,6 +102,7 @@ struct Inner {
     secret: Option<Box<[u8]>>,
     breaker: Breaker,
     invalidate: Script,
+    invalidate_everything: Script,
     put: Script,
     release: Script,
     clock_margin: Duration,
@@ -187,6 +208,19 @@ impl RedisStore {
 
     pub(crate) fn client(&self) -> &redis::Client {
         &self.inner.client
+    }
+
+    /// How long invalidation records are kept: the longest fill plus twice the clock margin
+    /// (the invalidating instance's clock may be ahead, the filling one's behind), so that any
+    /// record a fill must see is there for as long as the fill may be stored.
+    fn record_memory(&self) -> Duration {
+        LONGEST_FILL
+            .saturating_add(self.margin_twice())
+            .min(MAX_RECORD_MEMORY)
+    }
+
+    fn margin_twice(&self) -> Duration {
+        self.inner.clock_margin.saturating_mul(2)
     }
 
     /// Runs `op` on the connection, within the timeout, through the circuit breaker.
@@ -311,15 +345,19 @@ impl Store for RedisStore {
         invocation
             .key(&redis_key)
             .key(keys.everything())
-            .key(keys.entries());
-        for tag in entry.tags() {
-            invocation.key(keys.tag(tag)).key(keys.marker(tag));
-        }
+            .key(keys.entries())
+            .key(keys.records());
+        let now = std::time::SystemTime::now();
+        let longest_fill = self.record_memory().saturating_sub(self.margin_twice());
         invocation
             .arg(value)
             .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
             .arg(unix_ms(entry.fill_started_at()))
-            .arg(crate::entry::millis(self.inner.clock_margin));
+            .arg(crate::entry::millis(self.inner.clock_margin))
+            .arg(unix_ms(now).saturating_sub(crate::entry::millis(longest_fill)));
+        for tag in entry.tags() {
+            invocation.key(keys.tag(tag)).arg(Keys::record(tag));
+        }
         let (stored, count): (i64, i64) = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
@@ -357,16 +395,18 @@ impl Store for RedisStore {
         if tags.is_empty() {
             return Ok(0);
         }
+        let keys = &self.inner.keys;
         let mut invocation = self.inner.invalidate.prepare_invoke();
-        invocation.key(self.inner.keys.entries());
-        for tag in tags {
-            invocation
-                .key(self.inner.keys.tag(tag))
-                .key(self.inner.keys.marker(tag));
-        }
         invocation
+            .key(keys.entries())
+            .key(keys.records())
+            .key(keys.everything())
             .arg(unix_ms(std::time::SystemTime::now()))
-            .arg(INVALIDATION_MEMORY.as_millis() as u64);
+            .arg(crate::entry::millis(self.record_memory()))
+            .arg(MAX_RECORDS);
+        for tag in tags {
+            invocation.key(keys.tag(tag)).arg(Keys::record(tag));
+        }
         let (removed, count): (u64, i64) = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
@@ -374,23 +414,17 @@ impl Store for RedisStore {
         Ok(removed)
     }
 
-    /// Marks everything as invalidated (fills that started before are refused), then deletes
+    /// Records everything as invalidated (fills that started before are refused), then deletes
     /// every entry and tag index under the prefix, whoever stored them; returns how many entries
     /// were deleted.
     async fn clear(&self) -> Result<u64, StoreError> {
-        let marker = self.inner.keys.everything();
-        let now = unix_ms(std::time::SystemTime::now());
-        let memory = INVALIDATION_MEMORY.as_millis() as u64;
-        self.run(|mut c| async move {
-            redis::cmd("SET")
-                .arg(marker)
-                .arg(now)
-                .arg("PX")
-                .arg(memory)
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await?;
+        let mut invocation = self.inner.invalidate_everything.prepare_invoke();
+        invocation
+            .key(self.inner.keys.everything())
+            .arg(unix_ms(std::time::SystemTime::now()))
+            .arg(crate::entry::millis(self.record_memory()));
+        self.run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await?;
         let removed = self
             .delete_matching(&self.inner.keys.pattern("e"), true)
             .await?;

@@ -6,9 +6,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-/// Stores an entry unless one of its tags (or everything) was invalidated after its fill
-/// started, less the clock margin; indexes it in the entries index and under its tags. Atomic:
-/// no invalidation can come between the check and the write.
+/// Stores an entry unless an invalidation may cover it: unless one of its tags (or
+/// everything) was invalidated after its fill started, less the clock margin, or its fill
+/// started so long ago that the record of such an invalidation may be gone. Indexes it in the
+/// entries index and under its tags. Atomic: no invalidation can come between the check and
+/// the write.
 ///
 /// An index (of all entries, or of a tag's) is a sorted set of entry keys scored by when each
 /// entry expires (Redis's clock, `TIME`, the one that expires the entries). Every write to an
@@ -16,18 +18,19 @@ return 0
 /// at most those removed early by another index's invalidation and not yet expired; the index
 /// itself expires with its longest-lived entry.
 ///
-/// KEYS: entry, the "everything" marker, the entries index, then (tag index, tag marker) pairs.
-/// ARGV: value, ttl ms, fill start ms, margin ms.
+/// KEYS: entry, the "everything" time, the entries index, the invalidation records, then the
+/// entry's tag indexes.
+/// ARGV: value, ttl ms, fill start ms, margin ms, oldest fill start accepted ms, then the
+/// record name of each tag (in the order of their indexes).
 /// Returns {1, live entries} when stored, {0, -1} when refused.
 pub(super) const PUT: &str = r#"
+if tonumber(ARGV[3]) <= tonumber(ARGV[5]) then return {0, -1} end
 local start = tonumber(ARGV[3]) - tonumber(ARGV[4])
-local function overtaken(marker)
-  local at = redis.call('GET', marker)
-  return at and tonumber(at) >= start
-end
-if overtaken(KEYS[2]) then return {0, -1} end
-for i = 4, #KEYS, 2 do
-  if overtaken(KEYS[i + 1]) then return {0, -1} end
+local everything = redis.call('GET', KEYS[2])
+if everything and tonumber(everything) >= start then return {0, -1} end
+for i = 6, #ARGV do
+  local at = redis.call('ZSCORE', KEYS[4], ARGV[i])
+  if at and tonumber(at) >= start then return {0, -1} end
 end
 local ttl = tonumber(ARGV[2])
 local time = redis.call('TIME')
@@ -40,24 +43,30 @@ local function index(set)
   redis.call('PEXPIRE', set, ttl, 'GT')
 end
 index(KEYS[3])
-for i = 4, #KEYS, 2 do
+for i = 5, #KEYS do
   index(KEYS[i])
 end
 return {1, redis.call('ZCARD', KEYS[3])}
 "#;
 
-/// Marks each tag as invalidated now, then removes every entry listed in its index (from the
+/// Records each tag as invalidated now, then removes every entry listed in its index (from the
 /// entries index too), and the index, in one atomic step.
-/// KEYS: the entries index, then (tag index, tag marker) pairs.
-/// ARGV: now ms, marker lifetime ms.
+///
+/// The records are one sorted set (record name -> time), so an invalidation costs the same
+/// few dozen bytes whatever the tag. Records older than their memory are dropped: a fill that
+/// old is refused by the put script anyway. Past the cap, the oldest records are folded into
+/// the "everything" time (raised to the newest of them): fills that started before it are
+/// refused whatever their tags, so no invalidation is lost, only fills that have run for a
+/// while during a flood of invalidations are refused too.
+///
+/// KEYS: the entries index, the invalidation records, the "everything" time, then tag indexes.
+/// ARGV: now ms, memory ms, most records, then the record name of each tag (`ARGV[i]` for
+/// `KEYS[i]`).
 /// Returns {entries removed, live entries}.
 pub(super) const INVALIDATE_TAGS: &str = r#"
 local removed = 0
-for i = 2, #KEYS, 2 do
-  local at = redis.call('GET', KEYS[i + 1])
-  if not at or tonumber(at) < tonumber(ARGV[1]) then
-    redis.call('SET', KEYS[i + 1], ARGV[1], 'PX', ARGV[2])
-  end
+for i = 4, #KEYS do
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[1], ARGV[i])
   local members = redis.call('ZRANGE', KEYS[i], 0, -1)
   for j = 1, #members, 500 do
     local last = math.min(j + 499, #members)
@@ -66,8 +75,30 @@ for i = 2, #KEYS, 2 do
   end
   redis.call('DEL', KEYS[i])
 end
+local forgotten = string.format('(%d', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', forgotten)
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
+if excess > 0 then
+  local folded = redis.call('ZPOPMIN', KEYS[2], excess)
+  local newest = folded[#folded]
+  local everything = redis.call('GET', KEYS[3])
+  if not everything or tonumber(everything) < tonumber(newest) then
+    redis.call('SET', KEYS[3], newest, 'PX', ARGV[2])
+  end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return {removed, redis.call('ZCARD', KEYS[1])}
+"#;
+
+/// Records that everything was invalidated now (a clear), unless a later time is recorded.
+/// KEYS: the "everything" time. ARGV: now ms, memory ms.
+pub(super) const INVALIDATE_EVERYTHING: &str = r#"
+local everything = redis.call('GET', KEYS[1])
+if not everything or tonumber(everything) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0
 "#;
