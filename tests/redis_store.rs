@@ -478,13 +478,18 @@ async fn tag_index_size(server: &RedisServer, tag: &str) -> u64 {
 }
 
 async fn live_entries(server: &RedisServer) -> usize {
+    entry_keys(server).await.len()
+}
+
+/// The bytes Redis holds for the first entry found (encoded as `Entry::encode` does).
+async fn first_entry_bytes(server: &RedisServer) -> Vec<u8> {
+    let keys = entry_keys(server).await;
     let mut raw = server.raw().await;
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg("test*:e:*")
+    redis::cmd("GET")
+        .arg(&keys[0])
         .query_async(&mut raw)
         .await
-        .unwrap();
-    keys.len()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,17 +508,7 @@ async fn tag_indexes_stay_within_a_small_factor_of_live_entries() {
         common::get("/page"),
     )
     .await;
-    let mut raw = server.raw().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("test*:e:*")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let value: Vec<u8> = redis::cmd("GET")
-        .arg(&keys[0])
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let value = first_entry_bytes(&server).await;
     let entry = Arc::new(Entry::decode(Bytes::from(value)).unwrap());
     let host = entry
         .tags()
@@ -694,17 +689,7 @@ async fn invalidation_records_are_capped_and_older_ones_fold_into_everything() {
     let app = instance("a", &calls, s.clone());
     // An entry whose fill started before the flood below.
     send(&app, common::get("/before")).await;
-    let mut raw = server.raw().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("test*:e:*")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let value: Vec<u8> = redis::cmd("GET")
-        .arg(&keys[0])
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let value = first_entry_bytes(&server).await;
     let before = Entry::decode(Bytes::from(value)).unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
 
@@ -718,6 +703,7 @@ async fn invalidation_records_are_capped_and_older_ones_fold_into_everything() {
         s.invalidate_tags(&batch).await.unwrap();
     }
     let (keys, bytes) = invalidation_records(&server).await;
+    let mut raw = server.raw().await;
     let records: u64 = redis::cmd("ZCARD")
         .arg("test:v3:inv")
         .query_async(&mut raw)
@@ -771,17 +757,7 @@ async fn a_fill_slower_than_the_memory_of_invalidations_is_refused() {
         common::get("/page"),
     )
     .await;
-    let mut raw = server.raw().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("test*:e:*")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let value: Vec<u8> = redis::cmd("GET")
-        .arg(&keys[0])
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let value = first_entry_bytes(&server).await;
     // The same entry, as if its fill had started `ago` (a decoded entry's fill started when it
     // was stored: bytes 5..13 of the encoding, big-endian Unix ms).
     let started = |ago: Duration| {

@@ -11,12 +11,12 @@ use std::fmt;
 
 use crate::BypassReason;
 
+mod normalize;
 mod target;
 mod unkeyed;
 
-pub(crate) use target::{
-    Target, normalize_authority, normalize_path, normalized_head, original_uri,
-};
+pub(crate) use normalize::{normalize_authority, normalize_path};
+pub(crate) use target::{Target, normalized_head, original_uri};
 pub(crate) use unkeyed::Unkeyed;
 
 /// The fixed-size hash under which a store files an entry.
