@@ -17,7 +17,9 @@ use crate::store::BoxFuture;
 /// layer, and for warming.
 ///
 /// Invalidations are recorded before entries are removed, so a fill that started earlier never
-/// writes the old data back.
+/// writes the old data back. An invalidation the store fails to take (Redis down or slow) is
+/// not lost: this instance stops serving what it covers at once, and retries it until the
+/// store takes it.
 ///
 /// ```
 /// use tower_response_cache::{CacheLayer, MemoryStore};

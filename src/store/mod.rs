@@ -56,7 +56,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Stores `entry` under `key` for `ttl`, replacing what was there. The entry's
-    /// [`tags`](Entry::tags) must be indexed so that invalidating any of them removes it.
+    /// [`tags`](Entry::tags) must be indexed so that invalidating any of them removes it. The
+    /// layer's `ttl` is at most twice [`MAX_LIFETIME`](crate::MAX_LIFETIME) (a lifetime plus
+    /// a stale window).
     ///
     /// Says whether the entry was stored: a store may [refuse](PutOutcome::Refused) it (as
     /// `RedisStore` refuses a fill that an invalidation on any instance overtook), and the
