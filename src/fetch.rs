@@ -113,7 +113,7 @@ impl<St: ?Sized, K> Config<St, K> {
     ) -> Vec<String> {
         let path = normalize_path(original_uri(request).path());
         let mut tags = Vec::new();
-        if let Some(authority) = Target::written_authority(request) {
+        for authority in Target::written_authorities(request) {
             tags.push(invalidate::uri_tag(&authority, &path));
             for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
                 let values = response.headers.get_all(name).iter();

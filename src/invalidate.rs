@@ -48,8 +48,8 @@ pub(crate) fn any_host_uri_tag(path: &str) -> String {
     format!("{INTERNAL}any-uri {}", tag_path(path))
 }
 
-/// A normalised path decoded further for tags: every `%XX` but `%2F` and `%25` (when the
-/// result is UTF-8). Keys keep reserved characters as sent, since `@` and `%40` may mean
+/// A normalised path decoded further for tags: every `%XX` but `%2F`, `%25` and controls
+/// (when the result is UTF-8). Keys keep reserved characters as sent, since `@` and `%40` may mean
 /// different things to an app (RFC 3986 §2.2); but most apps decode both the same, so a write
 /// to `/users/ann%40example.com` must invalidate what `GET /users/ann@example.com` stored.
 /// Invalidating a spelling too many is harmless; one too few leaves stale data.
@@ -70,7 +70,9 @@ pub(crate) fn tag_path(path: &str) -> Cow<'_, str> {
             _ => None,
         };
         match decoded {
-            Some(byte) if byte != b'/' && byte != b'%' => {
+            // Slashes and percents keep their meaning encoded; controls stay encoded so that
+            // no tag carries a newline or the internal marker.
+            Some(byte) if byte != b'/' && byte != b'%' && !byte.is_ascii_control() => {
                 out.push(byte);
                 i += 3;
             }
@@ -419,6 +421,11 @@ mod tests {
         assert_eq!(tag_path("/caf%C3%A9"), "/caf\u{e9}");
         assert_eq!(tag_path("/a%2Fb%25c"), "/a%2Fb%25c");
         assert_eq!(tag_path("/bad%FF"), "/bad%FF", "not UTF-8: as it was");
+        assert_eq!(
+            tag_path("/x%0A%01host"),
+            "/x%0A%01host",
+            "controls stay encoded"
+        );
         assert_eq!(
             uri_tag("h", "/users/ann%40example.com"),
             uri_tag("h", "/users/ann@example.com")

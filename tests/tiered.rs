@@ -9,7 +9,7 @@ use axum::routing::get;
 use common::redis_server::RedisServer;
 use common::{Calls, send};
 use std::time::{Duration, Instant};
-use tower_response_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore};
+use tower_response_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, Store, TieredStore};
 
 fn tiered(server: &RedisServer) -> TieredStore {
     let l2 = RedisStore::builder(server.url())
@@ -38,7 +38,8 @@ fn instance(name: &'static str, calls: &Calls, store: TieredStore) -> (Router, C
                         format!("{} from {name}", uri.path()),
                     )
                 }
-            }),
+            })
+            .post(|| async { "written" }),
         )
         .layer(layer);
     (app, handle)
@@ -398,4 +399,39 @@ async fn stats_report_both_tiers() {
     assert_eq!(a_handle.clear().await, 5);
     let s = a_stats.snapshot();
     assert_eq!((s.entries, s.shared_entries), (0, Some(0)), "{s:?}");
+}
+
+/// Waits (up to 10 s) until `store` has heard `n` invalidations from other instances.
+async fn heard(store: &TieredStore, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.remote_invalidations() < n {
+        assert!(Instant::now() < deadline, "the message never arrived");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidation_messages_carry_any_path_whole() {
+    // A path may hold `%0A` or `%01`: the message to the other instances must carry it whole,
+    // so that a crafted write path names no other tag there, and a genuine write is not lost.
+    let server = RedisServer::start();
+    let (a_store, b_store) = (tiered(&server), tiered(&server));
+    subscribed(&a_store).await;
+    subscribed(&b_store).await;
+    let calls = Calls::default();
+    let (a, _) = instance("a", &calls, a_store);
+    let (b, _) = instance("b", &calls, b_store.clone());
+    let on = |method: &str, path: &str| common::req(method, path, &[("host", "shop.example")]);
+    for path in ["/one", "/two", "/notes/a%0Ab"] {
+        send(&b, on("GET", path)).await;
+    }
+    assert_eq!(l1_entries(&b_store).await, 3);
+    let before = b_store.remote_invalidations();
+    send(&a, on("POST", "/x%0A%01host%20shop.example")).await;
+    send(&a, on("POST", "/x%0Apages")).await;
+    heard(&b_store, before + 2).await;
+    assert_eq!(l1_entries(&b_store).await, 3, "B's memory lost entries no write named");
+    send(&a, on("POST", "/notes/a%0Ab")).await;
+    heard(&b_store, before + 3).await;
+    assert_eq!(send(&b, on("GET", "/notes/a%0Ab")).await.cache(), "MISS");
 }

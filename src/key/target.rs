@@ -70,23 +70,31 @@ impl<'a> Target<'a> {
         })
     }
 
-    /// The authority a write changed things under, normalised: the request target's when it
-    /// names one (RFC 9112 §3.2.2: a server ignores `Host` then), else the single valid
-    /// `Host`; empty when the request names none (as entries stored without one are); `None`
-    /// when the `Host` cannot be read (nothing is cached under such a request, and an
-    /// unreadable `Host` must not let a client invalidate other hosts' entries).
-    pub fn written_authority(request: &request::Parts) -> Option<String> {
+    /// The authorities a write changed things under, normalised: the request target's when it
+    /// names one (RFC 9112 §3.2.2) and the `Host`'s (apps that pick a tenant by `Host` act on
+    /// that one; a client could name either directly anyway); empty when the request names
+    /// none (as entries stored without one are). Nothing for a `Host` that cannot be read
+    /// (nothing is cached under such a request, and an unreadable `Host` must not let a
+    /// client invalidate other hosts' entries).
+    pub fn written_authorities(request: &request::Parts) -> Vec<String> {
         let uri = original_uri(request);
-        let raw = match uri.authority() {
-            Some(authority) => authority.as_str(),
-            None => match single_host(request).ok()? {
-                Some(host) => host,
-                // No authority at all: the entries stored without one.
-                None => return Some(String::new()),
-            },
+        let Ok(host) = single_host(request) else {
+            return Vec::new();
         };
-        let authority = normalize_authority(raw, uri.scheme_str()).ok()?;
-        Some(authority.into_owned())
+        let named = [uri.authority().map(|a| a.as_str()), host];
+        if named.iter().all(Option::is_none) {
+            return vec![String::new()];
+        }
+        let mut found: Vec<String> = Vec::with_capacity(2);
+        for raw in named.into_iter().flatten() {
+            let Ok(authority) = normalize_authority(raw, uri.scheme_str()) else {
+                return Vec::new();
+            };
+            if !found.iter().any(|a| *a == authority) {
+                found.push(authority.into_owned());
+            }
+        }
+        found
     }
 
     /// The request's URI in normal form: scheme and authority when it names them, the
@@ -192,24 +200,27 @@ mod tests {
     }
 
     #[test]
-    fn a_write_names_the_target_authority_or_the_host_or_nothing() {
+    fn a_write_names_the_target_and_host_authorities_or_nothing() {
         let write = |uri: &str, hosts: &[&str]| {
             let mut request = http::Request::put(uri);
             for host in hosts {
                 request = request.header("host", *host);
             }
-            Target::written_authority(&request.body(()).unwrap().into_parts().0)
+            Target::written_authorities(&request.body(()).unwrap().into_parts().0)
         };
-        let some = |a: &str| Some(a.to_owned());
-        // RFC 9112 §3.2.2: the target's authority, whatever Host says.
         assert_eq!(
             write("http://Victim.example/x", &["other.example"]),
-            some("victim.example")
+            ["victim.example", "other.example"]
         );
-        assert_eq!(write("/x", &["Shop.Example:80"]), some("shop.example"));
-        assert_eq!(write("/x", &["a.example", "b.example"]), None);
-        assert_eq!(write("/x", &["a b"]), None);
-        assert_eq!(write("/x", &[]), some(""));
+        assert_eq!(
+            write("http://a.example/x", &["A.example:80"]),
+            ["a.example"]
+        );
+        assert_eq!(write("/x", &["Shop.Example:80"]), ["shop.example"]);
+        assert!(write("/x", &["a.example", "b.example"]).is_empty());
+        assert!(write("/x", &["a b"]).is_empty());
+        assert!(write("http://a.example/x", &["a b"]).is_empty());
+        assert_eq!(write("/x", &[]), [""]);
     }
 
     #[test]

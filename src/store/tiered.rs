@@ -243,7 +243,8 @@ impl Store for TieredStore {
     }
 }
 
-/// An invalidation on the wire: `<instance> key <hex>`, `<instance> tags <tag>\n<tag>...`,
+/// An invalidation on the wire: `<instance> key <hex>`, `<instance> tags <len>:<tag><len>:<tag>...`
+/// (each tag length-prefixed: a tag may hold any character, a newline included),
 /// `<instance> clear`.
 enum Message<'a> {
     Key(StoreKey),
@@ -255,10 +256,31 @@ impl Message<'_> {
     fn encode(&self, instance: u64) -> Vec<u8> {
         match self {
             Message::Key(key) => format!("{instance:016x} key {key}").into_bytes(),
-            Message::Tags(tags) => format!("{instance:016x} tags {}", tags.join("\n")).into_bytes(),
+            Message::Tags(tags) => {
+                let mut out = format!("{instance:016x} tags ");
+                for tag in *tags {
+                    out.push_str(&tag.len().to_string());
+                    out.push(':');
+                    out.push_str(tag);
+                }
+                out.into_bytes()
+            }
             Message::Clear => format!("{instance:016x} clear").into_bytes(),
         }
     }
+}
+
+/// The tags of a `tags` message (`<len>:<tag>` repeated), or `None` if it is malformed.
+fn decode_tags(mut rest: &str) -> Option<Vec<&str>> {
+    let mut tags = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let tag = tail.get(..len)?;
+        tags.push(tag);
+        rest = &tail[len..];
+    }
+    Some(tags)
 }
 
 /// Applies an invalidation from another instance to L1.
@@ -277,11 +299,17 @@ async fn apply(shared: &Shared, payload: &[u8]) {
     shared.remote.fetch_add(1, SeqCst);
     // Recorded before L1 is touched, as this instance's own invalidations are.
     match kind {
-        "tags" => {
-            let tags: Vec<&str> = rest.split('\n').filter(|t| !t.is_empty()).collect();
-            shared.generations.record(tags.iter().copied());
-            let _ = shared.l1.invalidate_tags(&tags).await;
-        }
+        "tags" => match decode_tags(rest) {
+            Some(tags) => {
+                shared.generations.record(tags.iter().copied());
+                let _ = shared.l1.invalidate_tags(&tags).await;
+            }
+            None => {
+                // Unreadable: it named something, so everything goes (safe, never stale).
+                shared.generations.record_everything();
+                let _ = shared.l1.clear().await;
+            }
+        },
         "key" => {
             if let Ok(hash) = u128::from_str_radix(rest, 16) {
                 let key = StoreKey::from_u128(hash);
@@ -370,4 +398,27 @@ fn instance_id() -> u64 {
     ]
     .concat();
     xxhash_rust::xxh3::xxh3_64(&seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_messages_carry_any_character() {
+        let tags = [
+            "plain",
+            "with\nnewline",
+            "\u{1}uri h/x\n\u{1}host h",
+            "",
+            "12:34",
+        ];
+        let message = Message::Tags(&tags).encode(7);
+        let text = std::str::from_utf8(&message).unwrap();
+        let rest = text.splitn(3, ' ').nth(2).unwrap();
+        assert_eq!(decode_tags(rest).unwrap(), tags);
+        for malformed in ["5:abc", "x:abc", "3abc", "2:\u{e9}x"] {
+            assert_eq!(decode_tags(malformed), None, "{malformed:?}");
+        }
+    }
 }
