@@ -10,8 +10,8 @@
 //! - **Hidden at once.** While it is remembered, a lookup treats as a miss (never as fresh,
 //!   stale-while-revalidate or stale-if-error) every entry carrying one of its tags (every
 //!   entry, for everything) whose fill started before it, plus [`CLOCK_MARGIN`]: entries
-//!   another instance stored carry its clock, and an entry read back from bytes carries the
-//!   time it was stored, not the time its fill asked the origin. So once a write has returned,
+//!   another instance stored carry its clock (entries read back from bytes carry when their
+//!   fill asked the origin, in the encoding). So once a write has returned,
 //!   its instance serves nothing from before it, even if the store could not be told. (Fills of
 //!   this instance that started before it are already refused by the fill generations.)
 //! - **Retried.** One task on the tokio runtime (without one: the next invalidation, when due)

@@ -114,7 +114,7 @@ fn allocation_bound(len: usize) -> usize {
 struct Spec {
     kind: u8,
     shared: bool,
-    times: [u64; 5],
+    times: [u64; 6],
     key: Vec<u8>,
     tags: Vec<String>,
     status: u16,
@@ -127,7 +127,7 @@ struct Spec {
 
 /// The encoding, and where its counts and lengths are (offset, width in bytes).
 fn encode(spec: &Spec) -> (Vec<u8>, Vec<(usize, usize)>) {
-    let mut out = b"TRC\x01".to_vec();
+    let mut out = b"TRC\x02".to_vec();
     let mut counts = Vec::new();
     out.push(spec.kind | if spec.shared { 0x80 } else { 0 });
     for t in spec.times {
@@ -197,7 +197,7 @@ fn fields() -> impl Strategy<Value = Vec<(String, Vec<Vec<u8>>)>> {
 
 fn spec() -> impl Strategy<Value = Spec> {
     (
-        (0u8..3, any::<bool>(), any::<[u64; 5]>()),
+        (0u8..3, any::<bool>(), any::<[u64; 6]>()),
         prop::collection::vec(any::<u8>(), 0..40),
         prop::collection::vec(token(16), 0..5),
         (
@@ -390,7 +390,7 @@ fn a_short_input_claiming_huge_counts_is_refused_at_once() {
     let spec = Spec {
         kind: 0,
         shared: false,
-        times: [0; 5],
+        times: [0; 6],
         key: b"k".to_vec(),
         tags: vec!["t".into()],
         status: 200,

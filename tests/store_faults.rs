@@ -17,11 +17,13 @@ use tower_response_cache::{
 };
 
 /// A memory store whose invalidations and clears fail while `failing` is set; it answers
-/// `get_now` (the synchronous lookup) only when `now` is.
+/// `get_now` (the synchronous lookup) only when `now` is; with `as_bytes`, it hands entries
+/// back as a byte store does (encoded and decoded).
 struct Flaky {
     memory: MemoryStore,
     failing: AtomicBool,
     now: bool,
+    as_bytes: bool,
 }
 
 impl Store for Flaky {
@@ -29,7 +31,12 @@ impl Store for Flaky {
         self.now.then(|| self.memory.get_now(key)).flatten()
     }
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
-        self.memory.get(key).await
+        let found = self.memory.get(key).await?;
+        if !self.as_bytes {
+            return Ok(found);
+        }
+        let decoded = |entry: Arc<Entry>| Entry::decode(entry.encode().into()).map(Arc::new);
+        Ok(found.and_then(|entry| decoded(entry).ok()))
     }
     async fn put(
         &self,
@@ -66,6 +73,7 @@ async fn entries_an_invalidation_the_store_failed_covers_are_misses() {
             memory: MemoryStore::with_capacity_bytes(1 << 20),
             failing: AtomicBool::new(false),
             now,
+            as_bytes: false,
         });
         let layer = CacheLayer::from_shared_store(Arc::clone(&store));
         let handle = layer.handle();
@@ -297,4 +305,57 @@ mod redis_faults {
         let (a, b) = (app(a_store, &version), app(b_store, &version));
         writes_during_faults(&server, a, b, version).await;
     }
+}
+
+/// Another instance's slow fill read the old data before the write and stored it after: the
+/// writer, whose store did not take the invalidation, must not serve it. Entries read back
+/// from bytes carry when their fill started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instances_slow_fill_from_before_the_write_is_hidden_too() {
+    let shared = MemoryStore::with_capacity_bytes(1 << 20);
+    let data = Arc::new(std::sync::Mutex::new("v1"));
+    let instance = |failing: bool, slow: bool| {
+        let store = Flaky {
+            memory: shared.clone(),
+            failing: AtomicBool::new(failing),
+            now: false,
+            as_bytes: true,
+        };
+        let data = Arc::clone(&data);
+        Router::new()
+            .route(
+                "/x",
+                get({
+                    let data = Arc::clone(&data);
+                    move || async move {
+                        let read = *data.lock().unwrap();
+                        if slow {
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                        }
+                        read
+                    }
+                })
+                .post(move || async move {
+                    *data.lock().unwrap() = "v2";
+                    "v2"
+                }),
+            )
+            .layer(CacheLayer::new(store))
+    };
+    let (a, b) = (instance(true, false), instance(false, true));
+    // B starts a slow fill: it reads v1 at once and answers 1.5 s later.
+    let b_fill = tokio::spawn({
+        let b = b.clone();
+        async move { send(&b, common::get("/x")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A writes; its store cannot take the invalidation.
+    assert_eq!(send(&a, common::req("POST", "/x", &[])).await.text(), "v2");
+    assert_eq!(b_fill.await.unwrap().text(), "v1");
+    let got = send(&a, common::get("/x")).await;
+    assert_eq!(
+        got.text(),
+        "v2",
+        "the writer served data from before its write"
+    );
 }

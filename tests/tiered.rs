@@ -430,7 +430,11 @@ async fn invalidation_messages_carry_any_path_whole() {
     send(&a, on("POST", "/x%0A%01host%20shop.example")).await;
     send(&a, on("POST", "/x%0Apages")).await;
     heard(&b_store, before + 2).await;
-    assert_eq!(l1_entries(&b_store).await, 3, "B's memory lost entries no write named");
+    assert_eq!(
+        l1_entries(&b_store).await,
+        3,
+        "B's memory lost entries no write named"
+    );
     send(&a, on("POST", "/notes/a%0Ab")).await;
     heard(&b_store, before + 3).await;
     assert_eq!(send(&b, on("GET", "/notes/a%0Ab")).await.cache(), "MISS");

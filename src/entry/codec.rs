@@ -1,6 +1,7 @@
 //! The binary encoding of entries, for stores that keep bytes (Redis, files...).
 //!
-//! Versioned and compact: a 4-byte header (`TRC` and a version), the times and flags, the full
+//! Versioned and compact: a 4-byte header (`TRC` and a version), the flags and times (stored,
+//! fresh until, stale windows, initial age, fill start), the full
 //! key, the tags, then the response (status, header fields, body, trailers) or the variants
 //! list. Lengths are explicit and checked: decoding any byte string, truncated, corrupted or
 //! foreign, is a [`DecodeError`], never a panic. Every count is checked against the bytes left
@@ -16,7 +17,7 @@ use super::{Entry, Kind, StoredResponse};
 
 const MAGIC: &[u8; 3] = b"TRC";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The version byte of an entry that did not fit the format (see [`Entry::encode`]).
 const TOO_LARGE: u8 = 0;
@@ -77,6 +78,7 @@ impl Entry {
             self.stale_while_revalidate_ms,
             self.stale_if_error_ms,
             self.initial_age,
+            self.requested_at_ms,
         ] {
             out.put_u64(n);
         }
@@ -127,6 +129,9 @@ impl Entry {
         let stale_while_revalidate_ms = r.u64()?;
         let stale_if_error_ms = r.u64()?;
         let initial_age = r.u64()?;
+        // When its fill asked the origin: what an instance that reads it back checks against
+        // invalidations it could not pass on (`unapplied.rs`).
+        let requested_at_ms = r.u64()?;
         let key = r.bytes()?;
         let tag_count = r.u16()?;
         let mut tags = Vec::with_capacity(usize::from(tag_count).min(r.remaining() / LEN_BYTES));
@@ -176,7 +181,7 @@ impl Entry {
         Ok(Entry {
             key,
             stored_at_ms,
-            requested_at_ms: stored_at_ms,
+            requested_at_ms,
             fresh_until_ms,
             stale_while_revalidate_ms,
             stale_if_error_ms,
@@ -309,7 +314,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let entry = sample();
+        let entry = sample().requested_at(SystemTime::now() - Duration::from_secs(90));
         let decoded = Entry::decode(Bytes::from(entry.encode())).unwrap();
         assert_eq!(decoded.encode(), entry.encode());
         assert_eq!(decoded.key(), entry.key());
@@ -318,6 +323,7 @@ mod tests {
             ["\u{1}uri x/y", "product:1"]
         );
         assert_eq!(decoded.stored_at(), entry.stored_at());
+        assert_eq!(decoded.fill_started_at(), entry.fill_started_at());
         let Kind::Response(r) = decoded.kind() else {
             panic!("response expected")
         };
@@ -406,7 +412,7 @@ mod tests {
             .encode()[..4]
             .to_vec();
         out.push(KIND_RESPONSE);
-        out.extend_from_slice(&[0; 40]);
+        out.extend_from_slice(&[0; 48]); // six u64 times
         put_bytes(&mut out, b"k").unwrap();
         out.put_u16(0);
         out.put_u16(200);

@@ -108,6 +108,7 @@ fn every_entry_round_trips() {
         prop_assert_eq!(decoded.key(), entry.key());
         prop_assert!(decoded.tags().eq(entry.tags()));
         prop_assert_eq!(decoded.stored_at(), entry.stored_at());
+        prop_assert_eq!(decoded.fill_started_at(), entry.fill_started_at());
         prop_assert_eq!(decoded.fresh_until(), entry.fresh_until());
         match (decoded.kind(), entry.kind()) {
             (Kind::Response(a), Kind::Response(b)) => {
