@@ -198,7 +198,11 @@ impl Unapplied {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(retry_task(Arc::downgrade(self), Arc::downgrade(store)));
+            let owner = RetryOwner {
+                unapplied: Arc::downgrade(self),
+                owns: true,
+            };
+            runtime.spawn(retry_task(owner, Arc::downgrade(store)));
             return;
         }
         let due = {
@@ -280,7 +284,10 @@ impl State {
 
 /// Retries until nothing is left, backing off while the store fails; ends early when the cache
 /// (which owns both) is dropped.
-async fn retry_task<St: Store + ?Sized>(unapplied: Weak<Unapplied>, store: Weak<St>) {
+/// `owner` is an argument, not made in the body, so that it is dropped (and gives the claim
+/// back) even if the task never runs.
+async fn retry_task<St: Store + ?Sized>(mut owner: RetryOwner, store: Weak<St>) {
+    let unapplied = owner.unapplied.clone();
     let mut wait = FIRST_RETRY;
     loop {
         tokio::time::sleep(wait).await;
@@ -290,12 +297,30 @@ async fn retry_task<St: Store + ?Sized>(unapplied: Weak<Unapplied>, store: Weak<
         if unapplied.retry(&*store).await {
             // Done; but an invalidation remembered meanwhile may have found this task running.
             unapplied.retrying.store(false, SeqCst);
+            owner.owns = false;
             if !unapplied.any.load(SeqCst) || unapplied.retrying.swap(true, SeqCst) {
                 return;
             }
+            owner.owns = true;
             wait = FIRST_RETRY;
         } else {
             wait = (wait * 2).min(LAST_RETRY);
+        }
+    }
+}
+
+/// The retry task's claim on `Unapplied::retrying`: given back if the task ends without
+/// giving it back itself (its runtime shut down, or it panicked), so that a later invalidation
+/// starts another task instead of waiting for one that is gone.
+struct RetryOwner {
+    unapplied: Weak<Unapplied>,
+    owns: bool,
+}
+
+impl Drop for RetryOwner {
+    fn drop(&mut self) {
+        if let (true, Some(unapplied)) = (self.owns, self.unapplied.upgrade()) {
+            unapplied.retrying.store(false, SeqCst);
         }
     }
 }
@@ -506,6 +531,27 @@ mod tests {
         store.failing.store(false, SeqCst);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(u.remembered(), (false, 0, 0));
+    }
+
+    #[test]
+    fn a_retry_task_whose_runtime_shuts_down_gives_its_claim_back() {
+        let store = Arc::new(Flaky::default());
+        store.failing.store(true, SeqCst);
+        let u = Arc::new(Unapplied::default());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            u.remember_tags(&["t"], at(1));
+            u.retry_pending(&store).await;
+        });
+        assert!(u.retrying.load(SeqCst), "a task was started");
+        drop(runtime);
+        assert!(
+            !u.retrying.load(SeqCst),
+            "the task is gone: a later call may start one"
+        );
     }
 
     #[test]
