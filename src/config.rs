@@ -100,7 +100,9 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
             return 0;
         }
         let (at, mark) = (SystemTime::now(), self.unapplied.mark());
-        self.generations.record(tags.iter().copied());
+        self.generations
+            .record_when_clear(tags.iter().copied())
+            .await;
         self.flights.detach(tags);
         Counters::add(&self.counters.invalidations);
         let removed = match self.store.invalidate_tags(tags).await {
@@ -124,7 +126,7 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
     /// remembered as [`invalidate`](Self::invalidate) says.
     pub async fn clear(&self) -> u64 {
         let (at, mark) = (SystemTime::now(), self.unapplied.mark());
-        self.generations.record_everything();
+        self.generations.record_everything_when_clear().await;
         self.flights.detach_all();
         Counters::add(&self.counters.invalidations);
         let removed = match self.store.clear().await {

@@ -179,8 +179,10 @@ impl<St: Store + ?Sized, K> Config<St, K> {
                 .with_tags(miss.tags.iter().map(String::as_str))
                 .requested_at(miss.requested_at);
             let key = miss.key.store_key();
+            let writing = self.generations.writing().await;
             if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
                 self.put(key, marker, miss.policy.hit_for_pass).await;
+                drop(writing);
                 self.undo_if_overtaken(miss, &[key]).await;
             }
         }
@@ -234,6 +236,9 @@ impl<St: Store + ?Sized, K> Config<St, K> {
             variants: variants.clone(),
             entry: Arc::clone(&entry),
         };
+        // From the check to the end of the writes, no invalidation records (`Generations`): it
+        // either came before and is seen here, or removes these writes after they are whole.
+        let writing = self.generations.writing().await;
         if miss.ticket.overtaken(tags()) {
             tracing::debug!("an invalidation overtook this fill; not stored");
             Counters::add(&self.counters.stores_refused);
@@ -247,6 +252,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         }
         let put = self.put_shared(target.store_key(), entry, ttl).await;
         written.push(target.store_key());
+        drop(writing);
         let undone = self.undo_if_overtaken(miss, &written).await;
         match put {
             Some(PutOutcome::Stored) if !undone => Counters::add(&self.counters.stores),

@@ -244,6 +244,13 @@ pub(crate) fn parse_tag_header<'a>(
 #[derive(Default)]
 pub(crate) struct Generations {
     state: Mutex<State>,
+    /// Held shared by a fill from its last "overtaken?" check until its write is in the store,
+    /// and exclusively by an invalidation while it records: so either the fill sees the record
+    /// (and does not write), or its write is complete before the invalidation removes what
+    /// its tags cover, and is removed with it. Without it, a write could land after the
+    /// removal and be visible until the fill's own undo, after the invalidating request had
+    /// already returned.
+    gate: tokio::sync::RwLock<()>,
 }
 
 #[derive(Default)]
@@ -272,6 +279,25 @@ impl Generations {
             generations: Arc::clone(self),
             started,
         }
+    }
+
+    /// Waits until no fill is between its last check and the end of its write, then records an
+    /// invalidation of `tags` (before the store removes anything).
+    pub async fn record_when_clear<'a>(&self, tags: impl IntoIterator<Item = &'a str>) {
+        let _exclusive = self.gate.write().await;
+        self.record(tags);
+    }
+
+    /// Waits as [`record_when_clear`](Self::record_when_clear) does, then records that
+    /// everything was invalidated.
+    pub async fn record_everything_when_clear(&self) {
+        let _exclusive = self.gate.write().await;
+        self.record_everything();
+    }
+
+    /// A fill's right to check and write: no invalidation records while it is held.
+    pub async fn writing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
     }
 
     /// Records an invalidation of `tags` (before the store removes anything).

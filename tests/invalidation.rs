@@ -648,3 +648,100 @@ async fn a_prefix_that_is_not_a_path_removes_nothing() {
         "HIT"
     );
 }
+
+/// A memory store whose puts wait at two gates: before the entry goes in, and after.
+struct GatedPuts {
+    memory: MemoryStore,
+    before: tokio::sync::Semaphore,
+    after: tokio::sync::Semaphore,
+    inserted: tokio::sync::Notify,
+}
+
+impl tower_response_cache::Store for GatedPuts {
+    async fn get(
+        &self,
+        key: tower_response_cache::StoreKey,
+    ) -> Result<Option<Arc<tower_response_cache::Entry>>, tower_response_cache::StoreError> {
+        self.memory.get(key).await
+    }
+    async fn put(
+        &self,
+        key: tower_response_cache::StoreKey,
+        entry: Arc<tower_response_cache::Entry>,
+        ttl: Duration,
+    ) -> Result<tower_response_cache::PutOutcome, tower_response_cache::StoreError> {
+        self.before.acquire().await.unwrap().forget();
+        let outcome = self.memory.put(key, entry, ttl).await;
+        self.inserted.notify_one();
+        self.after.acquire().await.unwrap().forget();
+        outcome
+    }
+    async fn remove(
+        &self,
+        key: tower_response_cache::StoreKey,
+    ) -> Result<(), tower_response_cache::StoreError> {
+        self.memory.remove(key).await
+    }
+    async fn invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [&'a str],
+    ) -> Result<u64, tower_response_cache::StoreError> {
+        self.memory.invalidate_tags(tags).await
+    }
+    async fn clear(&self) -> Result<u64, tower_response_cache::StoreError> {
+        self.memory.clear().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_never_returns_while_an_overtaken_fill_is_visible() {
+    // A fill read v0 and is writing it as the write lands: once the write has returned, no
+    // request may get v0, even for the moment between the fill's write and its own undo.
+    let store = Arc::new(GatedPuts {
+        memory: MemoryStore::with_capacity_bytes(1 << 20),
+        before: tokio::sync::Semaphore::new(0),
+        after: tokio::sync::Semaphore::new(0),
+        inserted: tokio::sync::Notify::new(),
+    });
+    let db = Db::default();
+    let app = Router::new()
+        .route(
+            "/items/{id}",
+            get(|Path(id): Path<String>, State(db): State<Db>| async move {
+                format!("{id} v{}", db.0.load(Ordering::SeqCst))
+            })
+            .put(|State(db): State<Db>| async move {
+                db.0.fetch_add(1, Ordering::SeqCst);
+                "written"
+            }),
+        )
+        .with_state(db.clone())
+        .layer(CacheLayer::from_shared_store(Arc::clone(&store)));
+    let fill = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, common::get("/items/1")).await }
+    });
+    let write = tokio::spawn({
+        let app = app.clone();
+        async move {
+            // After the fill has read v0 (its put waits at the first gate).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            send(&app, req("PUT", "/items/1", &[])).await
+        }
+    });
+    // Let the write go as far as it can while the fill's put waits.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.before.add_permits(1);
+    store.inserted.notified().await;
+    if write.is_finished() {
+        // The write returned: v0 is in the store for now, and must not be served.
+        let got = send(&app, common::get("/items/1")).await;
+        assert_eq!(got.text(), "1 v1", "served a fill the write had overtaken");
+    }
+    // From here on, puts pass.
+    store.after.add_permits(1000);
+    store.before.add_permits(1000);
+    assert_eq!(write.await.unwrap().status, 200);
+    assert_eq!(fill.await.unwrap().text(), "1 v0");
+    assert_eq!(send(&app, common::get("/items/1")).await.text(), "1 v1");
+}
