@@ -3,7 +3,8 @@
 //!
 //! Every run draws a fresh seed (or takes `PROPTEST_RNG_SEED`), and a failure panics with the
 //! minimal failing input and the command that replays the same cases. `PROPTEST_CASES`
-//! overrides the case count, for longer runs than CI's.
+//! overrides the case count, for longer runs than CI's. The property tests on the public API
+//! (`tests/properties.rs`) include this file too.
 
 use proptest::strategy::Strategy;
 use proptest::test_runner::{Config, RngSeed, TestCaseResult, TestRunner};
@@ -24,7 +25,7 @@ pub(crate) fn check<S>(
     if let Err(error) = runner.run(&strategy, test) {
         panic!(
             "{name}: {error}\n\nreproduce with: PROPTEST_RNG_SEED={seed} cargo test --all-features \
-             --lib {name}"
+             {name}"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Property tests on the public API, with bounded case counts; a failure prints the seed that
-//! replays it (`PROPTEST_RNG_SEED=<seed> cargo test --all-features --test properties <name>`;
-//! `PROPTEST_CASES` overrides the counts).
+//! replays it (`PROPTEST_RNG_SEED=<seed> cargo test --all-features <name>`;
+//! `PROPTEST_CASES` overrides the counts; the runner is `src/testing.rs`).
 //!
 //! - `Entry::decode` on mutated encodings (byte flips, truncations, insertions, deletions, and
 //!   huge counts and lengths written over valid ones) returns an entry or an error, never
@@ -10,45 +10,21 @@
 //!   tags are valid and its override allows it, whatever the values, and its tags invalidate it.
 
 mod common;
+#[path = "../src/testing.rs"]
+mod testing;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseResult, TestRunner};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
+use testing::check;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_response_cache::{CacheLayer, Entry, MemoryStore, Policy};
-
-/// Runs `test` on `cases` values of `strategy`; on failure, panics with the minimal input and
-/// the command that replays the run.
-fn check<S: Strategy>(
-    name: &str,
-    cases: u32,
-    strategy: S,
-    test: impl Fn(S::Value) -> TestCaseResult,
-) {
-    let env = |name| std::env::var(name).ok().and_then(|v| v.parse().ok());
-    let seed = env("PROPTEST_RNG_SEED").unwrap_or_else(|| RandomState::new().hash_one(0u8));
-    let config = Config {
-        cases: env("PROPTEST_CASES").map_or(cases, |n: u64| n.min(u64::from(u32::MAX)) as u32),
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        max_shrink_time: 10_000,
-        ..Config::default()
-    };
-    if let Err(error) = TestRunner::new(config).run(&strategy, test) {
-        panic!(
-            "{name}: {error}\n\nreproduce with: PROPTEST_RNG_SEED={seed} cargo test --all-features \
-             --test properties {name}"
-        );
-    }
-}
 
 // ---- Counting allocations ------------------------------------------------------------------
 

@@ -481,6 +481,14 @@ async fn live_entries(server: &RedisServer) -> usize {
     entry_keys(server).await.len()
 }
 
+/// A genuine entry (with its URI, host and prefix tags) filled through the layer over `store`,
+/// as Redis holds it.
+async fn filled_entry_bytes(server: &RedisServer, store: &RedisStore) -> Vec<u8> {
+    let app = instance("a", &Calls::default(), store.clone());
+    send(&app, common::get("/page")).await;
+    first_entry_bytes(server).await
+}
+
 /// The bytes Redis holds for the first entry found (encoded as `Entry::encode` does).
 async fn first_entry_bytes(server: &RedisServer) -> Vec<u8> {
     let keys = entry_keys(server).await;
@@ -502,13 +510,7 @@ async fn tag_indexes_stay_within_a_small_factor_of_live_entries() {
     const ROUNDS: u64 = 20;
     let server = RedisServer::start();
     let s = store(&server.url());
-    // A genuine entry (with its URI, host and prefix tags), filled through the layer.
-    send(
-        &instance("a", &Calls::default(), s.clone()),
-        common::get("/page"),
-    )
-    .await;
-    let value = first_entry_bytes(&server).await;
+    let value = filled_entry_bytes(&server, &s).await;
     let entry = Arc::new(Entry::decode(Bytes::from(value)).unwrap());
     let host = entry
         .tags()
@@ -752,12 +754,7 @@ async fn a_fill_slower_than_the_memory_of_invalidations_is_refused() {
     use tower_response_cache::{Entry, PutOutcome, Store, StoreKey};
     let server = RedisServer::start();
     let s = store(&server.url());
-    send(
-        &instance("a", &Calls::default(), s.clone()),
-        common::get("/page"),
-    )
-    .await;
-    let value = first_entry_bytes(&server).await;
+    let value = filled_entry_bytes(&server, &s).await;
     // The same entry, as if its fill had started (and been stored) `ago`: bytes 5..13 and
     // 45..53 of the encoding, big-endian Unix ms.
     let started = |ago: Duration| {

@@ -45,6 +45,14 @@ fn instance(name: &'static str, calls: &Calls, store: TieredStore) -> (Router, C
     (app, handle)
 }
 
+/// Two tiered stores over `server`, both listening for the other's invalidations.
+async fn two_subscribed(server: &RedisServer) -> (TieredStore, TieredStore) {
+    let (a, b) = (tiered(server), tiered(server));
+    subscribed(&a).await;
+    subscribed(&b).await;
+    (a, b)
+}
+
 async fn subscribed(store: &TieredStore) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !store.is_subscribed() {
@@ -76,9 +84,7 @@ async fn l1_entries(store: &TieredStore) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_hits_stay_local_and_instances_share_l2() {
     let server = RedisServer::start();
-    let (a_store, b_store) = (tiered(&server), tiered(&server));
-    subscribed(&a_store).await;
-    subscribed(&b_store).await;
+    let (a_store, b_store) = two_subscribed(&server).await;
     let calls = Calls::default();
     let (a, _) = instance("a", &calls, a_store.clone());
     let (b, _) = instance("b", &calls, b_store.clone());
@@ -107,9 +113,7 @@ async fn l1_hits_stay_local_and_instances_share_l2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidations_reach_every_instance() {
     let server = RedisServer::start();
-    let (a_store, b_store) = (tiered(&server), tiered(&server));
-    subscribed(&a_store).await;
-    subscribed(&b_store).await;
+    let (a_store, b_store) = two_subscribed(&server).await;
     let calls = Calls::default();
     let (a, a_handle) = instance("a", &calls, a_store.clone());
     let (b, _) = instance("b", &calls, b_store.clone());
@@ -226,9 +230,7 @@ async fn after_a_remote_write_no_request_joins_an_older_fetch() {
             )
             .layer(CacheLayer::new(store))
     };
-    let (a_store, b_store) = (tiered(&server), tiered(&server));
-    subscribed(&a_store).await;
-    subscribed(&b_store).await;
+    let (a_store, b_store) = two_subscribed(&server).await;
     let a = make(a_store.clone(), true);
     let b = make(b_store, false);
 
@@ -354,9 +356,7 @@ async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_report_both_tiers() {
     let server = RedisServer::start();
-    let (a_store, b_store) = (tiered(&server), tiered(&server));
-    subscribed(&a_store).await;
-    subscribed(&b_store).await;
+    let (a_store, b_store) = two_subscribed(&server).await;
     let calls = Calls::default();
     let a_layer = CacheLayer::new(a_store.clone());
     let b_layer = CacheLayer::new(b_store.clone());
@@ -415,9 +415,7 @@ async fn invalidation_messages_carry_any_path_whole() {
     // A path may hold `%0A` or `%01`: the message to the other instances must carry it whole,
     // so that a crafted write path names no other tag there, and a genuine write is not lost.
     let server = RedisServer::start();
-    let (a_store, b_store) = (tiered(&server), tiered(&server));
-    subscribed(&a_store).await;
-    subscribed(&b_store).await;
+    let (a_store, b_store) = two_subscribed(&server).await;
     let calls = Calls::default();
     let (a, _) = instance("a", &calls, a_store);
     let (b, _) = instance("b", &calls, b_store.clone());
