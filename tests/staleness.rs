@@ -142,34 +142,13 @@ async fn refresh_ahead_keeps_hot_entries_from_expiring() {
     assert_eq!(stats.snapshot().misses, 1);
 }
 
-/// An origin that succeeds once, then fails as `failure` says.
-fn failing_origin(calls: &Calls, failure: &'static str) -> Router {
-    let calls = calls.clone();
-    Router::new().route(
-        "/item",
-        get(move || {
-            let n = calls.hit();
-            async move {
-                match (n, failure) {
-                    (1, _) => (StatusCode::OK, "good".to_owned()),
-                    (_, "slow") => {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        (StatusCode::OK, "late but good".to_owned())
-                    }
-                    _ => (StatusCode::SERVICE_UNAVAILABLE, "down".to_owned()),
-                }
-            }
-        }),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_if_error_covers_a_failing_origin() {
     let calls = Calls::default();
     let policy = Policy::new()
         .ttl(Duration::from_millis(200))
         .stale_if_error(Duration::from_secs(30));
-    let app = failing_origin(&calls, "5xx").layer(cache(policy));
+    let app = common::failing_origin(&calls, "5xx").layer(cache(policy));
     send(&app, common::get("/item")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = send(&app, common::get("/item")).await;
@@ -184,8 +163,8 @@ async fn stale_if_error_covers_a_failing_origin() {
 
     // Without a stale window the error goes to the client unchanged.
     let calls = Calls::default();
-    let app =
-        failing_origin(&calls, "5xx").layer(cache(Policy::new().ttl(Duration::from_millis(200))));
+    let app = common::failing_origin(&calls, "5xx")
+        .layer(cache(Policy::new().ttl(Duration::from_millis(200))));
     send(&app, common::get("/item")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = send(&app, common::get("/item")).await;
@@ -264,7 +243,7 @@ async fn a_slow_origin_counts_as_failed_when_stale_can_stand_in() {
             .origin_timeout(Duration::from_millis(50)),
     );
     let stats = layer.stats();
-    let app = failing_origin(&calls, "slow").layer(layer);
+    let app = common::failing_origin(&calls, "slow").layer(layer);
     send(&app, common::get("/item")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = send(&app, common::get("/item")).await;

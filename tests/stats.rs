@@ -15,24 +15,6 @@ fn cache(policy: Policy) -> CacheLayer<MemoryStore> {
     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).policy(policy)
 }
 
-/// Good once, then a 503 (an origin going down).
-fn good_then_down(calls: &Calls) -> Router {
-    let calls = calls.clone();
-    Router::new().route(
-        "/item",
-        get(move || {
-            let n = calls.hit();
-            async move {
-                if n == 1 {
-                    (http::StatusCode::OK, "good")
-                } else {
-                    (http::StatusCode::SERVICE_UNAVAILABLE, "down")
-                }
-            }
-        }),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_if_error_answer_is_stale_not_also_a_miss() {
     let calls = Calls::default();
@@ -42,7 +24,7 @@ async fn a_stale_if_error_answer_is_stale_not_also_a_miss() {
             .stale_if_error(Duration::from_secs(30)),
     );
     let stats = layer.stats();
-    let app = good_then_down(&calls).layer(layer);
+    let app = common::failing_origin(&calls, "5xx").layer(layer);
     assert_eq!(send(&app, common::get("/item")).await.cache(), "MISS");
     assert_eq!(send(&app, common::get("/item")).await.cache(), "HIT");
     tokio::time::sleep(Duration::from_millis(150)).await;

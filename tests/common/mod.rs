@@ -161,3 +161,24 @@ pub async fn raw_http1(addr: impl tokio::net::ToSocketAddrs, head: &str) -> Stri
     .unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// `/item`: "good" once, then as `failure` says: `"slow"` (500 ms, then good), else 503.
+pub fn failing_origin(calls: &Calls, failure: &'static str) -> Router {
+    let calls = calls.clone();
+    Router::new().route(
+        "/item",
+        axum::routing::get(move || {
+            let n = calls.hit();
+            async move {
+                match (n, failure) {
+                    (1, _) => (http::StatusCode::OK, "good".to_owned()),
+                    (_, "slow") => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        (http::StatusCode::OK, "late but good".to_owned())
+                    }
+                    _ => (http::StatusCode::SERVICE_UNAVAILABLE, "down".to_owned()),
+                }
+            }
+        }),
+    )
+}
