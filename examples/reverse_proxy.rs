@@ -40,7 +40,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_response_cache::{AnyStore, CacheLayer, MemoryStore, Policy, PurgeService};
+use tower_response_cache::{AnyStore, BoxError, CacheLayer, MemoryStore, Policy, PurgeService};
 
 /// Everything the proxy can be told on its command line.
 #[derive(Clone, Debug)]
@@ -317,7 +317,7 @@ async fn main() {
             let purge = purge.clone().filter(|_| request.uri().path() == PURGE_PATH);
             let cached = cached.clone();
             async move {
-                let response: Response<ProxyBody> = match purge {
+                let response: Response<BoxBody<Bytes, BoxError>> = match purge {
                     Some(purge) => {
                         let Ok(response) = purge.oneshot(request).await;
                         response.map(|body| body.map_err(|never| match never {}).boxed())

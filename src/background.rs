@@ -12,15 +12,90 @@ use tokio::task::JoinSet;
 pub(crate) struct Background {
     tasks: Mutex<JoinSet<()>>,
     refreshes: Arc<Semaphore>,
+    writes: Writes,
+    /// The bounds it was made with.
+    pub limits: (usize, usize),
+    /// Held only here: tasks that outlive the layer on purpose (a fill still streaming to its
+    /// clients) watch it to know whether anyone is left to store for.
+    alive: Arc<()>,
+}
+
+/// The bound on store writes pending behind responses already returned (write-behind): a
+/// fill that finds none free drops its write (counted) rather than queue behind a slow store.
+#[derive(Clone)]
+pub(crate) struct Writes(Arc<Semaphore>);
+
+impl Writes {
+    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.0).try_acquire_owned().ok()
+    }
+}
+
+/// The cache's work still pending behind responses already returned (a streamed body being
+/// received and stored, a hit-for-pass marker being written), for [`CacheHandle::flush`].
+///
+/// [`CacheHandle::flush`]: crate::CacheHandle::flush
+#[derive(Default)]
+pub(crate) struct Unsettled {
+    count: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
+}
+
+/// One piece of pending work; done when dropped.
+pub(crate) struct Pending(Arc<Unsettled>);
+
+impl Unsettled {
+    pub fn enter(self: &Arc<Self>) -> Pending {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Pending(Arc::clone(self))
+    }
+
+    /// Waits until nothing is pending.
+    pub async fn settled(&self) {
+        loop {
+            let notified = self.settled.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.settled.notify_waiters();
+        }
+    }
+}
+
+/// `Semaphore::new` panics past `MAX_PERMITS` (2^61 - 1): as good as unlimited.
+fn semaphore(permits: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(permits.min(Semaphore::MAX_PERMITS)))
 }
 
 impl Background {
-    pub fn new(max_refreshes: usize) -> Self {
+    pub fn new(max_refreshes: usize, max_pending_writes: usize) -> Self {
         Background {
             tasks: Mutex::new(JoinSet::new()),
-            // `Semaphore::new` panics past `MAX_PERMITS` (2^61 - 1): as good as unlimited.
-            refreshes: Arc::new(Semaphore::new(max_refreshes.min(Semaphore::MAX_PERMITS))),
+            refreshes: semaphore(max_refreshes),
+            writes: Writes(semaphore(max_pending_writes)),
+            limits: (max_refreshes, max_pending_writes),
+            alive: Arc::new(()),
         }
+    }
+
+    /// Whether the layer is still there, for tasks that outlive it on purpose.
+    pub fn liveness(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.alive)
+    }
+
+    /// The bound on pending store writes.
+    pub fn writes(&self) -> Writes {
+        self.writes.clone()
     }
 
     /// A permit for one background refresh, if fewer than the maximum are running.
@@ -56,7 +131,7 @@ mod tests {
 
     #[tokio::test]
     async fn tasks_stop_with_their_owner() {
-        let background = Background::new(2);
+        let background = Background::new(2, 1);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         assert!(background.spawn(async move {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -75,7 +150,7 @@ mod tests {
 
     #[tokio::test]
     async fn refreshes_are_bounded() {
-        let background = Background::new(2);
+        let background = Background::new(2, 1);
         let a = background.refresh_permit();
         let b = background.refresh_permit();
         assert!(a.is_some() && b.is_some());
@@ -86,7 +161,7 @@ mod tests {
 
     #[test]
     fn without_a_runtime_nothing_is_spawned() {
-        let background = Background::new(1);
+        let background = Background::new(1, 1);
         assert!(!background.spawn(async {}));
     }
 }

@@ -9,12 +9,20 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use crate::transfer::{BoxError, TransferBody};
+
 pin_project! {
     /// The body of a response that went through the cache layer.
     ///
-    /// A hit (or a stored miss) is a shared `Bytes` plus optional trailers: no copy per
-    /// response. Anything else is the inner service's body `B`, passed through frame by frame,
-    /// after whatever part of it the layer read while deciding whether to store it.
+    /// A hit is a shared `Bytes` plus optional trailers: no copy per response. A miss that
+    /// may be stored is streamed: each client of the fill (the request that started it and
+    /// the ones that joined it) gets every frame as the origin sends it, while the same frames
+    /// are kept for the store. Anything else is the inner service's body `B`, passed through
+    /// frame by frame.
+    ///
+    /// Its error is a [`BoxError`](crate::BoxError): the inner body's error, converted, or the
+    /// cache's own when a shared body ended early (the origin's body failed, or this client
+    /// read too slowly to keep up with a body too large to keep).
     pub struct CacheBody<B: Body> {
         #[pin]
         kind: Kind<B>,
@@ -38,6 +46,9 @@ pin_project! {
             // An error met while reading `prefix`, delivered after it.
             error: Option<B::Error>,
             body: Pin<Box<B>>,
+        },
+        Shared {
+            body: TransferBody,
         },
     }
 }
@@ -65,6 +76,13 @@ impl<B: Body> CacheBody<B> {
         }
     }
 
+    /// One client's copy of a body being received from the origin (a miss, streamed).
+    pub(crate) fn shared(body: TransferBody) -> Self {
+        CacheBody {
+            kind: Kind::Shared { body },
+        }
+    }
+
     /// The inner service's body after `prefix` (and `error`) were read from it.
     pub(crate) fn resumed(
         prefix: VecDeque<Bytes>,
@@ -85,14 +103,15 @@ impl<B> Body for CacheBody<B>
 where
     B: Body,
     B::Data: Into<Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Buffered { data, trailers } => {
                 if let Some(data) = data.take() {
@@ -110,10 +129,11 @@ where
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 if let Some(error) = error.take() {
-                    return Poll::Ready(Some(Err(error)));
+                    return Poll::Ready(Some(Err(error.into())));
                 }
                 map_frame(ready!(body.as_mut().poll_frame(cx)))
             }
+            KindProj::Shared { body } => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -126,6 +146,7 @@ where
                 error,
                 body,
             } => prefix.is_empty() && error.is_none() && body.is_end_stream(),
+            Kind::Shared { body } => body.is_end_stream(),
         }
     }
 
@@ -145,14 +166,15 @@ where
                 }
                 hint
             }
+            Kind::Shared { body } => body.size_hint(),
         }
     }
 }
 
-fn map_frame<D: Into<Bytes>, E>(
+fn map_frame<D: Into<Bytes>, E: Into<BoxError>>(
     frame: Option<Result<Frame<D>, E>>,
-) -> Poll<Option<Result<Frame<Bytes>, E>>> {
-    Poll::Ready(frame.map(|f| f.map(|f| f.map_data(Into::into))))
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    Poll::Ready(frame.map(|f| f.map(|f| f.map_data(Into::into)).map_err(Into::into)))
 }
 
 impl<B: Body> fmt::Debug for CacheBody<B> {
@@ -168,6 +190,7 @@ impl<B: Body> fmt::Debug for CacheBody<B> {
                 .debug_struct("CacheBody::Resumed")
                 .field("prefix_chunks", &prefix.len())
                 .finish(),
+            Kind::Shared { .. } => f.debug_struct("CacheBody::Shared").finish(),
         }
     }
 }
@@ -223,7 +246,7 @@ pub(crate) mod tests {
         );
         let mut body = std::pin::pin!(body);
         assert!(body.frame().await.unwrap().is_ok());
-        assert_eq!(body.frame().await.unwrap().unwrap_err(), "boom");
+        assert_eq!(body.frame().await.unwrap().unwrap_err().to_string(), "boom");
         assert!(body.frame().await.is_none());
     }
 

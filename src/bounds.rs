@@ -5,6 +5,8 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use crate::transfer::BoxError;
+
 /// An inner service the flow can run in a task of its own: `Send + 'static`, with a `Send`
 /// future and error.
 pub(crate) trait Inner<ReqB, ResB>:
@@ -21,10 +23,13 @@ impl<S, ReqB, ResB> Inner<ReqB, ResB> for S where
 {
 }
 
-/// A response body the cache can buffer and pass on across tasks.
+/// A response body the cache can buffer, stream to several clients, and pass on across tasks.
 pub(crate) trait CachedBody:
-    Body<Data: Into<Bytes> + Send, Error: Send> + Send + 'static
+    Body<Data: Into<Bytes> + Send, Error: Into<BoxError> + Send> + Send + 'static
 {
 }
 
-impl<B> CachedBody for B where B: Body<Data: Into<Bytes> + Send, Error: Send> + Send + 'static {}
+impl<B> CachedBody for B where
+    B: Body<Data: Into<Bytes> + Send, Error: Into<BoxError> + Send> + Send + 'static
+{
+}

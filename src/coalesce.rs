@@ -1,24 +1,36 @@
 //! Single flight: while one request for a key is being fetched, the others wait for its result.
 //!
 //! The first request for a key becomes the leader and gets a [`FlightGuard`]; later ones get a
-//! receiver. The leader publishes what it may share: the stored entry (waiters check it exactly
-//! as they would check a store hit: full key, `Vary`, credentials), or that it could not be
-//! shared (waiters then go to the origin themselves). A guard dropped without publishing (its
-//! task was aborted or panicked) publishes [`Shared::Failed`], so waiters never hang.
+//! [`Waiter`]. The leader publishes what it may share as soon as the response's head is in:
+//! the entry it will store, with its body as it arrives (waiters check the entry exactly as
+//! they would check a store hit: full key, `Vary`, credentials), or that it could not be
+//! shared (waiters then go to the origin themselves). The flight stays joinable until the
+//! body is in and stored, so a request that comes mid-transfer gets the bytes received so far,
+//! then the rest. A guard dropped without publishing (its task was aborted or panicked)
+//! publishes [`Shared::Failed`], so waiters never hang.
+//!
+//! A waiter whose wait runs out does not call the origin on its own: the first of them starts
+//! one replacement fetch for the flight ([`Waiter::replace`]), and every waiter takes whichever
+//! response comes first. A flight fails only when all of its fetches have.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
+use crate::transfer::Transfer;
 use crate::{Entry, StoreKey};
 
-/// What a finished fetch offers the requests that waited for it.
-#[derive(Clone, Debug)]
+/// What a fetch offers the requests that waited for it.
+#[derive(Clone)]
 pub(crate) enum Shared {
-    /// The stored response, and the variants list it was stored under, if it varies.
+    /// The response as stored (or about to be), and the variants list it was stored under, if
+    /// it varies. `body`: the body as it arrives from the origin, when the entry holds only
+    /// the head; `None` when the entry is complete.
     Entry {
         variants: Option<Arc<Entry>>,
         entry: Arc<Entry>,
+        body: Option<Arc<Transfer>>,
     },
     /// The response may not be shared (private, `Set-Cookie`, too large...): ask the origin.
     Pass,
@@ -28,12 +40,31 @@ pub(crate) enum Shared {
     LookAgain,
 }
 
-type Flight = Arc<watch::Sender<Option<Shared>>>;
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Shared::Entry { body: None, .. } => "Entry",
+            Shared::Entry { body: Some(_), .. } => "Entry(streaming)",
+            Shared::Pass => "Pass",
+            Shared::Failed => "Failed",
+            Shared::LookAgain => "LookAgain",
+        })
+    }
+}
+
+/// One flight: its outcome once published, and the fetches that may still publish it.
+struct Flight {
+    outcome: watch::Sender<Option<Shared>>,
+    /// Fetches under way for it: the leader's, and a replacement's.
+    fetches: AtomicUsize,
+    /// A replacement fetch was started (at most one is).
+    replaced: AtomicBool,
+}
 
 /// A fetch in flight, the store's count of other instances' invalidations when it began, and
 /// the internal tags (URI, host, prefixes) of what it fetches.
 struct InFlight {
-    flight: Flight,
+    flight: Arc<Flight>,
     epoch: u64,
     tags: Box<[String]>,
 }
@@ -47,7 +78,15 @@ pub(crate) struct Flights {
 /// The leader's or a waiter's part in a flight.
 pub(crate) enum Role {
     Leader(FlightGuard),
-    Waiter(watch::Receiver<Option<Shared>>),
+    Waiter(Waiter),
+}
+
+/// A request waiting for a flight's outcome.
+pub(crate) struct Waiter {
+    flights: Arc<Flights>,
+    key: StoreKey,
+    flight: Arc<Flight>,
+    outcome: watch::Receiver<Option<Shared>>,
 }
 
 impl Flights {
@@ -68,17 +107,26 @@ impl Flights {
     ) -> Role {
         let mut flights = self.lock();
         if let Some(in_flight) = flights.get(&key).filter(|f| f.epoch == epoch) {
-            return Role::Waiter(in_flight.flight.subscribe());
+            return Role::Waiter(self.waiter(key, &in_flight.flight));
         }
         Role::Leader(self.start(&mut flights, key, epoch, tags()))
     }
 
     /// Waits for the current flight for `key`, if there is one; never starts one (for requests
     /// that may not fetch on behalf of others).
-    pub fn follow(&self, key: StoreKey, epoch: u64) -> Option<watch::Receiver<Option<Shared>>> {
+    pub fn follow(self: &Arc<Self>, key: StoreKey, epoch: u64) -> Option<Waiter> {
         let flights = self.lock();
         let in_flight = flights.get(&key).filter(|f| f.epoch == epoch)?;
-        Some(in_flight.flight.subscribe())
+        Some(self.waiter(key, &in_flight.flight))
+    }
+
+    fn waiter(self: &Arc<Self>, key: StoreKey, flight: &Arc<Flight>) -> Waiter {
+        Waiter {
+            flights: Arc::clone(self),
+            key,
+            flight: Arc::clone(flight),
+            outcome: flight.outcome.subscribe(),
+        }
     }
 
     /// Starts a flight for `key` unless a current one is already under way (for background
@@ -103,8 +151,12 @@ impl Flights {
         epoch: u64,
         tags: Vec<String>,
     ) -> FlightGuard {
-        let (sender, _) = watch::channel(None);
-        let flight = Arc::new(sender);
+        let (outcome, _) = watch::channel(None);
+        let flight = Arc::new(Flight {
+            outcome,
+            fetches: AtomicUsize::new(1),
+            replaced: AtomicBool::new(false),
+        });
         let in_flight = InFlight {
             flight: Arc::clone(&flight),
             epoch,
@@ -115,7 +167,8 @@ impl Flights {
             flights: Arc::clone(self),
             key,
             flight,
-            published: false,
+            won: AtomicBool::new(false),
+            done: false,
         }
     }
 
@@ -138,55 +191,109 @@ impl Flights {
         self.lock().clear();
     }
 
+    /// Removes `flight` from the joinable ones, if it is still there.
+    fn remove(&self, key: StoreKey, flight: &Arc<Flight>) {
+        let mut flights = self.lock();
+        if flights
+            .get(&key)
+            .is_some_and(|f| Arc::ptr_eq(&f.flight, flight))
+        {
+            flights.remove(&key);
+        }
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 }
 
-/// The leader's duty: publish the outcome, once.
+impl Waiter {
+    /// Waits for the flight's outcome; `Failed` if it ends without one.
+    pub async fn outcome(&mut self) -> Shared {
+        match self.outcome.wait_for(Option::is_some).await {
+            Ok(shared) => shared.clone().unwrap_or(Shared::Failed),
+            Err(_) => Shared::Failed,
+        }
+    }
+
+    /// The right to start the flight's one replacement fetch, when its wait ran out; `None`
+    /// when another waiter already has it or the flight is over.
+    pub fn replace(&self) -> Option<FlightGuard> {
+        if self.outcome.borrow().is_some() || self.flight.replaced.swap(true, SeqCst) {
+            return None;
+        }
+        // Counted only while another fetch is still under way: a flight whose fetches all
+        // ended has its outcome (or is about to), and is not revived.
+        self.flight
+            .fetches
+            .fetch_update(SeqCst, SeqCst, |n| (n > 0).then_some(n + 1))
+            .ok()?;
+        Some(FlightGuard {
+            flights: Arc::clone(&self.flights),
+            key: self.key,
+            flight: Arc::clone(&self.flight),
+            won: AtomicBool::new(false),
+            done: false,
+        })
+    }
+}
+
+/// A fetch's duty to its flight: publish the outcome, once.
 pub(crate) struct FlightGuard {
     flights: Arc<Flights>,
     key: StoreKey,
-    flight: Flight,
-    published: bool,
+    flight: Arc<Flight>,
+    /// This fetch's outcome is the one the waiters got.
+    won: AtomicBool,
+    done: bool,
 }
 
 impl FlightGuard {
-    /// Ends the flight: later requests look the key up again; waiters get `shared`.
+    /// Ends this fetch's part: waiters get `shared` unless another fetch of the flight
+    /// published first; later requests look the key up again.
     pub fn publish(mut self, shared: Shared) {
-        self.finish(shared);
+        self.share(shared);
+        self.end();
     }
 
-    fn finish(&mut self, shared: Shared) {
-        if self.published {
+    /// Gives waiters `shared` (unless another fetch of the flight published first), and keeps
+    /// the flight joinable until the guard is dropped: for a response whose body is still
+    /// arriving. Returns whether `shared` is what the waiters got.
+    pub fn share(&self, shared: Shared) -> bool {
+        let won = self.flight.outcome.send_if_modified(|outcome| {
+            if outcome.is_some() {
+                return false;
+            }
+            *outcome = Some(shared);
+            true
+        });
+        if won {
+            self.won.store(true, SeqCst);
+        }
+        won
+    }
+
+    fn end(&mut self) {
+        if self.done {
             return;
         }
-        self.published = true;
-        {
-            let mut flights = self.flights.lock();
-            if flights
-                .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(&f.flight, &self.flight))
-            {
-                flights.remove(&self.key);
-            }
+        self.done = true;
+        let last = self.flight.fetches.fetch_sub(1, SeqCst) == 1;
+        // The flight ends with the fetch whose outcome the waiters got (a replacement that
+        // lost the race leaves it alone), or with the last fetch.
+        if self.won.load(SeqCst) || last {
+            self.flights.remove(self.key, &self.flight);
         }
-        self.flight.send_replace(Some(shared));
+        if last {
+            self.share(Shared::Failed);
+        }
     }
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        self.finish(Shared::Failed);
-    }
-}
-
-/// Waits for the flight's outcome; `Failed` if it ends without one.
-pub(crate) async fn outcome(mut waiter: watch::Receiver<Option<Shared>>) -> Shared {
-    match waiter.wait_for(Option::is_some).await {
-        Ok(shared) => shared.clone().unwrap_or(Shared::Failed),
-        Err(_) => Shared::Failed,
+        self.end();
     }
 }
 
@@ -203,7 +310,7 @@ mod tests {
         };
         let waiters: Vec<_> = (0..10)
             .map(|_| match flights.join(key, 0, Vec::new) {
-                Role::Waiter(w) => tokio::spawn(outcome(w)),
+                Role::Waiter(mut w) => tokio::spawn(async move { w.outcome().await }),
                 Role::Leader(_) => panic!("only one leader"),
             })
             .collect();
@@ -223,7 +330,7 @@ mod tests {
         let Role::Leader(old) = flights.join(key, 0, Vec::new) else {
             panic!("leader expected")
         };
-        let Role::Waiter(early) = flights.join(key, 0, Vec::new) else {
+        let Role::Waiter(mut early) = flights.join(key, 0, Vec::new) else {
             panic!("waiter expected")
         };
         flights.detach_all();
@@ -231,7 +338,7 @@ mod tests {
             panic!("after detaching, a new request leads a new fetch")
         };
         old.publish(Shared::Pass);
-        assert!(matches!(outcome(early).await, Shared::Pass));
+        assert!(matches!(early.outcome().await, Shared::Pass));
         // The old leader's publish did not end the new flight.
         assert_eq!(flights.len(), 1);
         drop(new);
@@ -253,11 +360,11 @@ mod tests {
         let flights = Arc::new(Flights::default());
         let key = StoreKey::of(b"k");
         let leader = flights.join(key, 0, Vec::new);
-        let Role::Waiter(w) = flights.join(key, 0, Vec::new) else {
+        let Role::Waiter(mut w) = flights.join(key, 0, Vec::new) else {
             panic!("waiter expected")
         };
         drop(leader);
-        assert!(matches!(outcome(w).await, Shared::Failed));
+        assert!(matches!(w.outcome().await, Shared::Failed));
         assert_eq!(flights.len(), 0);
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Config<St: ?Sized, K> {
     pub keep_tag_header: bool,
     /// When set, `PURGE` requests with this bearer token invalidate their URI.
     pub purge_token: Option<crate::purge::Token>,
+    /// Writes still pending behind responses already returned.
+    pub unsettled: Arc<crate::background::Unsettled>,
 }
 
 // Manual: the derive would require `St: Clone` and `K: Clone`, but both are behind `Arc`.
@@ -51,6 +53,7 @@ impl<St: ?Sized, K> Clone for Config<St, K> {
             tag_header: self.tag_header.clone(),
             keep_tag_header: self.keep_tag_header,
             purge_token: self.purge_token.clone(),
+            unsettled: Arc::clone(&self.unsettled),
         }
     }
 }

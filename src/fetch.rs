@@ -5,13 +5,14 @@
 //! goes away, the fetch still completes, stores the response and answers the requests waiting
 //! for it.
 
-use bytes::Bytes;
 use http::header::{
     IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
 };
 use http::{Method, Request, Response, request};
 use http_body::Body;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
@@ -19,15 +20,15 @@ use tower_service::Service;
 
 use crate::background::Background;
 use crate::bounds::{CachedBody, Inner};
-use crate::coalesce::{self, FlightGuard, Role, Shared};
+use crate::coalesce::{FlightGuard, Role, Shared, Waiter};
 use crate::config::{Config, Disposition};
 use crate::fill::Miss;
 use crate::invalidate;
 use crate::key::{Target, normalize_path, normalized_head, original_uri};
-use crate::lookup::Found;
+use crate::lookup::{Found, Taken};
 use crate::service::Lookup;
 use crate::stats::Counters;
-use crate::{CacheBody, CacheOverride, Entry, Store};
+use crate::{CacheBody, CacheOverride, Entry, Store, StoreKey};
 
 /// A cacheable request on its way to the origin.
 pub(crate) struct Pending<ReqB> {
@@ -158,13 +159,16 @@ impl<St: ?Sized, K> Config<St, K> {
     }
 }
 
-/// A miss: waits for another request's fetch of the key if there is one (up to the policy's
-/// `max_coalesce_wait`), or fetches and lets later requests wait for it.
+/// A miss: waits for another request's fetch of the key if there is one, or fetches and lets
+/// later requests wait for it. A wait that runs out (the policy's `max_coalesce_wait`) starts
+/// the flight's one replacement fetch, or keeps waiting for the fetches under way: whichever
+/// answers first answers every waiter. A response that varies sends the requests for other
+/// variants to a flight of their own variant.
 pub(crate) async fn coalesced<S, St, K, ReqB, ResB>(
     config: Arc<Config<St, K>>,
     background: Arc<Background>,
     inner: S,
-    pending: Pending<ReqB>,
+    mut pending: Pending<ReqB>,
     stale: Option<Arc<Entry>>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
@@ -176,60 +180,80 @@ where
 {
     // HEAD fills nothing, and coalescing needs tokio (tasks, timers).
     if pending.lookup.head || tokio::runtime::Handle::try_current().is_err() {
-        return direct(config, inner, pending, stale).await;
+        return direct(config, background, inner, pending, stale).await;
     }
     let epoch = config.store.remote_invalidations();
-    let key = pending.lookup.key.store_key();
-    let role = if pending.lookup.facts.fills_for_others() {
-        config
-            .flights
-            .join(key, epoch, || flight_tags(&pending.parts))
-    } else {
-        // Its credentials or its spelling decide what it gets: it may take what a fetch under
-        // way shares, but never lead a fetch that others wait for.
-        match config.flights.follow(key, epoch) {
-            Some(waiter) => Role::Waiter(waiter),
-            None => return direct(config, inner, pending, stale).await,
+    // Its credentials or its spelling decide what it gets: it may take what a fetch under
+    // way shares, but never lead a fetch that others wait for.
+    let leads = pending.lookup.facts.fills_for_others();
+    let mut other_variants = 0;
+    let shared = loop {
+        let key = pending.lookup.flight_key();
+        let role = if leads {
+            config
+                .flights
+                .join(key, epoch, || flight_tags(&pending.parts))
+        } else {
+            match config.flights.follow(key, epoch) {
+                Some(waiter) => Role::Waiter(waiter),
+                None => return direct(config, background, inner, pending, stale).await,
+            }
+        };
+        let mut waiter = match role {
+            Role::Leader(guard) => {
+                return lead(config, background, inner, pending, stale, guard, None).await;
+            }
+            Role::Waiter(waiter) => waiter,
+        };
+        let policy = config.policies.get(pending.lookup.policy);
+        let shared = match tokio::time::timeout(policy.max_coalesce_wait, waiter.outcome()).await
+        {
+            Ok(shared) => shared,
+            Err(_) => match waiter.replace().filter(|_| leads) {
+                Some(guard) => {
+                    let racing = Some(waiter);
+                    return lead(config, background, inner, pending, stale, guard, racing).await;
+                }
+                // Another waiter replaces the fetch that overran: the first answer will do.
+                None => waiter.outcome().await,
+            },
+        };
+        let request = pending.lookup.request(&config, &pending.parts);
+        let now = SystemTime::now();
+        let taken = match &shared {
+            Shared::LookAgain => match config.lookup(&request, now).await {
+                Found::Fresh { entry, .. } => config
+                    .answer(&entry, false, now, Disposition::Hit)
+                    .map_or(Taken::No, Taken::Response),
+                _ => Taken::No,
+            },
+            _ => config.take_shared(&shared, &request, now),
+        };
+        match taken {
+            Taken::Response(response) => {
+                Counters::add(&config.counters.coalesced);
+                return Ok(response);
+            }
+            // At most twice: a variant's fetch says which fields responses vary on.
+            Taken::OtherVariant(variant) if other_variants < 2 => {
+                other_variants += 1;
+                pending.lookup.variant = Some(variant);
+            }
+            Taken::OtherVariant(_) | Taken::No => break shared,
         }
     };
-    let guard = match role {
-        Role::Leader(guard) => guard,
-        Role::Waiter(waiter) => {
-            let policy = config.policies.get(pending.lookup.policy);
-            let shared = tokio::time::timeout(policy.max_coalesce_wait, coalesce::outcome(waiter))
-                .await
-                .unwrap_or(Shared::Failed);
-            let now = SystemTime::now();
-            let request = pending.lookup.request(&config, &pending.parts);
-            let accepted = match &shared {
-                Shared::LookAgain => match config.lookup(&request, now).await {
-                    Found::Fresh { entry, .. } => Some(entry),
-                    _ => None,
-                },
-                _ => config.accept_shared(&shared, &request, now),
-            };
-            if let Some(entry) = accepted {
-                let response = config.answer(&entry, false, now, Disposition::Hit);
-                if let Some(response) = response {
-                    Counters::add(&config.counters.coalesced);
-                    return Ok(response);
-                }
-            }
-            if let (Shared::Failed, Some(stale)) = (&shared, &stale) {
-                if let Some(response) = config.answer_stale(stale, &pending) {
-                    return Ok(response);
-                }
-            }
-            // Not shareable, failed without a stale fallback, timed out, or another variant:
-            // this request asks the origin itself.
-            return direct(config, inner, pending, stale).await;
+    if let (Shared::Failed, Some(stale)) = (&shared, &stale) {
+        if let Some(response) = config.answer_stale(stale, &pending) {
+            return Ok(response);
         }
-    };
-    lead(config, background, inner, pending, stale, guard).await
+    }
+    // Not shareable, or failed without a stale fallback: this request asks the origin itself.
+    direct(config, background, inner, pending, stale).await
 }
 
-/// The first request for a key: fetches in a task of its own, so that the waiters get their
-/// answer even if this request's client goes away.
+/// The first request for a key (or the one that replaces a fetch that overran, `racing` its
+/// flight): fetches in a task of its own, so that the waiters get their answer even if this
+/// request's client goes away.
 async fn lead<S, St, K, ReqB, ResB>(
     config: Arc<Config<St, K>>,
     background: Arc<Background>,
@@ -237,6 +261,7 @@ async fn lead<S, St, K, ReqB, ResB>(
     pending: Pending<ReqB>,
     stale: Option<Arc<Entry>>,
     guard: FlightGuard,
+    racing: Option<Waiter>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Inner<ReqB, ResB>,
@@ -246,11 +271,11 @@ where
     ResB: CachedBody,
 {
     let (head, now) = (pending.lookup.head, pending.now);
-    let key = pending.lookup.key.store_key();
+    let key = pending.lookup.flight_key();
     let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
-    let claimed = match config.claim_or_wait(&pending.parts, &pending.lookup).await {
-        Claim::Mine => true,
-        Claim::GaveUp => false,
+    let claim = match config.claim_or_wait(&pending.parts, &pending.lookup).await {
+        Claim::Mine => Some(key),
+        Claim::GaveUp => None,
         Claim::Filled(entry) => {
             // Another instance filled it: answer from the store, and tell the local waiters.
             if let Some(response) = config.answer(&entry, head, SystemTime::now(), Disposition::Hit)
@@ -259,22 +284,53 @@ where
                 guard.publish(Shared::LookAgain);
                 return Ok(response);
             }
-            false
+            None
         }
     };
+    // What the replacing request needs to take the flight's answer instead of its own.
+    let racing = racing.map(|waiter| (waiter, pending.parts.headers.clone(), pending.lookup.clone()));
     let (answer, answered) = oneshot::channel();
-    let fetching = fetch(Arc::clone(&config), inner, pending, Some(guard));
-    let task_config = Arc::clone(&config);
+    let fetching = fetch(
+        Arc::clone(&config),
+        Arc::clone(&background),
+        inner,
+        pending,
+        Some(guard),
+        claim,
+    );
     // The runtime was checked by `coalesced`, so the task starts.
     background.spawn(async move {
-        let result = fetching.await;
-        if claimed {
-            task_config.store.release_fill(key).await;
-        }
         // The client may be gone; the fill is what matters then.
-        let _ = answer.send(result);
+        let _ = answer.send(fetching.await);
     });
     let mut answered = answered;
+    let mut own = None;
+    if let Some((mut waiter, headers, lookup)) = racing {
+        // Whichever comes first: this fetch's answer, or the flight's (the fetch it replaces).
+        let mut outcome = std::pin::pin!(waiter.outcome());
+        let shared = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = Pin::new(&mut answered).poll(cx) {
+                own = Some(result);
+                return Poll::Ready(None);
+            }
+            outcome.as_mut().poll(cx).map(Some)
+        })
+        .await;
+        if let Some(shared) = shared {
+            let request = lookup.request_with(&config, &headers);
+            let now = SystemTime::now();
+            if let Taken::Response(response) = config.take_shared(&shared, &request, now) {
+                Counters::add(&config.counters.coalesced);
+                return Ok(response);
+            }
+        }
+    }
+    if let Some(result) = own {
+        return match result.unwrap_or_else(|_| never_answered()) {
+            Ok(response) => Ok(config.settle(response, stale.as_deref(), head, now)),
+            Err(error) => config.settle_error(error, stale.as_deref(), head),
+        };
+    }
     if let (Some(stale), Some(limit)) = (&stale, timeout) {
         if tokio::time::timeout(limit, &mut answered).await.is_err() {
             // Too slow: the stale response now; the fetch refreshes the cache when it lands.
@@ -303,11 +359,11 @@ enum Claim {
 const CLAIM_POLL: Duration = Duration::from_millis(20);
 
 impl<St: Store + ?Sized, K> Config<St, K> {
-    /// Claims the fill of the request's key, or waits for the instance that holds the claim:
-    /// until its entry appears, its claim ends (then this one claims), or the policy's
-    /// `max_coalesce_wait` has passed.
+    /// Claims the fill of the request's key (its variant's, when known), or waits for the
+    /// instance that holds the claim: until its entry appears, its claim ends (then this one
+    /// claims), or the policy's `max_coalesce_wait` has passed.
     async fn claim_or_wait(&self, parts: &request::Parts, lookup: &Lookup) -> Claim {
-        let key = lookup.key.store_key();
+        let key = lookup.flight_key();
         let wait = self.policies.get(lookup.policy).max_coalesce_wait;
         if self.store.claim_fill(key, wait).await {
             return Claim::Mine;
@@ -329,9 +385,11 @@ impl<St: Store + ?Sized, K> Config<St, K> {
     }
 }
 
-/// A fetch nobody waits for and nobody else joins (hit-for-pass, HEAD, a waiter that gave up).
+/// A fetch nobody waits for and nobody else joins (hit-for-pass, HEAD, a request that may
+/// not lead).
 pub(crate) async fn direct<S, St, K, ReqB, ResB>(
     config: Arc<Config<St, K>>,
+    background: Arc<Background>,
     inner: S,
     pending: Pending<ReqB>,
     stale: Option<Arc<Entry>>,
@@ -339,12 +397,13 @@ pub(crate) async fn direct<S, St, K, ReqB, ResB>(
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     St: Store + ?Sized,
-    ResB: Body,
-    ResB::Data: Into<Bytes>,
+    K: Send + Sync + 'static,
+    ResB: CachedBody,
 {
     let (head, now) = (pending.lookup.head, pending.now);
     let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
-    let mut fetching = std::pin::pin!(fetch(Arc::clone(&config), inner, pending, None));
+    let mut fetching =
+        std::pin::pin!(fetch(Arc::clone(&config), background, inner, pending, None, None));
     if let (Some(stale), Some(limit)) = (&stale, timeout) {
         if tokio::runtime::Handle::try_current().is_ok()
             && tokio::time::timeout(limit, fetching.as_mut())
@@ -362,26 +421,42 @@ where
     }
 }
 
-/// Calls the inner service and fills the cache with its response; publishes the outcome to
-/// the requests waiting for it (a failure, when the inner service fails).
+/// The request fields that make a request conditional or ranged. A fetch that fills the cache
+/// asks for the whole, current response; the request's own conditions are its own business.
+const CONDITIONS: [http::HeaderName; 6] = [
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_MATCH,
+    IF_UNMODIFIED_SINCE,
+    IF_RANGE,
+    RANGE,
+];
+
+/// Calls the inner service (unconditionally, for the whole body) and fills the cache with its
+/// response; tells the requests waiting for it (`guard`) what they may be given.
 pub(crate) fn fetch<S, St, K, ReqB, ResB>(
     config: Arc<Config<St, K>>,
+    background: Arc<Background>,
     mut inner: S,
     pending: Pending<ReqB>,
     guard: Option<FlightGuard>,
+    claim: Option<StoreKey>,
 ) -> impl Future<Output = Result<Response<CacheBody<ResB>>, S::Error>>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     St: Store + ?Sized,
-    ResB: Body,
-    ResB::Data: Into<Bytes>,
+    K: Send + Sync + 'static,
+    ResB: CachedBody,
 {
     let Pending {
-        parts,
+        mut parts,
         body,
         lookup,
         now,
     } = pending;
+    for name in CONDITIONS {
+        parts.headers.remove(name);
+    }
     let request_headers = parts.headers.clone();
     let tags = flight_tags(&parts);
     let tagged_by_policy = config.policies.get(lookup.policy).tag_with.is_some();
@@ -391,9 +466,17 @@ where
     let called = inner.call(Request::from_parts(parts, body));
     async move {
         // On an error the guard is dropped, which tells the waiters the fetch failed.
-        let response = called.await?;
+        let response = match called.await {
+            Ok(response) => response,
+            Err(error) => {
+                if let Some(key) = claim {
+                    config.store.release_fill(key).await;
+                }
+                return Err(error);
+            }
+        };
         let miss = Miss {
-            policy: config.policies.get(lookup.policy),
+            policy: lookup.policy,
             facts: lookup.facts,
             key: lookup.key,
             head: lookup.head,
@@ -403,12 +486,9 @@ where
             ticket,
             tags,
             request: request_head,
+            claim,
         };
-        let (response, shared) = config.fill(miss, response).await;
-        if let Some(guard) = guard {
-            guard.publish(shared);
-        }
-        Ok(response)
+        Ok(config.fill(&background, miss, response, guard).await)
     }
 }
 
@@ -425,7 +505,7 @@ fn flight_tags(parts: &request::Parts) -> Vec<String> {
 /// unconditional and for the whole body.
 pub(crate) fn refresh<S, St, K, ReqB, ResB>(
     config: &Arc<Config<St, K>>,
-    background: &Background,
+    background: &Arc<Background>,
     inner: S,
     mut pending: Pending<ReqB>,
 ) where
@@ -452,18 +532,15 @@ pub(crate) fn refresh<S, St, K, ReqB, ResB>(
     };
     pending.parts.method = Method::GET;
     pending.lookup.head = false;
-    for name in [
-        IF_NONE_MATCH,
-        IF_MODIFIED_SINCE,
-        IF_MATCH,
-        IF_UNMODIFIED_SINCE,
-        IF_RANGE,
-        RANGE,
-    ] {
-        pending.parts.headers.remove(name);
-    }
     pending.now = SystemTime::now();
-    let refreshing = fetch(Arc::clone(config), inner, pending, Some(guard));
+    let refreshing = fetch(
+        Arc::clone(config),
+        Arc::clone(background),
+        inner,
+        pending,
+        Some(guard),
+        None,
+    );
     let spawned = background.spawn(async move {
         let _permit = permit;
         if let Err(_error) = refreshing.await {

@@ -1,27 +1,38 @@
 //! Filling the cache from the inner service's response on a miss.
+//!
+//! The response's head decides whether it may be stored. If it may, its body is streamed: a
+//! task of the layer's reads the origin's body into a [`Transfer`] that every client of the
+//! fill reads from at its own pace (the request that started it, and the ones waiting for it
+//! or joining mid-transfer), and stores the response once the body is complete, within the
+//! limit and intact. The client has its response (and each frame) before anything is written:
+//! a slow store costs the client nothing. Without a tokio runtime the body is read first and
+//! stored before the response is returned.
 
 use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, HeaderMap, HeaderValue};
 use http::{Response, request, response};
-use http_body::Body;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::background::Background;
+use crate::bounds::CachedBody;
 use crate::buffer::{Read, read_to_limit};
-use crate::coalesce::Shared;
+use crate::coalesce::{FlightGuard, Shared};
 use crate::config::{Config, Disposition};
 use crate::entry::StoredResponse;
 use crate::invalidate::{self, FillTicket};
+use crate::policy::PolicyId;
 use crate::semantics::{self, RequestFacts, StoreDecision};
 use crate::stats::Counters;
+use crate::transfer::{self, Driven, Transfer};
 use crate::{
-    CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, Policy, PutOutcome, Store, StoreKey,
+    CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, PutOutcome, Store, StoreKey,
 };
 
 /// What the flow knows about a cacheable request when its response arrives.
-pub(crate) struct Miss<'a> {
-    pub policy: &'a Policy,
+pub(crate) struct Miss {
+    pub policy: PolicyId,
     pub facts: RequestFacts,
     pub key: CacheKey,
     pub head: bool,
@@ -37,26 +48,43 @@ pub(crate) struct Miss<'a> {
     pub tags: Vec<String>,
     /// The request's head, when the policy derives tags from it.
     pub request: Option<request::Parts>,
+    /// The cluster-wide claim on filling this key, released when the fill is over.
+    pub claim: Option<StoreKey>,
 }
 
-impl<St: Store + ?Sized, K> Config<St, K> {
+/// A response that may be stored, before its body is in: the entry as it will be stored
+/// (without its body), and the variants list it goes under, if it varies.
+struct Head {
+    decision: StoreDecision,
+    target: CacheKey,
+    variants: Option<Arc<Entry>>,
+    entry: Arc<Entry>,
+    /// The origin's `Content-Length`, checked against the body received.
+    declared: Option<u64>,
+}
+
+impl<St, K> Config<St, K>
+where
+    St: Store + ?Sized,
+    K: Send + Sync + 'static,
+{
     /// Stores the inner service's response when the rules allow, and returns it to the client:
-    /// buffered when it was stored (the same `Bytes` as the entry), otherwise passed through.
-    /// Also returns what requests waiting for this fetch may be given.
-    pub async fn fill<B>(
-        &self,
-        mut miss: Miss<'_>,
+    /// streamed as it arrives (see the module docs), or passed through when it may not be
+    /// stored. `guard`: the flight of the requests waiting for this fetch, told what they may
+    /// be given as soon as that is known.
+    pub async fn fill<B: CachedBody>(
+        self: &Arc<Self>,
+        background: &Background,
+        mut miss: Miss,
         response: Response<B>,
-    ) -> (Response<CacheBody<B>>, Shared)
-    where
-        B: Body,
-        B::Data: Into<Bytes>,
-    {
+        guard: Option<FlightGuard>,
+    ) -> Response<CacheBody<B>> {
         let (mut parts, body) = response.into_parts();
         let overrides = CacheOverride::take(&mut parts, self.override_header.as_ref());
         self.mark(&mut parts.headers, Disposition::Miss);
+        let policy = self.policies.get(miss.policy);
         let tagged = self.take_tags(&mut parts, &mut miss.tags).and_then(|()| {
-            let (Some(tagger), Some(request)) = (&miss.policy.tag_with, &miss.request) else {
+            let (Some(tagger), Some(request)) = (&policy.tag_with, &miss.request) else {
                 return Ok(());
             };
             let derived = tagger.0.tags(request, &parts);
@@ -83,7 +111,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
                 .duration_since(miss.requested_at)
                 .unwrap_or_default();
             semantics::decide(
-                miss.policy,
+                policy,
                 miss.facts,
                 &parts,
                 overrides,
@@ -92,35 +120,169 @@ impl<St: Store + ?Sized, K> Config<St, K> {
                 seed,
             )
         };
+        let limit = policy.max_body_bytes;
         let decision = decision
             .and_then(|d| tagged.map(|()| d))
-            .and_then(|d| within_limit(&parts, miss.policy, d));
+            .and_then(|d| within_limit(&parts, limit, d));
         let decision = match decision {
             Ok(decision) => decision,
             Err(reason) => {
-                let shared = self.not_shared(&miss, &parts, reason).await;
-                return (Response::from_parts(parts, CacheBody::origin(body)), shared);
+                let shared = self.not_shared(background, miss, &parts, reason).await;
+                if let Some(guard) = guard {
+                    guard.publish(shared);
+                }
+                return Response::from_parts(parts, CacheBody::origin(body));
             }
         };
-        let (data, trailers) = match read_to_limit(body, miss.policy.max_body_bytes).await {
+        let head = self.head(&miss, &parts, decision);
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.fill_in_place(miss, parts, body, head, guard).await;
+        }
+        let transfer = Transfer::new(limit);
+        let Some(reader) = transfer.reader() else {
+            unreachable!("a new transfer takes readers")
+        };
+        if let Some(guard) = &guard {
+            guard.share(Shared::Entry {
+                variants: head.variants.clone(),
+                entry: Arc::clone(&head.entry),
+                body: Some(Arc::clone(&transfer)),
+            });
+        }
+        let config = Arc::clone(self);
+        let writes = background.writes();
+        let owner = background.liveness();
+        let pending = self.unsettled.enter();
+        // Not one of the layer's tasks: the clients may still be reading after the last
+        // service is dropped (a `oneshot` call returns before its body is read). It ends with
+        // the body, or when nobody reads a body it has no one to store for.
+        tokio::spawn(async move {
+            let driven = transfer::drive(&transfer, body, owner).await;
+            config
+                .finish(&writes, miss, head, driven)
+                .await;
+            // The flight stays joinable until here: a request that came mid-transfer got
+            // the body from its first byte; from now on, requests find the store's entry.
+            drop(guard);
+            drop(pending);
+        });
+        Response::from_parts(parts, CacheBody::shared(reader))
+    }
+
+    /// The entry to store, without its body: what waiters check and answer from.
+    fn head(&self, miss: &Miss, parts: &response::Parts, decision: StoreDecision) -> Head {
+        let declared = declared_length(parts);
+        let length = declared.and_then(|n| usize::try_from(n).ok());
+        let mut headers = semantics::headers_for_storage(parts, None, false);
+        if let Some(length) = length {
+            semantics::set_length(&mut headers, parts.status, length, false);
+        }
+        // Placeholders for what every hit sets, so that setting them never grows the map.
+        headers.insert(AGE, HeaderValue::from_static("0"));
+        self.mark(&mut headers, Disposition::Hit);
+        let stored = StoredResponse {
+            status: parts.status,
+            headers,
+            body: Bytes::new(),
+            trailers: None,
+            shared_with_credentials: decision.shared_with_credentials,
+        };
+        let tags = || miss.tags.iter().map(String::as_str);
+        let (target, variants) = if decision.vary.is_empty() {
+            (miss.key.clone(), None)
+        } else {
+            let variant = miss.key.variant(&decision.vary, &miss.request_headers);
+            let list = Entry::variants(
+                miss.key.full(),
+                decision.vary.clone(),
+                miss.now,
+                decision.lifetime,
+            );
+            let list = list.with_tags(tags()).requested_at(miss.requested_at);
+            (variant, Some(Arc::new(list)))
+        };
+        let entry = Entry::response(
+            target.full(),
+            stored,
+            miss.now,
+            decision.lifetime,
+            decision.initial_age,
+        );
+        let entry = Arc::new(entry.with_tags(tags()).requested_at(miss.requested_at));
+        Head {
+            decision,
+            target,
+            variants,
+            entry,
+            declared,
+        }
+    }
+
+    /// After the body: stores the response if it is whole, within the limit and as long as
+    /// the origin said; releases the cluster-wide claim either way.
+    async fn finish(
+        &self,
+        writes: &crate::background::Writes,
+        miss: Miss,
+        head: Head,
+        driven: Driven,
+    ) {
+        match driven {
+            Driven::Complete { body, trailers } => {
+                if head.declared.is_some_and(|n| n != body.len() as u64) {
+                    // The origin's body contradicts its own Content-Length: never stored.
+                    self.not_stored(NotStoredReason::Incomplete);
+                } else if let Some(_permit) = writes.try_acquire() {
+                    self.store(&miss, head, body, trailers).await;
+                } else {
+                    Counters::add(&self.counters.stores_dropped);
+                    tracing::warn!("too many store writes pending; response not stored");
+                }
+            }
+            Driven::TooLarge => {
+                self.not_stored(NotStoredReason::TooLarge);
+                if miss.facts.fills_for_others() && head.decision.vary.is_empty() {
+                    self.mark_pass(&miss).await;
+                }
+            }
+            Driven::Failed | Driven::Abandoned => self.not_stored(NotStoredReason::Incomplete),
+        }
+        if let Some(key) = miss.claim {
+            self.store.release_fill(key).await;
+        }
+    }
+
+    /// Without a runtime to stream from: reads the body, stores it, then answers.
+    async fn fill_in_place<B: CachedBody>(
+        &self,
+        miss: Miss,
+        parts: response::Parts,
+        body: B,
+        head: Head,
+        guard: Option<FlightGuard>,
+    ) -> Response<CacheBody<B>> {
+        let limit = self.policies.get(miss.policy).max_body_bytes;
+        let (data, trailers) = match read_to_limit(body, limit).await {
             Read::Complete { data, trailers } => (data, trailers),
             Read::Incomplete { body, reason } => {
-                let shared = self.not_shared(&miss, &parts, reason).await;
-                return (Response::from_parts(parts, body), shared);
+                self.not_stored(reason);
+                if let Some(guard) = guard {
+                    guard.publish(Shared::Failed);
+                }
+                return Response::from_parts(parts, body);
             }
         };
-        let shared = if declared_length(&parts).is_some_and(|n| n != data.len() as u64) {
-            // The origin's body contradicts its own Content-Length: pass it on, never store it.
-            self.not_shared(&miss, &parts, NotStoredReason::Incomplete)
-                .await
+        let shared = if head.declared.is_some_and(|n| n != data.len() as u64) {
+            self.not_stored(NotStoredReason::Incomplete);
+            Shared::Failed
         } else {
-            self.store(&miss, &parts, decision, data.clone(), trailers.clone())
+            self.store(&miss, head, data.clone(), trailers.clone())
                 .await
         };
-        (
-            Response::from_parts(parts, CacheBody::buffered(data, trailers)),
-            shared,
-        )
+        if let Some(guard) = guard {
+            guard.publish(shared);
+        }
+        Response::from_parts(parts, CacheBody::buffered(data, trailers))
     }
 
     /// Moves the origin's tags from the tag header into `tags` (the header leaves the response
@@ -154,75 +316,104 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         }
     }
 
-    /// Logs why a response was not stored; remembers a key whose responses cannot be shared
-    /// (hit-for-pass), so its requests stop waiting for each other.
+    /// Logs why a response was not stored and says what waiters may be given instead. A key
+    /// whose responses cannot be shared is marked hit-for-pass, so its requests stop waiting
+    /// for each other; the marker is written (and the cluster-wide claim released) off the
+    /// response path.
     async fn not_shared(
-        &self,
-        miss: &Miss<'_>,
+        self: &Arc<Self>,
+        background: &Background,
+        miss: Miss,
         parts: &response::Parts,
         reason: NotStoredReason,
     ) -> Shared {
         self.not_stored(reason);
-        if miss.head {
+        let shareable_status = !miss.head && !parts.status.is_server_error();
+        if !shareable_status || !reason.is_unshareable() {
+            self.release_off_path(background, miss, false).await;
             return Shared::Failed;
         }
-        if !reason.is_unshareable() || parts.status.is_server_error() {
-            return Shared::Failed;
-        }
-        if !miss.facts.fills_for_others() || varies_per_request(parts) {
-            // Unshareable for this request, or for this variant: the others for the key keep
-            // what is stored, and waiters ask the origin themselves.
-            return Shared::Pass;
-        }
-        if !miss.policy.hit_for_pass.is_zero() {
-            let marker = Entry::pass(miss.key.full(), miss.now, miss.policy.hit_for_pass)
-                .with_tags(miss.tags.iter().map(String::as_str))
-                .requested_at(miss.requested_at);
-            let key = miss.key.store_key();
-            let writing = self.generations.writing().await;
-            if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
-                self.put(key, marker, miss.policy.hit_for_pass).await;
-                drop(writing);
-                self.undo_if_overtaken(miss, &[key]).await;
-            }
-        }
+        // Unshareable for this request, or for this variant: the others for the key keep
+        // what is stored, and waiters ask the origin themselves.
+        let mark = miss.facts.fills_for_others() && !varies_per_request(parts);
+        self.release_off_path(background, miss, mark).await;
         Shared::Pass
     }
 
+    /// Writes the hit-for-pass marker (when `mark`) and releases the claim, in a task of the
+    /// layer's when there is a runtime.
+    async fn release_off_path(self: &Arc<Self>, background: &Background, miss: Miss, mark: bool) {
+        if !mark && miss.claim.is_none() {
+            return;
+        }
+        let config = Arc::clone(self);
+        let pending = self.unsettled.enter();
+        let task = async move {
+            let _pending = pending;
+            if mark {
+                config.mark_pass(&miss).await;
+            }
+            if let Some(key) = miss.claim {
+                config.store.release_fill(key).await;
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            background.spawn(task);
+        } else {
+            task.await;
+        }
+    }
+
+    /// Marks the key hit-for-pass for the policy's `hit_for_pass` time, unless an
+    /// invalidation overtook the fill.
+    async fn mark_pass(&self, miss: &Miss) {
+        let ttl = self.policies.get(miss.policy).hit_for_pass;
+        if ttl.is_zero() {
+            return;
+        }
+        let marker = Entry::pass(miss.key.full(), miss.now, ttl)
+            .with_tags(miss.tags.iter().map(String::as_str))
+            .requested_at(miss.requested_at);
+        let key = miss.key.store_key();
+        let writing = self.generations.writing().await;
+        if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
+            self.put(key, marker, ttl).await;
+            drop(writing);
+            self.undo_if_overtaken(miss, &[key]).await;
+        }
+    }
+
+    /// Stores the complete response (and its variants list); returns what waiters may be
+    /// given.
     async fn store(
         &self,
-        miss: &Miss<'_>,
-        parts: &response::Parts,
-        decision: StoreDecision,
+        miss: &Miss,
+        head: Head,
         body: Bytes,
         trailers: Option<HeaderMap>,
     ) -> Shared {
-        let mut headers = semantics::headers_for_storage(parts, body.len(), trailers.is_some());
-        // Placeholders for what every hit sets, so that setting them never grows the map.
-        headers.insert(AGE, HeaderValue::from_static("0"));
-        self.mark(&mut headers, Disposition::Hit);
-        let stored = StoredResponse {
-            status: parts.status,
-            headers,
-            body,
-            trailers,
-            shared_with_credentials: decision.shared_with_credentials,
+        let Head {
+            decision,
+            target,
+            variants,
+            entry: head_entry,
+            ..
+        } = head;
+        let crate::entry::Kind::Response(stored) = head_entry.kind() else {
+            unreachable!("a head is a response entry")
         };
+        let mut stored = stored.clone();
+        semantics::set_length(
+            &mut stored.headers,
+            stored.status,
+            body.len(),
+            trailers.is_some(),
+        );
+        stored.body = body;
+        stored.trailers = trailers;
         let lifetime = decision.lifetime;
         let ttl = lifetime.storage_ttl();
         let tags = || miss.tags.iter().map(String::as_str);
-        let (target, variants) = if decision.vary.is_empty() {
-            (miss.key.clone(), None)
-        } else {
-            let variant = miss.key.variant(&decision.vary, &miss.request_headers);
-            let list = Entry::variants(miss.key.full(), decision.vary, miss.now, lifetime);
-            (
-                variant,
-                Some(Arc::new(
-                    list.with_tags(tags()).requested_at(miss.requested_at),
-                )),
-            )
-        };
         let entry = Entry::response(
             target.full(),
             stored,
@@ -235,6 +426,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         let shared = Shared::Entry {
             variants: variants.clone(),
             entry: Arc::clone(&entry),
+            body: None,
         };
         // From the check to the end of the writes, no invalidation records (`Generations`): it
         // either came before and is seen here, or removes these writes after they are whole.
@@ -264,7 +456,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
 
     /// Removes what this fill just wrote if an invalidation came in meanwhile: either it sees
     /// the invalidation's record here, or the invalidation's removal comes after the write.
-    async fn undo_if_overtaken(&self, miss: &Miss<'_>, written: &[StoreKey]) -> bool {
+    async fn undo_if_overtaken(&self, miss: &Miss, written: &[StoreKey]) -> bool {
         if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
             return false;
         }
@@ -312,11 +504,11 @@ fn varies_per_request(parts: &response::Parts) -> bool {
 /// A `Content-Length` above the policy's limit is not worth reading into memory.
 fn within_limit(
     parts: &response::Parts,
-    policy: &Policy,
+    limit: usize,
     decision: StoreDecision,
 ) -> Result<StoreDecision, NotStoredReason> {
     match declared_length(parts) {
-        Some(len) if len > policy.max_body_bytes as u64 => Err(NotStoredReason::TooLarge),
+        Some(len) if len > limit as u64 => Err(NotStoredReason::TooLarge),
         _ => Ok(decision),
     }
 }

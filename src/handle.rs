@@ -47,6 +47,7 @@ impl fmt::Debug for CacheHandle {
 trait Invalidate: Send + Sync {
     fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64>;
     fn clear(&self) -> BoxFuture<'_, u64>;
+    fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
 impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Config<St, K> {
@@ -55,6 +56,9 @@ impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Config<St, K> 
     }
     fn clear(&self) -> BoxFuture<'_, u64> {
         Box::pin(Config::clear(self))
+    }
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.unsettled.settled())
     }
 }
 
@@ -115,6 +119,14 @@ impl CacheHandle {
     /// Invalidates every entry carrying any of `tags` (from the tag header or the policy).
     pub async fn invalidate_tags(&self, tags: &[&str]) -> u64 {
         self.cache.invalidate(tags).await
+    }
+
+    /// Waits until the writes the cache does after answering are done: responses already
+    /// returned to their clients are stored (or dropped) once their bodies are in, off the
+    /// response path. For graceful shutdown, and for tests that read the store right after a
+    /// response.
+    pub async fn flush(&self) {
+        self.cache.flush().await
     }
 
     /// Removes every entry; returns how many the store removed (a Redis store: the entries

@@ -12,6 +12,7 @@ use crate::stats::{CacheStats, Counters};
 use crate::{CacheHandle, CacheService, DefaultKey, KeyMaker, Policy, RoutePattern, Store};
 
 const DEFAULT_MAX_REFRESHES: usize = 32;
+const DEFAULT_MAX_PENDING_WRITES: usize = 1024;
 
 /// A [`Layer`] that puts a response cache in front of a service.
 ///
@@ -82,8 +83,9 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 tag_header: Some(HeaderName::from_static("cache-tag")),
                 keep_tag_header: false,
                 purge_token: None,
+                unsettled: Arc::default(),
             }),
-            background: Arc::new(Background::new(DEFAULT_MAX_REFRESHES)),
+            background: Arc::new(Background::new(DEFAULT_MAX_REFRESHES, DEFAULT_MAX_PENDING_WRITES)),
         }
     }
 }
@@ -181,7 +183,19 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     /// (default 32); past it, stale responses are still served and the refresh waits for a
     /// later request. Background work stops when the last layer and service are dropped.
     pub fn max_background_refreshes(mut self, refreshes: usize) -> Self {
-        self.background = Arc::new(Background::new(refreshes));
+        let (_, writes) = self.background.limits;
+        self.background = Arc::new(Background::new(refreshes, writes));
+        self
+    }
+
+    /// The most store writes that may be pending at once (default 1,024). A response is
+    /// stored after its client has it (write-behind), so a slow or stalled store never delays
+    /// an answer; past this bound, further responses are not stored (counted in
+    /// [`StatsSnapshot::stores_dropped`](crate::StatsSnapshot::stores_dropped)) rather than
+    /// held in memory waiting for the store.
+    pub fn max_pending_writes(mut self, writes: usize) -> Self {
+        let (refreshes, _) = self.background.limits;
+        self.background = Arc::new(Background::new(refreshes, writes));
         self
     }
 

@@ -80,6 +80,7 @@ mod semantics;
 mod service;
 mod stats;
 pub mod store;
+mod transfer;
 mod unapplied;
 
 pub use body::CacheBody;
@@ -96,6 +97,7 @@ pub use purge::{InvalidToken, PurgeService};
 pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};
+pub use transfer::BoxError;
 pub use store::{
     AnyStore, DynStore, Eviction, MemoryStore, PutOutcome, Store, StoreError, StoreMetrics,
 };

@@ -8,10 +8,20 @@ use std::time::SystemTime;
 
 use crate::coalesce::Shared;
 use crate::config::{Config, Disposition};
-use crate::entry::{Kind, Staleness};
+use crate::entry::{Kind, Staleness, StoredResponse};
 use crate::semantics::RequestFacts;
 use crate::stats::Counters;
 use crate::{CacheBody, CacheKey, Entry, Policy, Store};
+
+/// What a request makes of the answer another request's fetch shared.
+pub(crate) enum Taken<B: Body> {
+    /// Its answer.
+    Response(Response<CacheBody<B>>),
+    /// The response varies, and this request needs the variant with this key.
+    OtherVariant(CacheKey),
+    /// Nothing it may use.
+    No,
+}
 
 /// What the store holds for a request.
 pub(crate) enum Found {
@@ -25,6 +35,8 @@ pub(crate) enum Found {
     Pass,
     /// Nothing usable.
     Missing,
+    /// Nothing usable, for a key whose responses vary: this request's variant has this key.
+    MissingVariant(CacheKey),
 }
 
 /// What a synchronous lookup could tell.
@@ -45,15 +57,15 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         let Ok(entry) = get_now(request.key) else {
             return Now::Wait;
         };
-        let entry = match entry.map(|e| follow(e, request.key, request.headers)) {
-            None => None,
-            Some(Step::Found(entry)) => Some(entry),
+        let found = match entry.map(|e| follow(e, request.key, request.headers)) {
+            None => Found::Missing,
+            Some(Step::Found(entry)) => classify(Some(entry), request, now),
             Some(Step::Variant(variant)) => match get_now(&variant) {
-                Ok(entry) => entry,
+                Ok(entry) => in_variant(classify(entry, request, now), variant),
                 Err(()) => return Now::Wait,
             },
         };
-        Now::Known(classify(entry, request, now))
+        Now::Known(found)
     }
 
     /// What the store holds for `request`, following a variants list to the variant that
@@ -64,38 +76,57 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         let Some(entry) = self.verified(request.key, found) else {
             return Found::Missing;
         };
-        let entry = match follow(entry, request.key, request.headers) {
-            Step::Found(entry) => Some(entry),
+        match follow(entry, request.key, request.headers) {
+            Step::Found(entry) => classify(Some(entry), request, now),
             Step::Variant(variant) => {
                 let found = self.store.get(variant.store_key()).await;
-                self.verified(&variant, found)
+                let entry = self.verified(&variant, found);
+                in_variant(classify(entry, request, now), variant)
             }
-        };
-        classify(entry, request, now)
+        }
     }
 
-    /// The entry another request's fetch shared, if it answers this request exactly as a store
-    /// hit would (same key and variant, credentials allowed, fresh).
-    pub fn accept_shared(
+    /// The answer another request's fetch shared, if it answers this request exactly as a
+    /// store hit would (same key and variant, credentials allowed, fresh): its body streamed
+    /// when it is still arriving. A response for another variant of the key says which one
+    /// this request needs.
+    pub fn take_shared<B: Body>(
         &self,
         shared: &Shared,
         request: &Request<'_>,
         now: SystemTime,
-    ) -> Option<Arc<Entry>> {
-        let Shared::Entry { variants, entry } = shared else {
-            return None;
+    ) -> Taken<B> {
+        let Shared::Entry {
+            variants,
+            entry,
+            body,
+        } = shared
+        else {
+            return Taken::No;
         };
         let expected = match variants.as_deref().map(Entry::kind) {
             Some(Kind::Variants(names)) => request.key.variant(names, request.headers),
             _ => request.key.clone(),
         };
         if entry.key() != expected.as_bytes() {
-            return None;
+            if variants.is_some() {
+                return Taken::OtherVariant(expected);
+            }
+            return Taken::No;
         }
-        match classify(Some(Arc::clone(entry)), request, now) {
-            Found::Fresh { entry, .. } => Some(entry),
-            _ => None,
-        }
+        let Found::Fresh { entry, .. } = classify(Some(Arc::clone(entry)), request, now) else {
+            return Taken::No;
+        };
+        let response = match body {
+            None => self.answer(&entry, false, now, Disposition::Hit),
+            Some(transfer) => match transfer.reader() {
+                Some(reader) => self.answer_with(&entry, now, Disposition::Hit, |_| {
+                    CacheBody::shared(reader)
+                }),
+                None => None,
+            },
+        };
+        response.map_or(Taken::No, Taken::Response)
     }
 
     /// The entry if the store found one, it answers exactly `key`, and no invalidation the
@@ -135,15 +166,27 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         now: SystemTime,
         disposition: Disposition,
     ) -> Option<Response<CacheBody<B>>> {
+        self.answer_with(entry, now, disposition, |stored| {
+            if head {
+                CacheBody::empty()
+            } else {
+                CacheBody::buffered(stored.body.clone(), stored.trailers.clone())
+            }
+        })
+    }
+
+    /// [`answer`](Self::answer) with the body `body` makes.
+    fn answer_with<B: Body>(
+        &self,
+        entry: &Entry,
+        now: SystemTime,
+        disposition: Disposition,
+        body: impl FnOnce(&StoredResponse) -> CacheBody<B>,
+    ) -> Option<Response<CacheBody<B>>> {
         let Kind::Response(stored) = entry.kind() else {
             return None;
         };
-        let body = if head {
-            CacheBody::empty()
-        } else {
-            CacheBody::buffered(stored.body.clone(), stored.trailers.clone())
-        };
-        let mut response = Response::new(body);
+        let mut response = Response::new(body(stored));
         *response.status_mut() = stored.status;
         let headers = response.headers_mut();
         *headers = stored.headers.clone();
@@ -167,6 +210,15 @@ fn follow(entry: Arc<Entry>, key: &CacheKey, request_headers: &HeaderMap) -> Ste
     match entry.kind() {
         Kind::Variants(names) => Step::Variant(key.variant(names, request_headers)),
         Kind::Response(_) | Kind::Pass => Step::Found(entry),
+    }
+}
+
+/// What was found for a request's variant: a miss names the variant, so that the fetch is
+/// coalesced with the requests for that variant alone.
+fn in_variant(found: Found, variant: CacheKey) -> Found {
+    match found {
+        Found::Missing => Found::MissingVariant(variant),
+        found => found,
     }
 }
 

@@ -84,7 +84,7 @@ where
     ReqB: Body + Send + 'static,
     ResB: Body + Send + 'static,
     ResB::Data: Into<Bytes> + Send,
-    ResB::Error: Send,
+    ResB::Error: Into<crate::BoxError> + Send,
 {
     type Response = Response<CacheBody<ResB>>;
     type Error = S::Error;
@@ -150,11 +150,22 @@ fn take<S: Clone>(inner: &mut S) -> S {
 }
 
 /// What a cacheable request is looked up with.
+#[derive(Clone)]
 pub(crate) struct Lookup {
     pub policy: PolicyId,
     pub facts: RequestFacts,
     pub key: CacheKey,
     pub head: bool,
+    /// The key of the request's variant, when the store said the key's responses vary: a
+    /// fetch is coalesced with the requests for that variant.
+    pub variant: Option<CacheKey>,
+}
+
+impl Lookup {
+    /// The key the request's fetch is coalesced under.
+    pub(crate) fn flight_key(&self) -> crate::StoreKey {
+        self.variant.as_ref().unwrap_or(&self.key).store_key()
+    }
 }
 
 impl Lookup {
@@ -163,10 +174,18 @@ impl Lookup {
         config: &'a Config<St, K>,
         parts: &'a request::Parts,
     ) -> lookup::Request<'a> {
+        self.request_with(config, &parts.headers)
+    }
+
+    pub(crate) fn request_with<'a, St: ?Sized, K>(
+        &'a self,
+        config: &'a Config<St, K>,
+        headers: &'a http::HeaderMap,
+    ) -> lookup::Request<'a> {
         lookup::Request {
             key: &self.key,
             facts: &self.facts,
-            headers: &parts.headers,
+            headers,
             policy: config.policies.get(self.policy),
         }
     }
@@ -200,6 +219,7 @@ impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
             facts,
             key: key.finish(&target, unkeyed, policy.max_key_bytes)?,
             head,
+            variant: None,
         })
     }
 }
@@ -222,7 +242,7 @@ fn serve<S, St, K, ReqB, ResB>(
     background: &Arc<Background>,
     inner: impl FnOnce() -> S,
     found: Found,
-    pending: Pending<ReqB>,
+    mut pending: Pending<ReqB>,
 ) -> ResponseFuture<ResB, S::Error>
 where
     S: Inner<ReqB, ResB>,
@@ -257,13 +277,17 @@ where
         Found::StaleIfError(entry) => (Some(entry), false),
         Found::Pass => (None, true),
         Found::Missing => (None, false),
+        Found::MissingVariant(variant) => {
+            pending.lookup.variant = Some(variant);
+            (None, false)
+        }
     };
     Counters::add(&config.counters.misses);
     let config = Arc::clone(config);
+    let background = Arc::clone(background);
     if pass {
-        ResponseFuture::flow(fetch::direct(config, inner(), pending, None))
+        ResponseFuture::flow(fetch::direct(config, background, inner(), pending, None))
     } else {
-        let background = Arc::clone(background);
         ResponseFuture::flow(fetch::coalesced(
             config,
             background,

@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub bypasses: AtomicU64,
     pub stores: AtomicU64,
     pub stores_refused: AtomicU64,
+    pub stores_dropped: AtomicU64,
     pub store_errors: AtomicU64,
     pub stale: AtomicU64,
     pub coalesced: AtomicU64,
@@ -51,6 +52,7 @@ impl CacheStats {
             bypasses: self.counters.bypasses.load(Relaxed),
             stores: self.counters.stores.load(Relaxed),
             stores_refused: self.counters.stores_refused.load(Relaxed),
+            stores_dropped: self.counters.stores_dropped.load(Relaxed),
             store_errors: self.counters.store_errors.load(Relaxed),
             stale: self.counters.stale.load(Relaxed),
             coalesced: self.counters.coalesced.load(Relaxed),
@@ -94,6 +96,10 @@ pub struct StatsSnapshot {
     /// instance (before the put, or just after it, when the entry is removed again), or by the
     /// store (a `RedisStore` refuses a fill that an invalidation on any instance overtook).
     pub stores_refused: u64,
+    /// Responses not stored because too many store writes were already pending (a slow or
+    /// stalled store; see [`CacheLayer::max_pending_writes`](crate::CacheLayer::max_pending_writes)).
+    /// Their clients were answered all the same.
+    pub stores_dropped: u64,
     /// Store operations that failed (the request was still answered, by the inner service).
     pub store_errors: u64,
     /// Cacheable requests answered with a stale response: within stale-while-revalidate, or

@@ -84,26 +84,53 @@ async fn a_large_body_of_unknown_length_streams_through_unchanged() {
     assert_eq!(calls.get(), 2);
 }
 
+/// The origin's body, counting the frames the layer pulls from it.
+struct Counted {
+    inner: Script,
+    pulled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let frame = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, std::task::Poll::Ready(Some(_))) {
+            self.pulled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        frame
+    }
+}
+
 #[tokio::test]
-async fn the_layer_reads_no_more_than_the_limit_plus_one_frame() {
-    // 1,000 frames of 1 KiB; limit 4 KiB: the layer must hand the body back after 5 frames,
-    // before the client reads, and the client then gets all of it.
-    let calls = Calls::default();
-    let make: MakeBody = Arc::new(|| {
+async fn the_layer_reads_no_more_than_the_limit_plus_one_frame_ahead_of_its_client() {
+    // 1,000 frames of 1 KiB; limit 4 KiB. The response streams, so the client has it at once;
+    // past the limit the body is not kept, and the layer reads the origin no further ahead
+    // of its (only) client than the limit plus one frame, however long the client waits.
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let origin = service_fn(move |_req: Request<http_body_util::Empty<Bytes>>| {
         let chunk = [7u8; 1024];
         let chunks: Vec<&[u8]> = (0..1000).map(|_| &chunk[..]).collect();
-        Response::new(Script::chunks(&chunks))
+        let body = Counted {
+            inner: Script::chunks(&chunks),
+            pulled: Arc::clone(&counter),
+        };
+        async move { Ok::<_, std::convert::Infallible>(Response::new(body)) }
     });
-    let svc = service(layer(4 * 1024), calls, make);
+    let svc = layer(4 * 1024).layer(origin);
     let response = svc.oneshot(get()).await.unwrap();
-    let hint = http_body::Body::size_hint(response.body());
-    assert_eq!(
-        hint.lower(),
-        5 * 1024,
-        "only the limit plus one frame was buffered"
-    );
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let ahead = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(ahead <= 5, "{ahead} frames read ahead of the client");
     let got = read(response).await;
     assert_eq!(got.body.len(), 1000 * 1024);
+    assert_eq!(pulled.load(std::sync::atomic::Ordering::SeqCst), 1000);
 }
 
 #[tokio::test]

@@ -16,7 +16,8 @@ pub(crate) struct RequestFacts {
     /// The request spelled its target in normal form (see `key::target`); otherwise it may
     /// read the normal form's entry, but its response is never stored.
     pub canonical: bool,
-    /// The request is conditional or ranged: the origin's answer to it (304, 206) is its own.
+    /// The request is conditional or ranged: its fetch asks for the whole response without
+    /// its conditions, and its own answer is computed from that.
     pub conditional: bool,
 }
 
@@ -48,11 +49,11 @@ impl RequestFacts {
 
     /// Whether this request may fetch on behalf of other requests for its key: lead a
     /// coalesced fetch, refresh an entry in the background, or mark its key hit-for-pass. Not
-    /// with its own credentials, nor when spelled other than in normal form, nor when
-    /// conditional or ranged: what such a request gets from the origin is decided by something
-    /// that belongs to it alone.
+    /// with its own credentials, nor when spelled other than in normal form: what such a
+    /// request gets from the origin is decided by something that belongs to it alone. (A
+    /// conditional or ranged request may: the fetch it leads asks for the whole response.)
     pub fn fills_for_others(self) -> bool {
-        self.canonical && !self.has_authorization && !self.conditional
+        self.canonical && !self.has_authorization
     }
 }
 
@@ -173,10 +174,11 @@ fn jittered(ttl: Duration, share: f64, seed: u64) -> Duration {
 
 /// The header fields to store (RFC 9111 §3.1): no hop-by-hop or `Connection`-listed fields, no
 /// `Age` (recomputed on every hit), no `Set-Cookie` (only stored when the policy strips it), and
-/// an exact `Content-Length` for the stored body so HEAD hits and HTTP/1.0 clients get it right.
+/// an exact `Content-Length` for the stored body so HEAD hits and HTTP/1.0 clients get it right
+/// (`body_len`: `None` while the body is still arriving; the origin's own field stays then).
 pub(crate) fn headers_for_storage(
     response: &response::Parts,
-    body_len: usize,
+    body_len: Option<usize>,
     has_trailers: bool,
 ) -> HeaderMap {
     let mut headers = response.headers.clone();
@@ -203,7 +205,20 @@ pub(crate) fn headers_for_storage(
     }
     headers.remove("keep-alive");
     headers.remove("proxy-connection");
-    let status = response.status;
+    if let Some(body_len) = body_len {
+        set_length(&mut headers, response.status, body_len, has_trailers);
+    }
+    headers
+}
+
+/// Sets `Content-Length` to the stored body's exact length, or removes it where it has no
+/// place (no body for the status, or trailers that need a framed body).
+pub(crate) fn set_length(
+    headers: &mut HeaderMap,
+    status: http::StatusCode,
+    body_len: usize,
+    has_trailers: bool,
+) {
     let no_body_status = status.is_informational()
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED;
@@ -215,7 +230,6 @@ pub(crate) fn headers_for_storage(
     } else {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     }
-    headers
 }
 
 #[cfg(test)]
@@ -481,7 +495,7 @@ mod tests {
                 ("etag", "\"v1\""),
             ],
         );
-        let h = headers_for_storage(&r, 5, false);
+        let h = headers_for_storage(&r, Some(5), false);
         for gone in [
             "connection",
             "x-hop",
@@ -494,7 +508,7 @@ mod tests {
         }
         assert_eq!(h["content-length"], "5");
         assert_eq!(h["etag"], "\"v1\"");
-        let h = headers_for_storage(&res(204, &[("content-length", "0")]), 0, false);
+        let h = headers_for_storage(&res(204, &[("content-length", "0")]), Some(0), false);
         assert!(!h.contains_key("content-length"));
         let _ = StatusCode::OK;
     }
