@@ -152,6 +152,7 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
                 tag_header: config.tag_header,
                 keep_tag_header: config.keep_tag_header,
                 purge_token: config.purge_token,
+                unsettled: config.unsettled,
             }),
             background: self.background,
         }
