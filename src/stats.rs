@@ -92,7 +92,8 @@ pub struct StatsSnapshot {
     pub stores: u64,
     /// Responses not stored because an invalidation overtook their fill: seen by this
     /// instance (before the put, or just after it, when the entry is removed again), or by the
-    /// store (a `RedisStore` refuses a fill that an invalidation on any instance overtook).
+    /// store (a `RedisStore` refuses a fill that an invalidation on any instance overtook), and
+    /// responses the store would not take ([`PutOutcome::TooLarge`](crate::PutOutcome::TooLarge)).
     pub stores_refused: u64,
     /// Store operations that failed (the request was still answered, by the inner service).
     pub store_errors: u64,
