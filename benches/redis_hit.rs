@@ -115,16 +115,17 @@ fn bench(c: &mut Criterion) {
             redis::aio::ConnectionManager::new(redis::Client::open(server.1.as_str()).unwrap())
                 .await
                 .unwrap();
-        let keys: Vec<String> = raw.keys("bench:e:*").await.unwrap();
-        let signed_keys: Vec<String> = raw.keys("bench-signed:e:*").await.unwrap();
+        // Entries are `{prefix}:v{layout}:e:{key}`.
+        let keys: Vec<String> = raw.keys("bench:v*:e:*").await.unwrap();
+        let signed_keys: Vec<String> = raw.keys("bench-signed:v*:e:*").await.unwrap();
         (raw, keys[0].clone(), signed_keys[0].clone())
     });
-    let store_key = |redis_key: &str, prefix: &str| {
-        let hex = redis_key.trim_start_matches(prefix);
+    let store_key = |redis_key: &str| {
+        let hex = redis_key.rsplit(':').next().unwrap();
         tower_response_cache::StoreKey::from_u128(u128::from_str_radix(hex, 16).unwrap())
     };
-    let k = store_key(&key, "bench:e:");
-    let sk = store_key(&signed_key, "bench-signed:e:");
+    let k = store_key(&key);
+    let sk = store_key(&signed_key);
 
     let mut group = c.benchmark_group("redis");
     group.bench_function("raw_get", |b| {

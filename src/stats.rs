@@ -94,7 +94,8 @@ pub struct StatsSnapshot {
     pub stores: u64,
     /// Responses not stored because an invalidation overtook their fill: seen by this
     /// instance (before the put, or just after it, when the entry is removed again), or by the
-    /// store (a `RedisStore` refuses a fill that an invalidation on any instance overtook).
+    /// store (a `RedisStore` refuses a fill that an invalidation on any instance overtook), and
+    /// responses the store would not take ([`PutOutcome::TooLarge`](crate::PutOutcome::TooLarge)).
     pub stores_refused: u64,
     /// Responses not stored because too many store writes were already pending (a slow or
     /// stalled store; see [`CacheLayer::max_pending_writes`](crate::CacheLayer::max_pending_writes)).

@@ -437,3 +437,246 @@ async fn invalidation_messages_carry_any_path_whole() {
     heard(&b_store, before + 3).await;
     assert_eq!(send(&b, on("GET", "/notes/a%0Ab")).await.cache(), "MISS");
 }
+
+/// A tiered store over `server` whose memory holds 128 MiB (with the Redis tier's default
+/// `max_value_bytes`, 8 MiB).
+async fn roomy(server: &RedisServer) -> TieredStore {
+    let l2 = RedisStore::builder(server.url())
+        .prefix("tiered")
+        .invalidation_clock_margin(Duration::ZERO)
+        .build()
+        .unwrap();
+    let store = TieredStore::new(MemoryStore::with_capacity_bytes(128 << 20), l2).unwrap();
+    subscribed(&store).await;
+    store
+}
+
+/// `/big/{n}`: 32 MiB tagged `big` (`POST` writes it), once `gate` lets it through (if any).
+fn big_app(
+    calls: &Calls,
+    store: TieredStore,
+    gate: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+) -> (Router, CacheHandle) {
+    static BIG: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let big = BIG.get_or_init(|| bytes::Bytes::from(vec![b'x'; 32 << 20]));
+    let calls = calls.clone();
+    let layer = CacheLayer::new(store).max_body_bytes(40 << 20);
+    let handle = layer.handle();
+    let app = Router::new()
+        .route(
+            "/big/{n}",
+            get(move || {
+                calls.hit();
+                let gate = gate.clone();
+                async move {
+                    if let Some(gate) = gate {
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    ([("cache-tag", "big")], big.clone())
+                }
+            })
+            .post(|| async { "written" }),
+        )
+        .layer(layer);
+    (app, handle)
+}
+
+async fn entries_in_redis(server: &RedisServer) -> Vec<String> {
+    let mut raw = server.raw().await;
+    redis::cmd("KEYS")
+        .arg("tiered:*e:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_entry_stays_in_l1_only_and_is_invalidated_everywhere() {
+    let server = RedisServer::start();
+    let (a_store, b_store) = (roomy(&server).await, roomy(&server).await);
+    let calls = Calls::default();
+    let (a, a_handle) = big_app(&calls, a_store.clone(), None);
+    let (b, _) = big_app(&calls, b_store.clone(), None);
+    let hits = |app: &Router| {
+        let app = app.clone();
+        async move {
+            let got = send(&app, common::get("/big/1")).await;
+            assert_eq!(got.body.len(), 32 << 20);
+            got.cache().to_owned()
+        }
+    };
+
+    // Over the Redis tier's limit: never sent there, served from A's memory.
+    assert_eq!(hits(&a).await, "MISS");
+    assert_eq!(hits(&a).await, "HIT");
+    assert!(entries_in_redis(&server).await.is_empty());
+    assert_eq!(l1_entries(&a_store).await, 1);
+    // B has none to read: it fills its own copy.
+    assert_eq!(hits(&b).await, "MISS");
+    assert_eq!(hits(&b).await, "HIT");
+    assert_eq!(calls.get(), 2);
+
+    // An invalidation on A reaches both memories.
+    let heard_by_b = b_store.remote_invalidations();
+    a_handle.invalidate_tags(&["big"]).await;
+    // (A fill that started in the millisecond of an invalidation A made or heard of is not kept
+    // in memory alone: fill start times are to the millisecond.)
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(hits(&a).await, "MISS");
+    heard(&b_store, heard_by_b + 1).await;
+    assert_eq!(hits(&b).await, "MISS");
+    assert_eq!(calls.get(), 4);
+
+    // So does a write on B.
+    assert_eq!(hits(&a).await, "HIT");
+    let heard_by_a = a_store.remote_invalidations();
+    send(&b, common::req("POST", "/big/1", &[])).await;
+    heard(&a_store, heard_by_a + 1).await;
+    assert_eq!(hits(&a).await, "MISS");
+    assert_eq!(hits(&b).await, "MISS");
+    assert_eq!(calls.get(), 6);
+    assert!(entries_in_redis(&server).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_invalidation_during_a_large_fill_keeps_it_out_of_l1() {
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+    let server = RedisServer::start();
+    let (a_store, b_store) = (roomy(&server).await, roomy(&server).await);
+    let calls = Calls::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let (a, _) = big_app(&calls, a_store.clone(), Some(gate.clone()));
+    let (_, b_handle) = big_app(&calls, b_store, None);
+
+    // A's fill has asked its origin when B invalidates: A hears of it before the fill ends.
+    let fill = {
+        let a = a.clone();
+        tokio::spawn(async move { send(&a, common::get("/big/1")).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.get() == 0 {
+        assert!(Instant::now() < deadline, "the fill never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = a_store.remote_invalidations();
+    b_handle.invalidate_tags(&["big"]).await;
+    heard(&a_store, before + 1).await;
+    gate.add_permits(1);
+    assert_eq!(fill.await.unwrap().body.len(), 32 << 20);
+
+    // No Redis script checked it: A itself kept it out of its memory.
+    assert_eq!(l1_entries(&a_store).await, 0);
+    gate.add_permits(1);
+    assert_eq!(send(&a, common::get("/big/1")).await.cache(), "MISS");
+    assert_eq!(calls.get(), 2);
+}
+
+/// `/{name}`: `{name} v{n}{app}` (`n` counting this app's origin calls), tagged `{name}`.
+fn versioned_as(app: &'static str, store: TieredStore) -> (Router, CacheHandle) {
+    let calls = Calls::default();
+    let layer = CacheLayer::new(store);
+    let handle = layer.handle();
+    let app = Router::new()
+        .route(
+            "/{name}",
+            get(
+                move |axum::extract::Path(name): axum::extract::Path<String>| {
+                    let n = calls.hit();
+                    async move { ([("cache-tag", name.clone())], format!("{name} v{n}{app}")) }
+                },
+            ),
+        )
+        .layer(layer);
+    (app, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_disconnected_l1_serves_only_if_asked_and_within_the_bound() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let bound = Duration::from_millis(1500);
+    let plain = tiered(&server);
+    let local = tiered(&server).serve_local_while_disconnected(bound);
+    subscribed(&plain).await;
+    subscribed(&local).await;
+    // (They share Redis: each reads what the other stored.)
+    let (p, _) = versioned_as(" from p", plain.clone());
+    let (l, l_handle) = versioned_as(" from l", local.clone());
+    let got = |app: &Router, path: &str| {
+        let (app, path) = (app.clone(), path.to_owned());
+        async move {
+            let got = send(&app, common::get(&path)).await;
+            assert_eq!(got.status, 200);
+            (got.cache().to_owned(), got.text())
+        }
+    };
+    for path in ["/page", "/other"] {
+        got(&p, path).await;
+        assert_eq!(got(&l, path).await.0, "HIT");
+        assert_eq!(got(&p, path).await.0, "HIT");
+    }
+
+    server.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while plain.is_subscribed() || local.is_subscribed() {
+        assert!(Instant::now() < deadline, "the loss was not noticed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let noticed = Instant::now();
+    // By default, nothing from memory; asked to, what it holds, within the bound.
+    assert_eq!(
+        got(&p, "/page").await,
+        ("MISS".into(), "page v3 from p".into())
+    );
+    assert_eq!(l1_entries(&plain).await, 0);
+    assert_eq!(
+        got(&l, "/page").await,
+        ("HIT".into(), "page v1 from p".into())
+    );
+    assert_eq!(
+        got(&l, "/other").await,
+        ("HIT".into(), "other v2 from p".into())
+    );
+    // This instance's own invalidations still apply.
+    l_handle.invalidate_tags(&["other"]).await;
+    assert_eq!(
+        got(&l, "/other").await,
+        ("MISS".into(), "other v1 from l".into())
+    );
+    // Its fills meanwhile are served from memory (by default, not).
+    assert_eq!(
+        got(&l, "/new").await,
+        ("MISS".into(), "new v2 from l".into())
+    );
+    assert_eq!(
+        got(&l, "/new").await,
+        ("HIT".into(), "new v2 from l".into())
+    );
+    assert_eq!(got(&p, "/new").await.0, "MISS");
+    assert_eq!(got(&p, "/new").await.0, "MISS");
+
+    // Past the bound, what it held from before the loss is no longer served.
+    tokio::time::sleep_until((noticed + bound + Duration::from_millis(100)).into()).await;
+    assert_eq!(
+        got(&l, "/page").await,
+        ("MISS".into(), "page v3 from l".into())
+    );
+
+    // Back: memory cleared once more (what was filled while cut off too), then used as usual.
+    let _server = RedisServer::start_on(port);
+    subscribed(&plain).await;
+    subscribed(&local).await;
+    assert_eq!(
+        got(&l, "/new").await,
+        ("MISS".into(), "new v4 from l".into())
+    );
+    // (Until Redis takes writes again: its circuit breaker may still be open.)
+    for app in [&l, &p] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got(app, "/fresh").await.0 != "HIT" {
+            assert!(Instant::now() < deadline, "did not recover");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -61,8 +61,9 @@ pub trait Store: Send + Sync + 'static {
     /// a stale window).
     ///
     /// Says whether the entry was stored: a store may [refuse](PutOutcome::Refused) it (as
-    /// `RedisStore` refuses a fill that an invalidation on any instance overtook), and the
-    /// layer then counts it as refused, not as stored.
+    /// `RedisStore` refuses a fill that an invalidation on any instance overtook) or find it
+    /// [too large](PutOutcome::TooLarge), and the layer then counts it as refused, not as
+    /// stored.
     fn put(
         &self,
         key: StoreKey,
@@ -125,6 +126,9 @@ pub enum PutOutcome {
     /// The store declined to keep it, and holds nothing new under the key (for example: an
     /// invalidation overtook the fill that made the entry). Not an error.
     Refused,
+    /// The entry is larger than the store keeps (a `RedisStore`'s `max_value_bytes`); it was
+    /// not sent anywhere, and the store holds nothing new under the key. Not an error.
+    TooLarge,
 }
 
 /// Figures a store reports about itself.

@@ -6,6 +6,10 @@
 //! failure for the half-open probe: otherwise the breaker would wait forever for a probe that
 //! will never report. Times are monotonic ([`Instant`]): a wall clock set back cannot keep
 //! the circuit open.
+//!
+//! A call can also end [inconclusive](Permit::inconclusive): it says nothing about the backend
+//! (a large value's transfer ran out of time), so it neither closes the circuit nor counts
+//! towards opening it; a probe that ends so lets the next call probe instead.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -25,8 +29,9 @@ pub(crate) struct Breaker {
     pub opened: AtomicU64,
 }
 
-/// The right to make one call; say how it ended with [`success`](Permit::success) or
-/// [`failure`](Permit::failure). Dropped without either, a probe counts as a failure.
+/// The right to make one call; say how it ended with [`success`](Permit::success),
+/// [`failure`](Permit::failure) or [`inconclusive`](Permit::inconclusive). Dropped without
+/// any, a probe counts as a failure.
 #[derive(Debug)]
 pub(crate) struct Permit<'a> {
     breaker: &'a Breaker,
@@ -118,6 +123,15 @@ impl Permit<'_> {
         self.settled = true;
         self.breaker.failed(self.probe);
     }
+
+    /// The call ended in a way that says nothing about the backend: no failure is counted and
+    /// the run of failures goes on as it was; a probe gives its turn to the next call.
+    pub fn inconclusive(mut self) {
+        self.settled = true;
+        if self.probe {
+            self.breaker.probing.store(false, SeqCst);
+        }
+    }
 }
 
 impl Drop for Permit<'_> {
@@ -163,6 +177,27 @@ mod tests {
         let probe = b
             .allow()
             .expect("a new probe, not stuck on the dropped one");
+        probe.success();
+        assert!(!b.is_open());
+    }
+
+    #[test]
+    fn an_inconclusive_call_neither_opens_nor_closes_the_circuit() {
+        let b = Breaker::new(2, Duration::from_millis(30));
+        b.allow().unwrap().failure();
+        for _ in 0..10 {
+            b.allow().unwrap().inconclusive();
+        }
+        assert!(!b.is_open(), "inconclusive calls are no failures");
+        b.allow().unwrap().failure();
+        assert!(
+            b.allow().is_none(),
+            "nor did they reset the run of failures"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+        b.allow().expect("the probe").inconclusive();
+        assert!(b.is_open(), "an inconclusive probe does not close it");
+        let probe = b.allow().expect("the next call probes at once");
         probe.success();
         assert!(!b.is_open());
     }

@@ -25,6 +25,8 @@ impl RedisStore {
             open_for: Duration::from_secs(2),
             cluster_coalescing: false,
             clock_margin: Duration::from_secs(1),
+            max_value_bytes: 8 << 20,
+            min_throughput: 10 << 20,
         }
     }
 }
@@ -40,6 +42,8 @@ pub struct RedisStoreBuilder {
     open_for: Duration,
     cluster_coalescing: bool,
     clock_margin: Duration,
+    max_value_bytes: usize,
+    min_throughput: u64,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -47,6 +51,7 @@ impl fmt::Debug for RedisStoreBuilder {
         f.debug_struct("RedisStoreBuilder")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("max_value_bytes", &self.max_value_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -59,10 +64,34 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// The longest any operation may take, connecting included (default 100 ms). Past it, the
+    /// The longest any operation may take, connecting included (default 100 ms), plus the time
+    /// its value takes to travel at [`min_throughput`](Self::min_throughput). Past it, the
     /// operation counts as failed: a miss for a read.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The largest value this store writes to or reads from Redis (default 8 MiB): the
+    /// encoded entry, with its HMAC. A larger entry is not sent at all:
+    /// [`put`](crate::Store::put) answers [`PutOutcome::TooLarge`](crate::PutOutcome::TooLarge)
+    /// at once, and what Redis held under the key stays until it expires or is invalidated (a
+    /// [`TieredStore`](crate::TieredStore) keeps the entry in its memory tier only). A larger
+    /// value in Redis, written by an instance with a higher limit, is a miss here.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
+    /// The slowest transfer to Redis, in bytes a second, that still counts as healthy (default
+    /// 10 MiB/s, about 84 Mbit/s): an operation on a value of `n` bytes may take the
+    /// [`timeout`](Self::timeout) plus `n` / this. Values over 1 MiB also travel on a
+    /// connection of their own, so that small values are never queued behind them, and their
+    /// timing out is not taken as a sign that Redis is down: it counts as a fault, never
+    /// towards opening the circuit breaker (small operations still open it when Redis is).
+    /// Zero is taken as one byte a second.
+    pub fn min_throughput(mut self, bytes_per_second: u64) -> Self {
+        self.min_throughput = bytes_per_second;
         self
     }
 
@@ -106,8 +135,11 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 client,
                 connection: OnceCell::new(),
+                bulk_connection: OnceCell::new(),
                 keys: Keys::new(self.prefix),
                 timeout: self.timeout,
+                max_value_bytes: self.max_value_bytes,
+                min_throughput: self.min_throughput.max(1),
                 secret: self.secret,
                 breaker: Breaker::new(self.failures_to_open, self.open_for),
                 invalidate: Script::new(scripts::INVALIDATE_TAGS),
@@ -116,6 +148,8 @@ impl RedisStoreBuilder {
                 clock_margin: self.clock_margin,
                 release: Script::new(scripts::RELEASE_LOCK),
                 lock_token: self.cluster_coalescing.then(lock_token),
+                instance: lock_token(),
+                uploads: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
                 undecodable: AtomicU64::new(0),
                 count: EntryCount::new(),

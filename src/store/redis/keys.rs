@@ -3,7 +3,8 @@
 //! Every name starts with the store's namespace, `{prefix}:v{LAYOUT}`: `…:e:{key}` an entry,
 //! `…:entries` the index of all entries, `…:t:{tag}` a tag's index, `…:inv` the invalidation
 //! records (a sorted set of [`record`](Keys::record) names scored by time), `…:inv-all` when
-//! everything was last invalidated, `…:lock:{key}` a fill lock, `…:{name}` a pub/sub channel.
+//! everything was last invalidated, `…:lock:{key}` a fill lock, `…:u:{key}:{n}` a large value
+//! on its way to its entry, `…:{name}` a pub/sub channel.
 
 use crate::StoreKey;
 
@@ -76,6 +77,12 @@ impl Keys {
         format!("{}:lock:{key}", self.namespace)
     }
 
+    /// Where a large value for `key` is uploaded before the put script moves it to its entry
+    /// (`upload` tells concurrent uploads apart).
+    pub fn upload(&self, key: StoreKey, upload: &str) -> String {
+        format!("{}:u:{key}:{upload}", self.namespace)
+    }
+
     /// The pub/sub channel `name`.
     pub fn channel(&self, name: &str) -> String {
         format!("{}:{name}", self.namespace)
@@ -119,6 +126,7 @@ mod tests {
             keys.entries(),
             keys.everything(),
             keys.lock(key),
+            keys.upload(key, "1"),
             keys.channel("invalidations"),
         ] {
             assert!(name.starts_with("shop*:v3:"), "{name}");

@@ -44,6 +44,16 @@ const MAX_RECORDS: u64 = 65_536;
 /// an expiry.
 const MAX_RECORD_MEMORY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// Values over this size are large: they travel on a connection of their own (small values are
+/// never queued behind them), and their timing out is no sign that Redis is down.
+const LARGE_VALUE: usize = 1 << 20;
+
+/// A read asks for a value's size and its first this many bytes (`STRLEN`, `GETRANGE`, one
+/// round trip, no script: a script would cost Redis about 7 µs a read against 1 µs): values
+/// shorter than this come back whole; a longer one is then fetched whole, knowing its size (on
+/// the bulk connection if large), so at most this much travels twice.
+const INLINE_READ: usize = 64 << 10;
+
 /// A [`Store`] in Redis (7 or later), shared by every instance of a service.
 ///
 /// - Entries are stored in the crate's versioned binary format ([`Entry::encode`]) with their
@@ -73,6 +83,14 @@ const MAX_RECORD_MEMORY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 ///   nothing per request), probing now and then until it is back. An invalidation or clear
 ///   that fails is not lost: the cache layer hides what it covers from its own lookups at once
 ///   and sends it again until Redis takes it.
+/// - Large values are bounded and kept apart
+///   ([`max_value_bytes`](RedisStoreBuilder::max_value_bytes), default 8 MiB): a larger entry
+///   is not sent ([`PutOutcome::TooLarge`]); an operation's timeout grows with its value's size
+///   ([`min_throughput`](RedisStoreBuilder::min_throughput)); values over 1 MiB travel on a
+///   connection of their own and reach their entry by `RENAME` (never copied by a script), and
+///   their timing out does not count towards opening the circuit. A read's first round trip
+///   returns values under 64 KiB whole, and the size of larger ones, which a second fetches.
+///   So a few large responses never make the small hot keys miss.
 /// - The connection is made on first use and re-made after a loss, so a service starts, and
 ///   serves, while Redis is down.
 ///
@@ -97,8 +115,13 @@ pub struct RedisStore {
 struct Inner {
     client: redis::Client,
     connection: OnceCell<ConnectionManager>,
+    /// For large values only.
+    bulk_connection: OnceCell<ConnectionManager>,
     keys: Keys,
     timeout: Duration,
+    max_value_bytes: usize,
+    /// Bytes a second, at least 1.
+    min_throughput: u64,
     secret: Option<Box<[u8]>>,
     breaker: Breaker,
     invalidate: Script,
@@ -108,6 +131,9 @@ struct Inner {
     clock_margin: Duration,
     /// With cluster-wide coalescing, this instance's lock token.
     lock_token: Option<String>,
+    /// Tells this instance's uploads from others'.
+    instance: String,
+    uploads: AtomicU64,
     faults: AtomicU64,
     undecodable: AtomicU64,
     /// Live entries in Redis, as last heard.
@@ -119,6 +145,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.inner.keys.prefix())
             .field("timeout", &self.inner.timeout)
+            .field("max_value_bytes", &self.inner.max_value_bytes)
             .field("hmac", &self.inner.secret.is_some())
             .field("circuit_open", &self.inner.breaker.is_open())
             .finish()
@@ -129,7 +156,8 @@ impl fmt::Debug for RedisStore {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisFaults {
-    /// Operations that failed or timed out.
+    /// Operations that failed or timed out (large values' included, though these do not count
+    /// towards opening the circuit).
     pub faults: u64,
     /// Times the circuit breaker opened.
     pub circuit_opened: u64,
@@ -223,37 +251,71 @@ impl RedisStore {
         self.inner.clock_margin.saturating_mul(2)
     }
 
+    /// The time an operation carrying `len` bytes of value may take: the timeout, plus `len`
+    /// at the minimum throughput.
+    fn timeout_for(&self, len: usize) -> Duration {
+        let nanos = len as u128 * 1_000_000_000 / u128::from(self.inner.min_throughput);
+        let transfer = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        self.inner.timeout.saturating_add(transfer)
+    }
+
     /// Runs `op` on the connection, within the timeout, through the circuit breaker.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.run_sized(0, op).await
+    }
+
+    /// Runs `op`, which carries a value of `len` bytes, within the timeout for its size,
+    /// through the circuit breaker; a large value on the bulk connection, and its timing out
+    /// (the transfer was slow, which says little about Redis) is no verdict for the breaker.
+    async fn run_sized<T, F, Fut>(&self, len: usize, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         let inner = &self.inner;
+        let large = len > LARGE_VALUE;
         // Dropped with this future (a cancelled request), a probe counts as failed.
         let Some(permit) = inner.breaker.allow() else {
             return Err(StoreError::new("redis circuit open"));
         };
         let attempt = async {
-            let connection = inner
-                .connection
+            let (cell, response_timeout) = if large {
+                // No response timeout of its own: each operation has its own, set below.
+                (&inner.bulk_connection, None)
+            } else {
+                (&inner.connection, Some(self.timeout_for(LARGE_VALUE)))
+            };
+            let connection = cell
                 .get_or_try_init(|| {
-                    let config = ConnectionManagerConfig::new()
+                    let mut config = ConnectionManagerConfig::new()
                         .set_connection_timeout(inner.timeout)
-                        .set_response_timeout(inner.timeout)
                         .set_number_of_retries(1);
+                    if let Some(timeout) = response_timeout {
+                        config = config.set_response_timeout(timeout);
+                    }
                     ConnectionManager::new_with_config(inner.client.clone(), config)
                 })
                 .await?
                 .clone();
             op(connection).await
         };
-        match tokio::time::timeout(inner.timeout, attempt).await {
+        match tokio::time::timeout(self.timeout_for(len), attempt).await {
             Ok(Ok(value)) => {
                 permit.success();
                 Ok(value)
             }
+            Ok(Err(error)) if large && error.is_timeout() => {
+                Err(self.slow_transfer(permit, StoreError::new(error)))
+            }
             Ok(Err(error)) => Err(self.fault(permit, StoreError::new(error))),
+            Err(_) if large => Err(self.slow_transfer(
+                permit,
+                StoreError::new("redis operation on a large value timed out"),
+            )),
             Err(_) => Err(self.fault(permit, StoreError::new("redis operation timed out"))),
         }
     }
@@ -261,6 +323,13 @@ impl RedisStore {
     fn fault(&self, permit: Permit<'_>, error: StoreError) -> StoreError {
         self.inner.faults.fetch_add(1, Relaxed);
         permit.failure();
+        error
+    }
+
+    /// A large value's operation timed out: a fault, but no sign that Redis is down.
+    fn slow_transfer(&self, permit: Permit<'_>, error: StoreError) -> StoreError {
+        self.inner.faults.fetch_add(1, Relaxed);
+        permit.inconclusive();
         error
     }
 
@@ -296,27 +365,51 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
         let redis_key = self.inner.keys.entry(key);
-        let k = redis_key.clone();
-        let value: Option<Vec<u8>> = if self.inner.count.refresh_due() {
-            // Now and then, a read also counts the live entries (same round trip).
-            let index = self.inner.keys.entries();
+        // Now and then, a read also counts the live entries (same round trip).
+        let counting = self.inner.count.refresh_due().then(|| {
             let live = format!("({}", unix_ms(std::time::SystemTime::now()));
-            let (value, count): (Option<Vec<u8>>, i64) = self
-                .run(|mut c| async move {
-                    redis::pipe()
-                        .get(k)
-                        .zcount(index, live, "+inf")
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
+            (self.inner.keys.entries(), live)
+        });
+        let k = redis_key.clone();
+        let (len, head, count): (usize, Vec<u8>, Option<i64>) = self
+            .run(|mut c| async move {
+                let mut pipe = redis::pipe();
+                pipe.strlen(&k).getrange(&k, 0, INLINE_READ as isize - 1);
+                match counting {
+                    Some((index, live)) => {
+                        pipe.zcount(index, live, "+inf");
+                        let (len, head, count) = pipe.query_async(&mut c).await?;
+                        Ok((len, head, Some(count)))
+                    }
+                    None => {
+                        let (len, head) = pipe.query_async(&mut c).await?;
+                        Ok((len, head, None))
+                    }
+                }
+            })
+            .await?;
+        if let Some(count) = count {
             self.inner.count.set(count);
-            value
+        }
+        // Shorter than asked for: the whole value (empty: none; no entry encodes to nothing).
+        let value = if head.len() < INLINE_READ {
+            if head.is_empty() {
+                return Ok(None);
+            }
+            head
         } else {
-            self.run(|mut c| async move { c.get(k).await }).await?
-        };
-        let Some(value) = value else {
-            return Ok(None);
+            if len > self.inner.max_value_bytes {
+                tracing::debug!(key = %redis_key, len, "value over max_value_bytes; a miss");
+                return Ok(None);
+            }
+            let k = redis_key.clone();
+            let value: Option<Vec<u8>> = self
+                .run_sized(len, |mut c| async move { c.get(k).await })
+                .await?;
+            match value {
+                Some(value) => value,
+                None => return Ok(None),
+            }
         };
         match self.open(&redis_key, value) {
             Some(entry) => Ok(Some(Arc::new(entry))),
@@ -335,12 +428,35 @@ impl Store for RedisStore {
         entry: Arc<Entry>,
         ttl: Duration,
     ) -> Result<PutOutcome, StoreError> {
+        let too_large = || {
+            tracing::debug!("entry over max_value_bytes; not sent to Redis");
+            Ok(PutOutcome::TooLarge)
+        };
+        // The encoding holds the body whole: no need to make it to know.
+        if entry
+            .body()
+            .is_some_and(|body| body.len() > self.inner.max_value_bytes)
+        {
+            return too_large();
+        }
         let keys = &self.inner.keys;
         let redis_key = keys.entry(key);
         let mut value = entry.encode();
         if let Some(mac) = self.mac(&redis_key, &value) {
             value.extend_from_slice(&mac);
         }
+        let len = value.len();
+        if len > self.inner.max_value_bytes {
+            return too_large();
+        }
+        // A large value is uploaded first, so that the script moves it instead of copying it.
+        let (upload, inline) = if len > LARGE_VALUE {
+            let n = self.inner.uploads.fetch_add(1, Relaxed);
+            let name = keys.upload(key, &format!("{}-{n}", self.inner.instance));
+            (Some((name, value)), Vec::new())
+        } else {
+            (None, value)
+        };
         let mut invocation = self.inner.put.prepare_invoke();
         invocation
             .key(&redis_key)
@@ -349,8 +465,12 @@ impl Store for RedisStore {
             .key(keys.records());
         let now = std::time::SystemTime::now();
         let longest_fill = self.record_memory().saturating_sub(self.margin_twice());
+        match &upload {
+            Some((name, _)) => invocation.key(name),
+            None => invocation.key(&redis_key),
+        };
         invocation
-            .arg(value)
+            .arg(inline)
             .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
             .arg(unix_ms(entry.fill_started_at()))
             .arg(crate::entry::millis(self.inner.clock_margin))
@@ -358,8 +478,22 @@ impl Store for RedisStore {
         for tag in entry.tags() {
             invocation.key(keys.tag(tag)).arg(Keys::record(tag));
         }
+        // An upload the script never takes (this call gave up) goes by itself.
+        let upload_ttl =
+            crate::entry::millis(self.timeout_for(len).saturating_add(Duration::from_secs(1)));
         let (stored, count): (i64, i64) = self
-            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .run_sized(len, |mut c| async move {
+                if let Some((upload, value)) = upload {
+                    redis::cmd("SET")
+                        .arg(upload)
+                        .arg(value)
+                        .arg("PX")
+                        .arg(upload_ttl.max(1))
+                        .exec_async(&mut c)
+                        .await?;
+                }
+                invocation.invoke_async(&mut c).await
+            })
             .await?;
         self.inner.count.set(count);
         if stored == 1 {
