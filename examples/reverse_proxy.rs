@@ -4,7 +4,7 @@
 //! cargo run --release --example reverse_proxy -- \
 //!     --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8000 \
 //!     [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES] \
-//!     [--tag-header NAME] [--purge-token TOKEN] [--redis URL]
+//!     [--upstream-timeout DURATION] [--tag-header NAME] [--purge-token TOKEN] [--redis URL]
 //! ```
 //!
 //! With `--redis redis://host:port/` (build with `--features redis`), the cache has two tiers:
@@ -19,6 +19,20 @@
 //! `X-Forwarded-For`, `-Host` and `-Proto`. Hop-by-hop fields are dropped both ways. An origin
 //! that cannot be reached gets a `502 Bad Gateway`.
 //!
+//! `--upstream-timeout` (`300ms`, `30s` or plain seconds; default 30 s) bounds how long the
+//! origin may keep a client waiting. Its response head (connecting, sending the request,
+//! including a request body the client streams, and receiving the status and headers) must
+//! arrive within it, or the client gets a `504 Gateway Timeout` and the upstream request is
+//! dropped (its connection closed). After the head, the body may take as long as it needs, but
+//! it may not stall: each wait for the next piece of it is bounded by the same duration (an idle
+//! timeout, like nginx's `proxy_read_timeout`; a total deadline would cut long downloads). A
+//! stalled body cannot become a 504 any more (its `200` may already be on the wire): it ends
+//! with an error, so the client's connection is cut (after the head, or before it if the cache
+//! was still reading the body), the cache stores nothing, and the upstream connection is
+//! closed. This matters more in front of a cache than elsewhere: on a miss the cache reads the
+//! body (up to `--max-body`) before it answers, so a stalled body would otherwise hold the
+//! client, and every request coalesced with it, without even a head.
+//!
 //! Writes (POST, PUT, PATCH, DELETE...) that succeed invalidate what they changed. The origin
 //! tags responses with `--tag-header` (default `cache-tag`), and names tags to purge in the same
 //! header on a write's response. With `--purge-token`, operators can purge: `PURGE /some/uri`,
@@ -31,14 +45,18 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_response_cache::{AnyStore, BoxError, CacheLayer, MemoryStore, Policy, PurgeService};
 
@@ -50,6 +68,7 @@ struct Options {
     default_ttl: Duration,
     max_body: usize,
     capacity: u64,
+    upstream_timeout: Duration,
     tag_header: HeaderName,
     purge_token: Option<String>,
     redis: Option<String>,
@@ -58,7 +77,7 @@ struct Options {
 impl Options {
     const USAGE: &'static str = "usage: reverse_proxy --listen ADDR --upstream URL \
         [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES] \
-        [--tag-header NAME] [--purge-token TOKEN] [--redis URL]";
+        [--upstream-timeout DURATION] [--tag-header NAME] [--purge-token TOKEN] [--redis URL]";
 
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut listen = None;
@@ -69,6 +88,7 @@ impl Options {
             default_ttl: Duration::ZERO,
             max_body: 1 << 20,
             capacity: 256 << 20,
+            upstream_timeout: Duration::from_secs(30),
             tag_header: HeaderName::from_static("cache-tag"),
             purge_token: None,
             redis: None,
@@ -91,6 +111,10 @@ impl Options {
                 }
                 "--capacity" => {
                     options.capacity = value()?.parse().map_err(|e| format!("--capacity: {e}"))?
+                }
+                "--upstream-timeout" => {
+                    options.upstream_timeout =
+                        parse_duration(&value()?).map_err(|e| format!("--upstream-timeout: {e}"))?
                 }
                 "--tag-header" => {
                     options.tag_header =
@@ -115,7 +139,77 @@ impl Options {
     }
 }
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// A duration on the command line: `300ms`, `30s`, or plain seconds (`30`, as `--default-ttl`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, from): (&str, fn(u64) -> Duration) = match text.strip_suffix("ms") {
+        Some(millis) => (millis, Duration::from_millis),
+        None => (text.strip_suffix('s').unwrap_or(text), Duration::from_secs),
+    };
+    let duration = from(number.parse().map_err(|e| format!("{text:?}: {e}"))?);
+    if duration.is_zero() {
+        return Err("must be more than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// The origin's body, ended with an error when the proxy has waited `timeout` for its next
+/// frame (an idle timeout: the clock runs only while the proxy is waiting for the origin, not
+/// while a slow client keeps it from asking).
+struct IdleTimeout {
+    body: Incoming,
+    timeout: Duration,
+    /// Armed when a wait for the origin begins; `waiting` says whether it is.
+    deadline: Pin<Box<Sleep>>,
+    waiting: bool,
+}
+
+impl IdleTimeout {
+    fn new(body: Incoming, timeout: Duration) -> Self {
+        let deadline = Box::pin(tokio::time::sleep(timeout));
+        IdleTimeout {
+            body,
+            timeout,
+            deadline,
+            waiting: false,
+        }
+    }
+}
+
+impl Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            this.waiting = false;
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        if !this.waiting {
+            this.waiting = true;
+            let deadline = Instant::now() + this.timeout;
+            this.deadline.as_mut().reset(deadline);
+        }
+        ready!(this.deadline.as_mut().poll(cx));
+        Poll::Ready(Some(Err(
+            "upstream body stalled past --upstream-timeout".into()
+        )))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// Where operators purge by tag, URI, prefix or everything (with --purge-token).
 const PURGE_PATH: &str = "/_cache/purge";
@@ -149,10 +243,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
-/// Forwards one request to the origin; an unreachable origin is a 502, not an error.
+/// Forwards one request to the origin; an unreachable origin is a 502, one whose response head
+/// takes longer than `timeout` a 504, not an error.
 async fn forward(
     client: Client<HttpConnector, Incoming>,
     upstream: Uri,
+    timeout: Duration,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
@@ -194,15 +290,25 @@ async fn forward(
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
 
-    match client.request(Request::from_parts(parts, body)).await {
-        Ok(response) => {
+    // Dropping the request's future on timeout drops the exchange: the client's connection to
+    // the origin is closed, not returned to the pool.
+    let request = client.request(Request::from_parts(parts, body));
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            Ok(Response::from_parts(parts, body.boxed()))
+            Ok(Response::from_parts(
+                parts,
+                IdleTimeout::new(body, timeout).boxed(),
+            ))
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             eprintln!("upstream error: {e}");
             Ok(error(StatusCode::BAD_GATEWAY, "upstream unreachable"))
+        }
+        Err(_elapsed) => {
+            eprintln!("upstream timed out after {timeout:?}");
+            Ok(error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"))
         }
     }
 }
@@ -307,8 +413,9 @@ async fn main() {
         };
         let client = client.clone();
         let upstream = options.upstream.clone();
+        let timeout = options.upstream_timeout;
         let cached = cache.layer(service_fn(move |request| {
-            forward(client.clone(), upstream.clone(), peer, request)
+            forward(client.clone(), upstream.clone(), timeout, peer, request)
         }));
         let purge = purge.clone();
         // The purge endpoint is answered here, in front of the cache; everything else goes

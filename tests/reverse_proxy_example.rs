@@ -1,6 +1,6 @@
 //! The `reverse_proxy` example, run as a process between a client and a real origin on
 //! 127.0.0.1: caching by the origin's Cache-Control, Host kept, writes forwarded, 502 when the
-//! origin is gone.
+//! origin is gone, 504 when it hangs.
 
 mod common;
 
@@ -16,7 +16,8 @@ use hyper_util::rt::TokioExecutor;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 
 /// The example binary, built by `cargo test` next to the test binaries.
 fn example_binary() -> PathBuf {
@@ -276,5 +277,82 @@ async fn an_absolute_target_replaces_a_forged_host_before_forwarding() {
         ("HIT", &b"fresh 3 for a.example"[..])
     );
     assert!(!String::from_utf8_lossy(&body).contains("evil"));
+    child.kill().await.unwrap();
+}
+
+/// An origin that accepts connections, reads their requests, writes `answer` (perhaps nothing,
+/// perhaps a head and part of a body) and never more; each connection, once the proxy closes
+/// it, is reported on the channel.
+async fn hanging_origin(
+    answer: &'static str,
+) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed, closes) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut buf = [0; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                // Hold the connection until the proxy closes it.
+                while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                let _ = closed.send(());
+            });
+        }
+    });
+    (addr, closes)
+}
+
+async fn closed_by_the_proxy(closes: &mut mpsc::UnboundedReceiver<()>) {
+    tokio::time::timeout(Duration::from_secs(10), closes.recv())
+        .await
+        .expect("the proxy drops the hung upstream request")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_hung_origin_is_a_gateway_timeout() {
+    let (upstream, mut closes) = hanging_origin("").await;
+    let (mut child, proxy) = start_proxy(upstream, &["--upstream-timeout", "300ms"]).await;
+    // Without the flag (30 s by default), `call` gives up after 10 s and this fails.
+    let (status, _, body) = call(&proxy, "GET", "/anything", "a.example").await;
+    assert_eq!((status, &body[..]), (504, &b"upstream timed out"[..]));
+    closed_by_the_proxy(&mut closes).await;
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_cut_and_not_stored() {
+    let head = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 10\r\n\r\nabc";
+    let (upstream, mut closes) = hanging_origin(head).await;
+    let (mut child, proxy) = start_proxy(upstream, &["--upstream-timeout", "300ms"]).await;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    for _ in 0..2 {
+        let request = Request::get(format!("http://{proxy}/stalls"))
+            .header("host", "a.example")
+            .body(Empty::new())
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            let Ok(response) = client.request(request).await else {
+                return Err(());
+            };
+            response.into_body().collect().await.map_err(|_| ())
+        })
+        .await
+        .expect("no hang");
+        // On a miss the cache reads the body before it answers, so the connection is cut before
+        // or after the head, depending on timing: either way the response is not complete.
+        assert!(got.is_err(), "the response is cut, not completed");
+        // Each request reached the origin (a new connection each time): nothing was stored.
+        closed_by_the_proxy(&mut closes).await;
+    }
     child.kill().await.unwrap();
 }

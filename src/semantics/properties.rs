@@ -1,6 +1,7 @@
-//! Property tests of the header parsers (`Cache-Control`, `Age`, `Date`/`Expires`) and of the
-//! storing decision: never a panic on any input, results as documented, every lifetime within
-//! `MAX_LIFETIME`. Bounded case counts; a failure prints the seed that replays it.
+//! Property tests of the header parsers (`Cache-Control`, `Age`, `Date`/`Expires`), of the
+//! storing decision, and of conditional and range requests against a stored response: never a
+//! panic on any input, results as documented, every lifetime within `MAX_LIFETIME`, every range
+//! within its body. Bounded case counts; a failure prints the seed that replays it.
 
 use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
@@ -8,6 +9,7 @@ use proptest::prelude::*;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::cache_control::CacheControl;
+use super::conditional::{Evaluated, apply, evaluate};
 use super::freshness::{initial_age, origin_lifetime};
 use super::storable::{RequestFacts, decide};
 use crate::entry::{Entry, StoredResponse};
@@ -431,6 +433,199 @@ fn decisions_saturate_whatever_the_durations() {
             prop_assert!(entry.remaining_lifetime(now) <= MAX_LIFETIME * 2);
             prop_assert!(entry.fresh_until() >= entry.stored_at());
             let _: SystemTime = entry.fill_started_at();
+            Ok(())
+        },
+    );
+}
+
+/// Numbers as a `Range` may spell them: small, any `u64`, at its edge, past it, zero-padded.
+fn range_number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0u64..2000).prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        (u64::MAX - 3..=u64::MAX).prop_map(|n| n.to_string()),
+        "[0-9]{20,40}",
+        "0{1,30}[0-9]{1,4}",
+    ]
+}
+
+/// `Range` values: well-formed and not, one range or several, other units, garbage.
+fn range_value() -> impl Strategy<Value = Vec<u8>> {
+    let spec = || {
+        (
+            prop::option::weighted(0.8, range_number()),
+            prop_oneof![6 => Just("-"), 1 => prop::sample::select(vec!["--", "", " - "])],
+            prop::option::of(range_number()),
+        )
+            .prop_map(|(first, dash, last)| {
+                format!(
+                    "{}{dash}{}",
+                    first.unwrap_or_default(),
+                    last.unwrap_or_default()
+                )
+            })
+    };
+    prop_oneof![
+        6 => (
+            prop_oneof![
+                6 => Just("bytes="),
+                1 => prop::sample::select(vec!["BYTES=", "bytes =", "items=", ""]),
+            ],
+            prop_oneof![
+                4 => prop::collection::vec(spec(), 1..2),
+                1 => prop::collection::vec(spec(), 2..4),
+            ],
+            prop::sample::select(vec![",", ", ", " , ,"]),
+        )
+            .prop_map(|(unit, specs, separator)| {
+                format!("{unit}{}", specs.join(separator)).into_bytes()
+            }),
+        1 => value_bytes(60),
+    ]
+}
+
+/// `If-Match`/`If-None-Match`/`If-Range`/`ETag` values: tags matching the stored one or not,
+/// weak, `*`, malformed, lists.
+fn tag_value() -> impl Strategy<Value = Vec<u8>> {
+    let member = prop::sample::select(vec![
+        "\"v1\"", "W/\"v1\"", "\"v2\"", "*", "junk", "\"a,b\"", "\"v1", "", "W/",
+    ]);
+    prop_oneof![
+        4 => prop::collection::vec(member, 1..4).prop_map(|m| m.join(", ").into_bytes()),
+        1 => value_bytes(40),
+    ]
+}
+
+/// Dates around a fixed modification time, anywhere, or garbage.
+fn date_value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        (784_111_777 - 2..784_111_777 + 2u64).prop_map(|s| http_date(s).into_bytes()),
+        (0..=MAX_HTTP_DATE).prop_map(|s| http_date(s).into_bytes()),
+        value_bytes(40),
+    ]
+}
+
+#[test]
+fn conditional_answers_never_panic_and_ranges_fit() {
+    use http::header::{
+        CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
+        IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
+    };
+    // Mostly absent, so that the later steps are reached often.
+    let lines = |values: BoxedStrategy<Vec<u8>>| {
+        prop_oneof![
+            4 => Just(Vec::new()),
+            1 => prop::collection::vec(values, 1..3),
+        ]
+    };
+    let request = (
+        lines(tag_value().boxed()),
+        lines(tag_value().boxed()),
+        lines(date_value().boxed()),
+        lines(date_value().boxed()),
+        prop_oneof![
+            1 => Just(Vec::new()),
+            4 => prop::collection::vec(range_value(), 1..2),
+            1 => prop::collection::vec(range_value(), 2..3),
+        ],
+        lines(prop_oneof![tag_value(), date_value()].boxed()),
+    );
+    let etag = prop_oneof![
+        3 => prop::sample::select(vec!["\"v1\"", "W/\"v1\"", "\"v2\""])
+            .prop_map(|tag| tag.as_bytes().to_vec()),
+        1 => tag_value(),
+    ];
+    let response = (
+        prop_oneof![1 => Just(Vec::new()), 3 => prop::collection::vec(etag, 1..3)],
+        lines(date_value().boxed()),
+        lines(date_value().boxed()),
+    );
+    let length = prop_oneof![
+        Just(None),
+        (0u64..2000).prop_map(Some),
+        any::<u64>().prop_map(Some),
+        (u64::MAX - 3..=u64::MAX).prop_map(Some),
+    ];
+    let method = prop_oneof![
+        4 => Just(http::Method::GET),
+        1 => Just(http::Method::HEAD),
+        1 => Just(http::Method::POST),
+    ];
+    let status = prop_oneof![4 => Just(200u16), 1 => Just(206), 1 => Just(404)];
+    let inputs = (request, response, length, method, status);
+    check(
+        "conditional_answers_never_panic_and_ranges_fit",
+        3000,
+        inputs,
+        |(
+            (if_match, if_none_match, ims, ius, range, if_range),
+            (etag, modified, date),
+            length,
+            method,
+            status,
+        )| {
+            let mut request = Vec::new();
+            request.extend(if_match.into_iter().map(|v| (IF_MATCH, v)));
+            request.extend(if_none_match.into_iter().map(|v| (IF_NONE_MATCH, v)));
+            request.extend(ims.into_iter().map(|v| (IF_MODIFIED_SINCE, v)));
+            request.extend(ius.into_iter().map(|v| (IF_UNMODIFIED_SINCE, v)));
+            request.extend(range.into_iter().map(|v| (RANGE, v)));
+            request.extend(if_range.into_iter().map(|v| (IF_RANGE, v)));
+            let request = headers(&request);
+            let mut fields = Vec::new();
+            fields.extend(etag.into_iter().map(|v| (ETAG, v)));
+            fields.extend(modified.into_iter().map(|v| (LAST_MODIFIED, v)));
+            fields.extend(date.into_iter().map(|v| (DATE, v)));
+            let mut response = Response::new(());
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            *response.headers_mut() = headers(&fields);
+            let (mut parts, ()) = response.into_parts();
+
+            let evaluated = evaluate(&method, &request, parts.status, &parts.headers, length);
+            let evaluable =
+                status == 200 && (method == http::Method::GET || method == http::Method::HEAD);
+            if !evaluable {
+                prop_assert_eq!(evaluated, Evaluated::Full);
+            }
+            if method != http::Method::GET || !request.contains_key(RANGE) || length.is_none() {
+                prop_assert!(matches!(
+                    evaluated,
+                    Evaluated::Full | Evaluated::NotModified | Evaluated::PreconditionFailed
+                ));
+            }
+            apply(&evaluated, &mut parts);
+            let header = |name| {
+                parts
+                    .headers
+                    .get(name)
+                    .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+            };
+            match evaluated {
+                Evaluated::Full => prop_assert_eq!(parts.status.as_u16(), status),
+                Evaluated::NotModified => prop_assert_eq!(parts.status, StatusCode::NOT_MODIFIED),
+                Evaluated::PreconditionFailed => {
+                    prop_assert_eq!(parts.status, StatusCode::PRECONDITION_FAILED)
+                }
+                Evaluated::Partial {
+                    start,
+                    end_inclusive,
+                    complete,
+                } => {
+                    prop_assert_eq!(Some(complete), length);
+                    prop_assert!(start <= end_inclusive && end_inclusive < complete);
+                    prop_assert_eq!(parts.status, StatusCode::PARTIAL_CONTENT);
+                    let count = end_inclusive - start + 1;
+                    prop_assert_eq!(header(CONTENT_LENGTH), Some(count.to_string()));
+                    let range = format!("bytes {start}-{end_inclusive}/{complete}");
+                    prop_assert_eq!(header(CONTENT_RANGE), Some(range));
+                }
+                Evaluated::Unsatisfiable { complete } => {
+                    prop_assert_eq!(Some(complete), length);
+                    prop_assert_eq!(parts.status, StatusCode::RANGE_NOT_SATISFIABLE);
+                    prop_assert_eq!(header(CONTENT_RANGE), Some(format!("bytes */{complete}")));
+                    prop_assert_eq!(header(CONTENT_LENGTH), Some("0".to_owned()));
+                }
+            }
             Ok(())
         },
     );
