@@ -83,6 +83,27 @@ impl<B: Body> CacheBody<B> {
         }
     }
 
+    /// Only the bytes `start..=end_inclusive` (a range request's answer), when this body can
+    /// be cut without reading it: stored bytes, or a shared body. The body unchanged
+    /// otherwise, as the error.
+    pub(crate) fn range(self, start: u64, end_inclusive: u64) -> Result<Self, Self> {
+        match self.kind {
+            Kind::Buffered { data, trailers } => {
+                let whole = data.clone().unwrap_or_default();
+                let end = usize::try_from(end_inclusive.saturating_add(1)).unwrap_or(usize::MAX);
+                let start = usize::try_from(start).unwrap_or(usize::MAX);
+                if start >= whole.len() || start >= end {
+                    return Err(Self {
+                        kind: Kind::Buffered { data, trailers },
+                    });
+                }
+                Ok(Self::buffered(whole.slice(start..end.min(whole.len())), None))
+            }
+            Kind::Shared { body } => Ok(Self::shared(body.range(start, end_inclusive))),
+            kind => Err(Self { kind }),
+        }
+    }
+
     /// The inner service's body after `prefix` (and `error`) were read from it.
     pub(crate) fn resumed(
         prefix: VecDeque<Bytes>,

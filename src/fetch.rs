@@ -5,9 +5,6 @@
 //! goes away, the fetch still completes, stores the response and answers the requests waiting
 //! for it.
 
-use http::header::{
-    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
-};
 use http::{Method, Request, Response, request};
 use http_body::Body;
 use std::future::Future;
@@ -21,6 +18,7 @@ use tower_service::Service;
 use crate::background::Background;
 use crate::bounds::{CachedBody, Inner};
 use crate::coalesce::{FlightGuard, Role, Shared, Waiter};
+use crate::conditions::CONDITIONS;
 use crate::config::{Config, Disposition};
 use crate::fill::Miss;
 use crate::invalidate;
@@ -421,17 +419,6 @@ where
     }
 }
 
-/// The request fields that make a request conditional or ranged. A fetch that fills the cache
-/// asks for the whole, current response; the request's own conditions are its own business.
-const CONDITIONS: [http::HeaderName; 6] = [
-    IF_NONE_MATCH,
-    IF_MODIFIED_SINCE,
-    IF_MATCH,
-    IF_UNMODIFIED_SINCE,
-    IF_RANGE,
-    RANGE,
-];
-
 /// Calls the inner service (unconditionally, for the whole body) and fills the cache with its
 /// response; tells the requests waiting for it (`guard`) what they may be given.
 pub(crate) fn fetch<S, St, K, ReqB, ResB>(
@@ -454,6 +441,8 @@ where
         lookup,
         now,
     } = pending;
+    // A fetch that fills the cache asks for the whole, current response; the request's own
+    // conditions are answered from it (`conditions.rs`).
     for name in CONDITIONS {
         parts.headers.remove(name);
     }

@@ -134,11 +134,11 @@ where
                 return Response::from_parts(parts, CacheBody::origin(body));
             }
         };
-        let head = self.head(&miss, &parts, decision);
+        let head = self.head(&miss, &parts, body.size_hint().exact(), decision);
         if tokio::runtime::Handle::try_current().is_err() {
             return self.fill_in_place(miss, parts, body, head, guard).await;
         }
-        let transfer = Transfer::new(limit);
+        let transfer = Transfer::new(limit, head.declared);
         let Some(reader) = transfer.reader() else {
             unreachable!("a new transfer takes readers")
         };
@@ -170,8 +170,15 @@ where
     }
 
     /// The entry to store, without its body: what waiters check and answer from.
-    fn head(&self, miss: &Miss, parts: &response::Parts, decision: StoreDecision) -> Head {
-        let declared = declared_length(parts);
+    fn head(
+        &self,
+        miss: &Miss,
+        parts: &response::Parts,
+        exact: Option<u64>,
+        decision: StoreDecision,
+    ) -> Head {
+        // The origin's length: its field, or its body's own exact size.
+        let declared = declared_length(parts).or(exact);
         let length = declared.and_then(|n| usize::try_from(n).ok());
         let mut headers = semantics::headers_for_storage(parts, None, false);
         if let Some(length) = length {

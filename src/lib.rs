@@ -62,6 +62,7 @@ mod body;
 mod bounds;
 mod buffer;
 mod coalesce;
+mod conditions;
 mod config;
 mod entry;
 mod fetch;

@@ -23,6 +23,7 @@ use tower_service::Service;
 
 use crate::background::Background;
 use crate::bounds::{CachedBody, Inner};
+use crate::conditions::Conditions;
 use crate::config::{Config, Disposition};
 use crate::fetch::{self, Pending};
 use crate::key::{Target, Unkeyed};
@@ -285,16 +286,28 @@ where
     Counters::add(&config.counters.misses);
     let config = Arc::clone(config);
     let background = Arc::clone(background);
-    if pass {
-        ResponseFuture::flow(fetch::direct(config, background, inner(), pending, None))
-    } else {
-        ResponseFuture::flow(fetch::coalesced(
-            config,
-            background,
-            inner(),
-            pending,
-            stale,
-        ))
+    // Its fetch asks for the whole response; its own conditions are answered from that.
+    let conditions = pending
+        .lookup
+        .facts
+        .conditional
+        .then(|| Conditions::of(&pending.parts))
+        .flatten();
+    let cache_header = config.cache_header.clone();
+    let inner = inner();
+    let flow = async move {
+        if pass {
+            fetch::direct(config, background, inner, pending, None).await
+        } else {
+            fetch::coalesced(config, background, inner, pending, stale).await
+        }
+    };
+    match conditions {
+        None => ResponseFuture::flow(flow),
+        Some(conditions) => ResponseFuture::flow(async move {
+            let response = flow.await?;
+            Ok(conditions.answer(response, cache_header.as_ref()))
+        }),
     }
 }
 

@@ -44,6 +44,8 @@ struct State {
     attached: usize,
     /// The fill's task, to wake when the last client leaves a body it no longer keeps.
     driver: Option<Waker>,
+    /// The body's length, when the origin said it.
+    length: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -74,8 +76,9 @@ pub(crate) enum Driven {
 }
 
 impl Transfer {
-    /// An empty transfer that keeps up to `limit` bytes for the store.
-    pub fn new(limit: usize) -> Arc<Self> {
+    /// An empty transfer that keeps up to `limit` bytes for the store, of a body of `length`
+    /// bytes when the origin said so.
+    pub fn new(limit: usize, length: Option<u64>) -> Arc<Self> {
         Arc::new(Transfer {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
@@ -88,6 +91,7 @@ impl Transfer {
                 readers: Vec::new(),
                 attached: 0,
                 driver: None,
+                length,
             }),
         })
     }
@@ -124,6 +128,7 @@ impl Transfer {
             slot,
             skip: 0,
             take: None,
+            length: state.length,
             done: false,
         })
     }
@@ -303,6 +308,7 @@ pub struct TransferBody {
     slot: usize,
     skip: u64,
     take: Option<u64>,
+    length: Option<u64>,
     done: bool,
 }
 
@@ -400,9 +406,9 @@ impl Body for TransferBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.take {
-            Some(take) => SizeHint::with_exact(take),
-            None => SizeHint::default(),
+        match self.take.or(self.length) {
+            Some(exact) if !self.done => SizeHint::with_exact(exact),
+            _ => SizeHint::default(),
         }
     }
 }
@@ -488,7 +494,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_client_paces_a_body_too_large_to_keep() {
-        let transfer = Transfer::new(4096);
+        let transfer = Transfer::new(4096, None);
         let reader = transfer.reader().unwrap();
         let driving = Arc::clone(&transfer);
         let driver = tokio::spawn(async move { drive(&driving, frames(1000, 1024), Weak::new()).await });

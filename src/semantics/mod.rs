@@ -2,8 +2,6 @@
 //! responses are selected.
 
 mod cache_control;
-// Wired in by the fill (issue 9).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod conditional;
 mod freshness;
 mod storable;
