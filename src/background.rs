@@ -66,7 +66,12 @@ impl Unsettled {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
             self.0.settled.notify_waiters();
         }
     }

@@ -97,7 +97,10 @@ impl<B: Body> CacheBody<B> {
                         kind: Kind::Buffered { data, trailers },
                     });
                 }
-                Ok(Self::buffered(whole.slice(start..end.min(whole.len())), None))
+                Ok(Self::buffered(
+                    whole.slice(start..end.min(whole.len())),
+                    None,
+                ))
             }
             Kind::Shared { body } => Ok(Self::shared(body.range(start, end_inclusive))),
             kind => Err(Self { kind }),

@@ -153,6 +153,9 @@ mod tests {
             body.frame().await.unwrap().unwrap().into_data().unwrap(),
             "ab"
         );
-        assert_eq!(body.frame().await.unwrap().unwrap_err().to_string(), "reset");
+        assert_eq!(
+            body.frame().await.unwrap().unwrap_err().to_string(),
+            "reset"
+        );
     }
 }

@@ -9,8 +9,8 @@ use http::{Method, Request, Response, request};
 use http_body::Body;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 use tower_service::Service;
@@ -204,8 +204,7 @@ where
             Role::Waiter(waiter) => waiter,
         };
         let policy = config.policies.get(pending.lookup.policy);
-        let shared = match tokio::time::timeout(policy.max_coalesce_wait, waiter.outcome()).await
-        {
+        let shared = match tokio::time::timeout(policy.max_coalesce_wait, waiter.outcome()).await {
             Ok(shared) => shared,
             Err(_) => match waiter.replace().filter(|_| leads) {
                 Some(guard) => {
@@ -286,7 +285,13 @@ where
         }
     };
     // What the replacing request needs to take the flight's answer instead of its own.
-    let racing = racing.map(|waiter| (waiter, pending.parts.headers.clone(), pending.lookup.clone()));
+    let racing = racing.map(|waiter| {
+        (
+            waiter,
+            pending.parts.headers.clone(),
+            pending.lookup.clone(),
+        )
+    });
     let (answer, answered) = oneshot::channel();
     let fetching = fetch(
         Arc::clone(&config),
@@ -400,8 +405,14 @@ where
 {
     let (head, now) = (pending.lookup.head, pending.now);
     let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
-    let mut fetching =
-        std::pin::pin!(fetch(Arc::clone(&config), background, inner, pending, None, None));
+    let mut fetching = std::pin::pin!(fetch(
+        Arc::clone(&config),
+        background,
+        inner,
+        pending,
+        None,
+        None
+    ));
     if let (Some(stale), Some(limit)) = (&stale, timeout) {
         if tokio::runtime::Handle::try_current().is_ok()
             && tokio::time::timeout(limit, fetching.as_mut())

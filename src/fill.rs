@@ -110,15 +110,7 @@ where
                 .now
                 .duration_since(miss.requested_at)
                 .unwrap_or_default();
-            semantics::decide(
-                policy,
-                miss.facts,
-                &parts,
-                overrides,
-                miss.now,
-                delay,
-                seed,
-            )
+            semantics::decide(policy, miss.facts, &parts, overrides, miss.now, delay, seed)
         };
         let limit = policy.max_body_bytes;
         let decision = decision
@@ -158,9 +150,7 @@ where
         // the body, or when nobody reads a body it has no one to store for.
         tokio::spawn(async move {
             let driven = transfer::drive(&transfer, body, owner).await;
-            config
-                .finish(&writes, miss, head, driven)
-                .await;
+            config.finish(&writes, miss, head, driven).await;
             // The flight stays joinable until here: a request that came mid-transfer got
             // the body from its first byte; from now on, requests find the store's entry.
             drop(guard);

@@ -85,7 +85,10 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 purge_token: None,
                 unsettled: Arc::default(),
             }),
-            background: Arc::new(Background::new(DEFAULT_MAX_REFRESHES, DEFAULT_MAX_PENDING_WRITES)),
+            background: Arc::new(Background::new(
+                DEFAULT_MAX_REFRESHES,
+                DEFAULT_MAX_PENDING_WRITES,
+            )),
         }
     }
 }

@@ -98,12 +98,12 @@ pub use purge::{InvalidToken, PurgeService};
 pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};
-pub use transfer::BoxError;
 pub use store::{
     AnyStore, DynStore, Eviction, MemoryStore, PutOutcome, Store, StoreError, StoreMetrics,
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisFaults, RedisStore, RedisStoreBuilder, TieredStore};
+pub use transfer::BoxError;
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -120,9 +120,9 @@ impl<St: Store + ?Sized, K> Config<St, K> {
         let response = match body {
             None => self.answer(&entry, false, now, Disposition::Hit),
             Some(transfer) => match transfer.reader() {
-                Some(reader) => self.answer_with(&entry, now, Disposition::Hit, |_| {
-                    CacheBody::shared(reader)
-                }),
+                Some(reader) => {
+                    self.answer_with(&entry, now, Disposition::Hit, |_| CacheBody::shared(reader))
+                }
                 None => None,
             },
         };

@@ -118,7 +118,8 @@ pub struct StatsSnapshot {
     /// Entries held in this process's memory (a memory store, or a tiered store's memory
     /// tier; 0 for a Redis store alone). See [`StoreMetrics`].
     pub entries: u64,
-    /// Bytes of those entries, by [`Entry::weight`](crate::Entry::weight).
+    /// Bytes those entries cost, as the store weighs them ([`Entry::weight`](crate::Entry::weight)
+    /// plus the memory store's own structures for each entry and tag).
     pub weighted_bytes: u64,
     /// Live entries in the shared tier (a Redis store, or a tiered store's Redis tier), shared
     /// by every instance; `None` without one (or before it was first counted). See

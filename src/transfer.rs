@@ -159,7 +159,12 @@ impl State {
         while self.first < slowest && self.pop_front() {}
         let behind = |state: &Self| {
             let read = usize::try_from(fastest.saturating_sub(state.first)).unwrap_or(usize::MAX);
-            state.frames.iter().take(read).map(Bytes::len).sum::<usize>()
+            state
+                .frames
+                .iter()
+                .take(read)
+                .map(Bytes::len)
+                .sum::<usize>()
         };
         while behind(self) > self.limit && self.pop_front() {}
     }
@@ -242,7 +247,9 @@ where
         })
         .await;
         let Some(frame) = frame else {
-            transfer.lock().finish(End::Failed(Arc::new(TransferError::Abandoned.into())));
+            transfer
+                .lock()
+                .finish(End::Failed(Arc::new(TransferError::Abandoned.into())));
             return Driven::Abandoned;
         };
         let mut state = transfer.lock();
@@ -374,9 +381,9 @@ impl TransferBody {
                     let trailers = trailers.clone().filter(|_| self.take.is_none());
                     Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
                 }
-                Some(End::Failed(error)) => Poll::Ready(Some(Err(
-                    TransferError::Origin(Arc::clone(error)).into(),
-                ))),
+                Some(End::Failed(error)) => {
+                    Poll::Ready(Some(Err(TransferError::Origin(Arc::clone(error)).into())))
+                }
             };
         }
     }
@@ -477,7 +484,6 @@ impl std::error::Error for TransferError {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,7 +503,8 @@ mod tests {
         let transfer = Transfer::new(4096, None);
         let reader = transfer.reader().unwrap();
         let driving = Arc::clone(&transfer);
-        let driver = tokio::spawn(async move { drive(&driving, frames(1000, 1024), Weak::new()).await });
+        let driver =
+            tokio::spawn(async move { drive(&driving, frames(1000, 1024), Weak::new()).await });
         let body = tokio::time::timeout(std::time::Duration::from_secs(10), reader.collect())
             .await
             .expect("no deadlock")

@@ -99,7 +99,8 @@ impl http_body::Body for Counted {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
         let frame = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(frame, std::task::Poll::Ready(Some(_))) {
-            self.pulled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.pulled
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         frame
     }

@@ -69,7 +69,10 @@ async fn an_origin_slower_than_the_coalescing_wait_gets_one_fetch_and_one_replac
                 .max_coalesce_wait(Duration::from_millis(100)),
         ));
     let got = all_at_once(&app, (0..50).map(|_| plain("/item")).collect()).await;
-    assert!(got.iter().all(|g| g.status == 200 && g.text().starts_with("answer ")));
+    assert!(
+        got.iter()
+            .all(|g| g.status == 200 && g.text().starts_with("answer "))
+    );
     assert!(
         calls.get() <= 2,
         "{} origin calls: one fetch, at most one replacement",
@@ -138,10 +141,7 @@ fn varying_origin(calls: &Calls, gate: &Arc<Semaphore>, seen: &Arc<Mutex<Vec<Str
             async move {
                 let _ = g.acquire().await.unwrap();
                 (
-                    [
-                        ("vary", "accept-encoding"),
-                        ("cache-control", "max-age=60"),
-                    ],
+                    [("vary", "accept-encoding"), ("cache-control", "max-age=60")],
                     format!("for {encoding}"),
                 )
             }
@@ -159,7 +159,13 @@ async fn requests_for_each_variant_of_a_cold_key_are_coalesced_per_variant() {
         let seen = Arc::default();
         let app = varying_origin(&calls, &gate, &seen).layer(layer(Policy::new()));
         let requests = (0..30)
-            .map(|i| with("/item", "accept-encoding", if i % 2 == 0 { "gzip" } else { "br" }))
+            .map(|i| {
+                with(
+                    "/item",
+                    "accept-encoding",
+                    if i % 2 == 0 { "gzip" } else { "br" },
+                )
+            })
             .collect();
         let running = tokio::spawn({
             let app = app.clone();
@@ -183,7 +189,11 @@ async fn requests_for_each_variant_of_a_cold_key_are_coalesced_per_variant() {
 }
 
 /// An origin with a validator, counting calls and recording the conditional fields it sees.
-fn validated_origin(calls: &Calls, gate: &Arc<Semaphore>, seen: &Arc<Mutex<Vec<String>>>) -> Router {
+fn validated_origin(
+    calls: &Calls,
+    gate: &Arc<Semaphore>,
+    seen: &Arc<Mutex<Vec<String>>>,
+) -> Router {
     let (c, g, s) = (calls.clone(), Arc::clone(gate), Arc::clone(seen));
     Router::new().route(
         "/item",
@@ -234,7 +244,11 @@ async fn a_conditional_or_ranged_first_request_fills_the_cache_for_everyone() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         gate.add_permits(1000);
         let first = first.await.unwrap();
-        assert_eq!((first.status, first.text().as_str()), (status, body), "{name}: {value}");
+        assert_eq!(
+            (first.status, first.text().as_str()),
+            (status, body),
+            "{name}: {value}"
+        );
         if status == 206 {
             assert_eq!(first.headers["content-range"], "bytes 2-5/10");
         }

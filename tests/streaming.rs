@@ -159,9 +159,17 @@ async fn a_request_joining_mid_transfer_gets_the_bytes_so_far_then_the_rest() {
     let late = app.clone().oneshot(get()).await.unwrap();
     assert_eq!(late.headers()["x-cache"], "HIT");
     let mut late = late.into_body();
-    assert_eq!(next_data(&mut late).await, "early ", "what was received so far");
+    assert_eq!(
+        next_data(&mut late).await,
+        "early ",
+        "what was received so far"
+    );
     feed.send(data("late")).unwrap();
-    assert_eq!(next_data(&mut late).await, "late", "then the rest as it arrives");
+    assert_eq!(
+        next_data(&mut late).await,
+        "late",
+        "then the rest as it arrives"
+    );
     assert_eq!(next_data(&mut first).await, "late");
     drop(feed);
     assert!(late.frame().await.is_none());
@@ -188,7 +196,11 @@ async fn a_client_that_never_reads_holds_back_neither_the_others_nor_the_fill() 
     assert!(reader.frame().await.is_none());
     handle.flush().await;
     let hit = app.oneshot(get()).await.unwrap();
-    assert_eq!(hit.headers()["x-cache"], "HIT", "stored while a client sat idle");
+    assert_eq!(
+        hit.headers()["x-cache"],
+        "HIT",
+        "stored while a client sat idle"
+    );
 }
 
 #[tokio::test]

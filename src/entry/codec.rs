@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::fmt;
 
-use super::{Entry, Kind, StoredResponse};
+use super::{Entry, Kind, StoredResponse, Tags};
 
 const MAGIC: &[u8; 3] = b"TRC";
 /// The format version this build writes and reads.
@@ -83,7 +83,7 @@ impl Entry {
             out.put_u64(n);
         }
         put_bytes(&mut out, &self.key)?;
-        out.put_u16(u16::try_from(self.tags.len()).ok()?);
+        out.put_u16(u16::try_from(self.tags.iter().len()).ok()?);
         for tag in self.tags.iter() {
             put_bytes(&mut out, tag.as_bytes())?;
         }
@@ -134,7 +134,8 @@ impl Entry {
         let requested_at_ms = r.u64()?;
         let key = r.bytes()?;
         let tag_count = r.u16()?;
-        let mut tags = Vec::with_capacity(usize::from(tag_count).min(r.remaining() / LEN_BYTES));
+        let mut tags: Vec<Box<str>> =
+            Vec::with_capacity(usize::from(tag_count).min(r.remaining() / LEN_BYTES));
         for _ in 0..tag_count {
             let tag = std::str::from_utf8(&r.bytes()?)
                 .map_err(|_| DecodeError("tag not UTF-8"))?
@@ -186,7 +187,7 @@ impl Entry {
             stale_while_revalidate_ms,
             stale_if_error_ms,
             initial_age,
-            tags: tags.into_boxed_slice(),
+            tags: Tags::new(tags),
             kind,
         })
     }

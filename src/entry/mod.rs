@@ -2,16 +2,20 @@
 
 mod codec;
 mod lifetime;
+mod tags;
+mod weight;
 
 pub use codec::{DecodeError, FORMAT_VERSION};
 pub use lifetime::MAX_LIFETIME;
 pub(crate) use lifetime::{Lifetime, capped, capped_secs, deadline, millis, scaled, unix_ms};
+pub(crate) use weight::block;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
 use std::time::{Duration, SystemTime};
 
 use lifetime::at_unix_ms;
+use tags::Tags;
 
 /// One stored object: a response, or the list of request fields a URI's responses vary on.
 ///
@@ -35,7 +39,7 @@ pub struct Entry {
     stale_if_error_ms: u64,
     /// The response's age in seconds when it was stored (RFC 9111 §4.2.3).
     initial_age: u64,
-    tags: Box<[Box<str>]>,
+    tags: Tags,
     kind: Kind,
 }
 
@@ -88,7 +92,7 @@ impl Entry {
             stale_while_revalidate_ms: millis(lifetime.stale_while_revalidate),
             stale_if_error_ms: millis(lifetime.stale_if_error),
             initial_age,
-            tags: Box::default(),
+            tags: Tags::default(),
             kind,
         }
     }
@@ -139,9 +143,9 @@ impl Entry {
     pub fn with_tags<I, T>(mut self, tags: I) -> Self
     where
         I: IntoIterator<Item = T>,
-        T: Into<Box<str>>,
+        T: AsRef<str>,
     {
-        self.tags = tags.into_iter().map(Into::into).collect();
+        self.tags = Tags::new(tags);
         self
     }
 
@@ -152,7 +156,7 @@ impl Entry {
 
     /// The tags the entry carries.
     pub fn tags(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.tags.iter().map(|t| &**t)
+        self.tags.iter()
     }
 
     /// The status, for a response entry (`None` for a variants list).
@@ -227,25 +231,6 @@ impl Entry {
     pub fn age(&self, now: SystemTime) -> u64 {
         let resident_ms = unix_ms(now).saturating_sub(self.stored_at_ms);
         self.initial_age.saturating_add(resident_ms / 1000)
-    }
-
-    /// About how many bytes the entry occupies: key, headers, body, trailers and bookkeeping.
-    pub fn weight(&self) -> usize {
-        const OVERHEAD: usize = 160;
-        let fields = |h: &HeaderMap| {
-            h.iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 32)
-                .sum::<usize>()
-        };
-        let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
-        let kind = match &self.kind {
-            Kind::Response(r) => {
-                r.body.len() + fields(&r.headers) + r.trailers.as_ref().map_or(0, fields)
-            }
-            Kind::Variants(names) => names.iter().map(|n| n.as_str().len() + 24).sum(),
-            Kind::Pass => 0,
-        };
-        OVERHEAD + self.key.len() + tags + kind
     }
 }
 

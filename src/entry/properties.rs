@@ -90,7 +90,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                 stale_while_revalidate_ms: swr,
                 stale_if_error_ms: sie,
                 initial_age: age,
-                tags: Box::default(),
+                tags: super::Tags::default(),
                 kind,
             }
             .with_tags(tags)

@@ -1,7 +1,8 @@
 //! The in-memory store, on moka's concurrent cache.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -11,8 +12,10 @@ use moka::Expiry;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::{PutOutcome, Store, StoreError, StoreMetrics};
+use crate::entry::block;
 use crate::{Entry, StoreKey};
 
 /// Which entry goes first when the store is full.
@@ -29,8 +32,11 @@ pub enum Eviction {
 
 /// An in-memory [`Store`] bounded in bytes, on [moka](https://docs.rs/moka)'s `future::Cache`.
 ///
-/// Capacity is weighed in bytes ([`Entry::weight`]: body, headers, key); each entry expires
-/// after its own storage lifetime. Cloning is cheap and shares the contents.
+/// Capacity is weighed in bytes: what an entry occupies ([`Entry::weight`]: the entry, its key,
+/// tags, header fields and body) plus what the store keeps for it (moka's structures and the
+/// entry's slot, about 450 bytes, and about 50 bytes a tag in the tag index), so the store's
+/// memory stays within its capacity. Each entry expires after its own storage lifetime. Cloning is cheap and shares
+/// the contents.
 ///
 /// Its [`metrics`](Store::metrics) count what was put minus what moka reported removed (for any
 /// cause), so a put shows at once; an entry that expired or was evicted counts until moka's
@@ -77,7 +83,8 @@ pub struct MemoryStoreBuilder {
 }
 
 impl MemoryStoreBuilder {
-    /// The most bytes the store holds (default 64 MiB).
+    /// The most bytes the store holds (default 64 MiB): its entries and its own structures
+    /// for them.
     pub fn capacity_bytes(mut self, bytes: u64) -> Self {
         self.capacity_bytes = bytes;
         self
@@ -101,20 +108,23 @@ impl MemoryStoreBuilder {
         };
         let cache = Cache::builder()
             .max_capacity(self.capacity_bytes)
-            .weigher(|_, stored: &Stored| stored.entry.weight().try_into().unwrap_or(u32::MAX))
+            .weigher(|_, slot: &Stored| slot.weight)
             .expire_after(PerEntryTtl)
             .eviction_policy(policy)
             // Called once for every value put, whatever removes it (replaced, invalidated,
             // expired, evicted), after the put counted it.
-            .eviction_listener(move |key: Arc<StoreKey>, stored: Stored, cause| {
+            .eviction_listener(move |key: Arc<StoreKey>, slot: Stored, cause| {
                 if cause == RemovalCause::Size {
                     listener_counts.evictions.fetch_add(1, Relaxed);
                 }
                 listener_counts.entries.fetch_sub(1, Relaxed);
                 listener_counts
                     .bytes
-                    .fetch_sub(stored.entry.weight() as u64, Relaxed);
-                listener_tags.forget(*key, &stored);
+                    .fetch_sub(u64::from(slot.weight), Relaxed);
+                // Let go of the entry now, not when moka reclaims its copy (see `Slot`).
+                if let Some(entry) = slot.take() {
+                    listener_tags.forget(*key, &entry, slot.id);
+                }
             })
             .build();
         MemoryStore {
@@ -149,7 +159,7 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
-        Ok(self.cache.get(&key).await.map(|stored| stored.entry))
+        Ok(self.cache.get(&key).await.and_then(|slot| slot.entry()))
     }
 
     /// moka's `get` is asynchronous only to take a maintenance lock when it must; nearly always
@@ -158,7 +168,7 @@ impl Store for MemoryStore {
     fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
         let lookup = std::pin::pin!(self.cache.get(&key));
         match lookup.poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(stored) => Some(Ok(stored.map(|s| s.entry))),
+            Poll::Ready(slot) => Some(Ok(slot.and_then(|s| s.entry()))),
             Poll::Pending => None,
         }
     }
@@ -169,19 +179,27 @@ impl Store for MemoryStore {
         entry: Arc<Entry>,
         ttl: Duration,
     ) -> Result<PutOutcome, StoreError> {
-        let stored = Stored {
-            entry,
-            ttl,
-            id: self.next_id.fetch_add(1, Relaxed),
-        };
+        let weight = weigh(&entry);
+        let id = self.next_id.fetch_add(1, Relaxed);
         // Counted and indexed before it is visible, so a removal right after the insert
         // uncounts and unindexes it.
         self.counts.entries.fetch_add(1, Relaxed);
-        self.counts
-            .bytes
-            .fetch_add(stored.entry.weight() as u64, Relaxed);
-        self.tags.remember(key, &stored);
-        self.cache.insert(key, stored).await;
+        let bytes = self.counts.bytes.fetch_add(u64::from(weight), Relaxed) + u64::from(weight);
+        self.tags.remember(key, &entry, id);
+        let slot = Slot {
+            entry: Mutex::new(Some(entry)),
+            ttl,
+            id,
+            weight,
+        };
+        self.cache.insert(key, Arc::new(slot)).await;
+        // moka evicts in batches as its write log fills, so large entries could overshoot the
+        // capacity by megabytes before the next batch; a put that finds the store over its
+        // capacity by more than 1/64 runs the pending evictions itself.
+        let capacity = self.cache.policy().max_capacity().unwrap_or(u64::MAX);
+        if bytes > capacity.saturating_add(capacity / 64) {
+            self.cache.run_pending_tasks().await;
+        }
         Ok(PutOutcome::Stored)
     }
 
@@ -224,80 +242,140 @@ impl Store for MemoryStore {
     }
 }
 
-/// What moka holds: the entry, its storage lifetime, and an id that tells this insert apart from
-/// a later one under the same key (so unindexing the old one leaves the new one alone).
-#[derive(Clone)]
-struct Stored {
-    entry: Arc<Entry>,
+/// What moka holds.
+type Stored = Arc<Slot>;
+
+/// An entry as the store holds it: the entry, its storage lifetime, its weight, and an id that
+/// tells this insert apart from a later one under the same key (so unindexing the old one
+/// leaves the new one alone).
+///
+/// The entry is taken out when moka reports its removal. moka drops its own copy of a removed
+/// value only later: its hash table frees memory by epochs, in batches of up to 64 removed
+/// values a thread (crossbeam-epoch), which kept removed entries, whole bodies, alive beyond
+/// the capacity: 20 MiB over a 64 MiB budget with 64 KiB bodies under churn
+/// (`examples/memory_budget.rs`). A lookup pays one uncontended lock for this.
+struct Slot {
+    entry: Mutex<Option<Arc<Entry>>>,
     ttl: Duration,
     id: u64,
+    weight: u32,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, Option<Arc<Entry>>> {
+        // Nothing panics while holding it.
+        self.entry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry, unless it was removed.
+    fn entry(&self) -> Option<Arc<Entry>> {
+        self.lock().clone()
+    }
+
+    fn take(&self) -> Option<Arc<Entry>> {
+        self.lock().take()
+    }
+}
+
+/// What moka keeps for each entry besides the value: its hash table node, the key twice (`Arc`),
+/// the entry's info and deque nodes, its timer, and its share of the hash table (and, less than
+/// 4 bytes, of the frequency sketch). Measured with an allocator count (`tests/memory.rs`).
+const MOKA: usize = 372;
+/// Each entry's cost to the store besides its tags: moka's and the [`Slot`].
+const PER_ENTRY: usize = MOKA + block(2 * size_of::<usize>() + size_of::<Slot>());
+/// What the tag index keeps for each tag of each entry: one B-tree slot (tag hash, key, insert
+/// id: 32 bytes) in nodes about two-thirds full, and its share of the inner nodes. Measured
+/// with an allocator count (`tests/memory.rs`).
+const PER_TAG: usize = 52;
+
+/// The bytes an entry costs this store: the entry, moka's structures, its tag index pairs.
+fn weigh(entry: &Entry) -> u32 {
+    let bytes = entry.weight() + PER_ENTRY + PER_TAG * entry.tags().len();
+    bytes.try_into().unwrap_or(u32::MAX)
 }
 
 struct PerEntryTtl;
 
 impl Expiry<StoreKey, Stored> for PerEntryTtl {
-    fn expire_after_create(&self, _: &StoreKey, stored: &Stored, _: Instant) -> Option<Duration> {
-        Some(stored.ttl)
+    fn expire_after_create(&self, _: &StoreKey, slot: &Stored, _: Instant) -> Option<Duration> {
+        Some(slot.ttl)
     }
 
     fn expire_after_update(
         &self,
         _: &StoreKey,
-        stored: &Stored,
+        slot: &Stored,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(stored.ttl)
+        Some(slot.ttl)
     }
 }
 
-/// Tag -> the keys (and insert ids) of the entries carrying it. Invalidating a tag touches only
-/// its own entries; entries leaving the cache for any reason leave the index too.
+/// (tag, key) pairs -> the insert id of the entry under that key, sorted by tag so that the keys
+/// carrying a tag are one range. Invalidating a tag touches only its own entries; entries
+/// leaving the cache for any reason leave the index too.
+///
+/// Tags are indexed by their 64-bit XXH3 hash, not copied (an entry has several tags, each
+/// URI two of its own). Two tags with one hash would make an invalidation of either remove the
+/// entries of both: more than asked, never less, which is safe.
 #[derive(Default)]
 struct TagIndex {
-    tags: Mutex<HashMap<Box<str>, HashMap<StoreKey, u64>>>,
+    pairs: Mutex<BTreeMap<Pair, u64>>,
+}
+
+/// A tag's hash, then a key (its 128 bits as two halves, to keep the pair 24 bytes).
+type Pair = (u64, u64, u64);
+
+fn pair(tag: &str, key: StoreKey) -> Pair {
+    let key = key.as_u128();
+    (xxh3_64(tag.as_bytes()), (key >> 64) as u64, key as u64)
 }
 
 impl TagIndex {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, HashMap<StoreKey, u64>>> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that
-        // matters (worst case: a stale key that invalidation removes harmlessly).
-        self.tags.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Pair, u64>> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that
+        // matters (worst case: a stale pair that invalidation removes harmlessly).
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn remember(&self, key: StoreKey, stored: &Stored) {
-        if stored.entry.tags().len() == 0 {
+    fn remember(&self, key: StoreKey, entry: &Entry, id: u64) {
+        if entry.tags().len() == 0 {
             return;
         }
-        let mut tags = self.lock();
-        for tag in stored.entry.tags() {
-            tags.entry(tag.into()).or_default().insert(key, stored.id);
+        let mut pairs = self.lock();
+        for tag in entry.tags() {
+            pairs.insert(pair(tag, key), id);
         }
     }
 
-    fn forget(&self, key: StoreKey, stored: &Stored) {
-        if stored.entry.tags().len() == 0 {
+    fn forget(&self, key: StoreKey, entry: &Entry, id: u64) {
+        if entry.tags().len() == 0 {
             return;
         }
-        let mut tags = self.lock();
-        for tag in stored.entry.tags() {
-            if let Some(keys) = tags.get_mut(tag) {
-                if keys.get(&key) == Some(&stored.id) {
-                    keys.remove(&key);
-                }
-                if keys.is_empty() {
-                    tags.remove(tag);
-                }
+        let mut pairs = self.lock();
+        for tag in entry.tags() {
+            let pair = pair(tag, key);
+            if pairs.get(&pair) == Some(&id) {
+                pairs.remove(&pair);
             }
         }
     }
 
     fn take(&self, wanted: &[&str]) -> Vec<StoreKey> {
-        let mut tags = self.lock();
+        let mut pairs = self.lock();
         let mut keys = Vec::new();
         for tag in wanted {
-            if let Some(tagged) = tags.remove(*tag) {
-                keys.extend(tagged.into_keys());
+            let hash = xxh3_64(tag.as_bytes());
+            let tagged: Vec<Pair> = pairs
+                .range((hash, 0, 0)..=(hash, u64::MAX, u64::MAX))
+                .map(|(pair, _)| *pair)
+                .collect();
+            for pair in tagged {
+                pairs.remove(&pair);
+                keys.push(StoreKey::from_u128(
+                    u128::from(pair.1) << 64 | u128::from(pair.2),
+                ));
             }
         }
         keys.sort_unstable();
@@ -307,7 +385,7 @@ impl TagIndex {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().values().map(HashMap::len).sum()
+        self.lock().len()
     }
 }
 
@@ -380,6 +458,42 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(store.get(key(1)).await.unwrap().is_none());
         assert!(store.get(key(2)).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_removed_entry_is_let_go_while_moka_still_holds_its_slot() {
+        // moka drops its copies of removed values later (by epochs, in batches: under churn on
+        // several threads, tens of megabytes of 64 KiB bodies); the store empties the slot as
+        // soon as moka reports the removal, so the entry goes then.
+        let store = MemoryStore::with_capacity_bytes(1 << 20);
+        let e = entry(10, &["t"]);
+        store
+            .put(key(1), Arc::clone(&e), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let slot = store.cache.get(&key(1)).await.unwrap();
+        store.invalidate_tags(&["t"]).await.unwrap();
+        store.run_pending_tasks().await;
+        assert!(slot.entry().is_none());
+        assert_eq!(Arc::strong_count(&e), 1);
+    }
+
+    #[tokio::test]
+    async fn puts_keep_the_store_near_its_capacity_between_maintenance_runs() {
+        let capacity = 1 << 20;
+        let store = MemoryStore::with_capacity_bytes(capacity);
+        let big = u64::from(weigh(&entry(64 << 10, &[])));
+        for i in 0..100 {
+            store
+                .put(key(i), entry(64 << 10, &[]), Duration::from_secs(60))
+                .await
+                .unwrap();
+            let held = store.metrics().weighted_bytes;
+            assert!(
+                held <= capacity + capacity / 64 + big,
+                "{held} after {i} puts"
+            );
+        }
     }
 
     #[tokio::test]
@@ -486,7 +600,7 @@ mod tests {
         }
         let m = store.metrics();
         assert_eq!(m.entries, 3, "no maintenance needed: {m:?}");
-        assert_eq!(m.weighted_bytes, 3 * entry(100, &["t"]).weight() as u64);
+        assert_eq!(m.weighted_bytes, 3 * u64::from(weigh(&entry(100, &["t"]))));
         // Replaced, removed, invalidated.
         store
             .put(key(0), entry(100, &[]), Duration::from_secs(60))

@@ -143,7 +143,8 @@ pub struct StoreMetrics {
     /// Entries held in this process's memory. Those that expired or were evicted count until
     /// the memory store's maintenance drops them (it runs as the store is used).
     pub entries: u64,
-    /// Bytes of those entries, by [`Entry::weight`].
+    /// Bytes those entries cost, as the store weighs them: a [`MemoryStore`] counts
+    /// [`Entry::weight`] plus its own structures for each entry and each of its tags.
     pub weighted_bytes: u64,
     /// Entries the memory tier dropped to stay within its capacity.
     pub evictions: u64,
