@@ -170,13 +170,7 @@ where
         // The origin's length: its field, or its body's own exact size.
         let declared = declared_length(parts).or(exact);
         let length = declared.and_then(|n| usize::try_from(n).ok());
-        let mut headers = semantics::headers_for_storage(parts, None, false);
-        if let Some(length) = length {
-            semantics::set_length(&mut headers, parts.status, length, false);
-        }
-        // Placeholders for what every hit sets, so that setting them never grows the map.
-        headers.insert(AGE, HeaderValue::from_static("0"));
-        self.mark(&mut headers, Disposition::Hit);
+        let headers = self.storage_headers(parts, length, false);
         let stored = StoredResponse {
             status: parts.status,
             headers,
@@ -213,6 +207,20 @@ where
             entry,
             declared,
         }
+    }
+
+    /// The fields to store (`semantics::headers_for_storage`), with placeholders for what every
+    /// hit sets, so that setting them never grows the map.
+    fn storage_headers(
+        &self,
+        parts: &response::Parts,
+        length: Option<usize>,
+        has_trailers: bool,
+    ) -> HeaderMap {
+        let mut headers = semantics::headers_for_storage(parts, length, has_trailers);
+        headers.insert(AGE, HeaderValue::from_static("0"));
+        self.mark(&mut headers, Disposition::Hit);
+        headers
     }
 
     /// After the body: stores the response if it is whole, within the limit and as long as
@@ -399,15 +407,19 @@ where
         let crate::entry::Kind::Response(stored) = head_entry.kind() else {
             unreachable!("a head is a response entry")
         };
-        let mut stored = stored.clone();
-        semantics::set_length(
-            &mut stored.headers,
-            stored.status,
-            body.len(),
-            trailers.is_some(),
-        );
-        stored.body = body;
-        stored.trailers = trailers;
+        // Built anew rather than cloned from the head's: a clone of a map is not laid out as
+        // the weigher counts (`entry/weight.rs`), and the exact length goes in its buffer.
+        let mut template = Response::new(()).into_parts().0;
+        template.status = stored.status;
+        template.headers = stored.headers.clone();
+        let headers = self.storage_headers(&template, Some(body.len()), trailers.is_some());
+        let stored = StoredResponse {
+            status: stored.status,
+            headers,
+            body,
+            trailers,
+            shared_with_credentials: stored.shared_with_credentials,
+        };
         let lifetime = decision.lifetime;
         let ttl = lifetime.storage_ttl();
         let tags = || miss.tags.iter().map(String::as_str);

@@ -7,7 +7,7 @@ mod common;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Frame;
-use http_body_util::{BodyExt, Empty, StreamBody};
+use http_body_util::{BodyExt, Empty};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -19,21 +19,18 @@ use tower_response_cache::{
 };
 
 type Chunk = Result<Frame<Bytes>, Infallible>;
-type Origin = StreamBody<tokio_stream_shim::Receiver>;
 
-/// A tiny `Stream` over an mpsc receiver (tokio-stream is not a dependency).
-mod tokio_stream_shim {
-    use super::Chunk;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
+/// A response body the test feeds frame by frame.
+struct Origin(mpsc::UnboundedReceiver<Chunk>);
 
-    pub struct Receiver(pub tokio::sync::mpsc::UnboundedReceiver<Chunk>);
-
-    impl futures_core::Stream for Receiver {
-        type Item = Chunk;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
-            self.0.poll_recv(cx)
-        }
+impl http_body::Body for Origin {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Chunk>> {
+        self.0.poll_recv(cx)
     }
 }
 
@@ -68,7 +65,7 @@ fn origin(
         calls.fetch_add(1, SeqCst);
         let (sender, receiver) = mpsc::unbounded_channel();
         to_test.send(sender).unwrap();
-        let body = StreamBody::new(tokio_stream_shim::Receiver(receiver));
+        let body = Origin(receiver);
         async move {
             Ok::<_, Infallible>(
                 Response::builder()

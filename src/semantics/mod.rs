@@ -8,7 +8,7 @@ mod storable;
 mod vary;
 
 pub(crate) use cache_control::CacheControl;
-pub(crate) use storable::{RequestFacts, StoreDecision, decide, headers_for_storage, set_length};
+pub(crate) use storable::{RequestFacts, StoreDecision, decide, headers_for_storage};
 pub(crate) use vary::Vary;
 
 #[cfg(test)]

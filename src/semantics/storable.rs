@@ -175,7 +175,7 @@ fn jittered(ttl: Duration, share: f64, seed: u64) -> Duration {
 /// The header fields to store (RFC 9111 §3.1): no hop-by-hop or `Connection`-listed fields, no
 /// `Age` (recomputed on every hit), no `Set-Cookie` (only stored when the policy strips it), and
 /// an exact `Content-Length` for the stored body so HEAD hits and HTTP/1.0 clients get it right
-/// (`body_len`: `None` while the body is still arriving; see [`set_length`]).
+/// (`body_len`: `None` when the body's length is not known yet: no `Content-Length` then).
 ///
 /// The map is built for storage, not cloned from the response: sized for its fields plus the
 /// two every hit sets (`Age` and the cache status field, which the caller inserts), and with
@@ -248,24 +248,6 @@ pub(crate) fn headers_for_storage(
         headers.insert(header::CONTENT_LENGTH, value);
     }
     headers
-}
-
-/// Sets `Content-Length` to the stored body's exact length, or removes it where it has no
-/// place (no body for the status, or trailers that need a framed body).
-pub(crate) fn set_length(
-    headers: &mut HeaderMap,
-    status: http::StatusCode,
-    body_len: usize,
-    has_trailers: bool,
-) {
-    let no_body_status = status.is_informational()
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED;
-    if no_body_status || has_trailers {
-        headers.remove(header::CONTENT_LENGTH);
-    } else {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
-    }
 }
 
 #[cfg(test)]
