@@ -58,7 +58,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_response_cache::{AnyStore, BoxError, CacheLayer, MemoryStore, Policy, PurgeService};
+use tower_response_cache::{AnyStore, CacheLayer, MemoryStore, Policy, PurgeService};
 
 /// Everything the proxy can be told on its command line.
 #[derive(Clone, Debug)]

@@ -83,27 +83,29 @@ impl<B: Body> CacheBody<B> {
         }
     }
 
-    /// Only the bytes `start..=end_inclusive` (a range request's answer), when this body can
-    /// be cut without reading it: stored bytes, or a shared body. The body unchanged
-    /// otherwise, as the error.
-    pub(crate) fn range(self, start: u64, end_inclusive: u64) -> Result<Self, Self> {
-        match self.kind {
+    /// Cuts the body to the bytes `start..=end_inclusive` (a range request's answer), when
+    /// it can be cut without reading it: stored bytes, or a shared body. `false` (and the
+    /// body unchanged) otherwise.
+    pub(crate) fn cut(&mut self, start: u64, end_inclusive: u64) -> bool {
+        match &mut self.kind {
             Kind::Buffered { data, trailers } => {
-                let whole = data.clone().unwrap_or_default();
+                let Some(whole) = data.as_ref() else {
+                    return false;
+                };
                 let end = usize::try_from(end_inclusive.saturating_add(1)).unwrap_or(usize::MAX);
                 let start = usize::try_from(start).unwrap_or(usize::MAX);
                 if start >= whole.len() || start >= end {
-                    return Err(Self {
-                        kind: Kind::Buffered { data, trailers },
-                    });
+                    return false;
                 }
-                Ok(Self::buffered(
-                    whole.slice(start..end.min(whole.len())),
-                    None,
-                ))
+                *data = Some(whole.slice(start..end.min(whole.len())));
+                *trailers = None;
+                true
             }
-            Kind::Shared { body } => Ok(Self::shared(body.range(start, end_inclusive))),
-            kind => Err(Self { kind }),
+            Kind::Shared { body } => {
+                body.cut(start, end_inclusive);
+                true
+            }
+            Kind::Origin { .. } | Kind::Resumed { .. } => false,
         }
     }
 

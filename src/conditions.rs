@@ -68,17 +68,19 @@ impl Conditions {
             response.headers(),
             length,
         );
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
         let body = match evaluated {
             Evaluated::Full => body,
             Evaluated::Partial {
                 start,
                 end_inclusive,
                 ..
-            } => match body.range(start, end_inclusive) {
-                Ok(body) => body,
-                Err(body) => return Response::from_parts(parts, body),
-            },
+            } => {
+                if !body.cut(start, end_inclusive) {
+                    return Response::from_parts(parts, body);
+                }
+                body
+            }
             // The body is dropped: a shared one goes on being received (and stored) for
             // the other clients.
             Evaluated::NotModified

@@ -321,10 +321,9 @@ pub struct TransferBody {
 
 impl TransferBody {
     /// Only the bytes `start..=end` of the body (a range request's answer); no trailers.
-    pub(crate) fn range(mut self, start: u64, end_inclusive: u64) -> Self {
+    pub(crate) fn cut(&mut self, start: u64, end_inclusive: u64) {
         self.skip = start;
         self.take = Some(end_inclusive.saturating_sub(start).saturating_add(1));
-        self
     }
 
     fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
