@@ -23,7 +23,7 @@ use crate::config::{Config, Disposition};
 use crate::fill::Miss;
 use crate::invalidate;
 use crate::key::{Target, normalize_path, normalized_head, original_uri};
-use crate::lookup::{Found, Taken};
+use crate::lookup::{Found, Now, Taken};
 use crate::service::Lookup;
 use crate::stats::Counters;
 use crate::{CacheBody, CacheOverride, Entry, Store, StoreKey};
@@ -270,6 +270,16 @@ where
     let (head, now) = (pending.lookup.head, pending.now);
     let key = pending.lookup.flight_key();
     let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
+    // The lookup came before the flight was joined: a fill that ended in between has stored
+    // what this request wants. Checked again when the store can tell at once (no wait).
+    let request = pending.lookup.request(&config, &pending.parts);
+    if let Now::Known(Found::Fresh { entry, .. }) = config.lookup_now(&request, SystemTime::now()) {
+        if let Some(response) = config.answer(&entry, head, SystemTime::now(), Disposition::Hit) {
+            Counters::add(&config.counters.coalesced);
+            guard.publish(Shared::LookAgain);
+            return Ok(response);
+        }
+    }
     let claim = match config.claim_or_wait(&pending.parts, &pending.lookup).await {
         Claim::Mine => Some(key),
         Claim::GaveUp => None,
