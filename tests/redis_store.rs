@@ -10,7 +10,7 @@ use common::redis_server::RedisServer;
 use common::{Calls, send};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
-use tower_response_cache::{CacheLayer, RedisStore};
+use tower_response_cache::{CacheHandle, CacheLayer, RedisStore};
 
 fn store(url: &str) -> RedisStore {
     RedisStore::builder(url)
@@ -21,10 +21,13 @@ fn store(url: &str) -> RedisStore {
         .unwrap()
 }
 
-/// An app instance over `store`, whose handler says which instance answered.
-fn instance(name: &'static str, calls: &Calls, store: RedisStore) -> Router {
+/// An app instance over `store`, whose handler says which instance answered, and its cache's
+/// handle (to flush the writes behind its responses).
+fn instance(name: &'static str, calls: &Calls, store: RedisStore) -> (Router, CacheHandle) {
     let calls = calls.clone();
-    Router::new()
+    let layer = CacheLayer::new(store).max_body_bytes(2 << 20);
+    let handle = layer.handle();
+    let app = Router::new()
         .route(
             "/{*path}",
             get(move |uri: http::Uri| {
@@ -47,7 +50,8 @@ fn instance(name: &'static str, calls: &Calls, store: RedisStore) -> Router {
                 }
             }),
         )
-        .layer(CacheLayer::new(store).max_body_bytes(2 << 20))
+        .layer(layer);
+    (app, handle)
 }
 
 async fn entry_keys(server: &RedisServer) -> Vec<String> {
@@ -63,18 +67,20 @@ async fn entry_keys(server: &RedisServer) -> Vec<String> {
 async fn two_instances_share_one_cache() {
     let server = RedisServer::start();
     let calls = Calls::default();
-    let a = instance("a", &calls, store(&server.url()));
-    let b = instance("b", &calls, store(&server.url()));
+    let (a, a_cache) = instance("a", &calls, store(&server.url()));
+    let (b, _) = instance("b", &calls, store(&server.url()));
     let filled = send(&a, common::get("/page")).await;
     assert_eq!(
         (filled.cache(), filled.text().as_str()),
         ("MISS", "/page from a")
     );
+    a_cache.flush().await;
     let hit = send(&b, common::get("/page")).await;
     assert_eq!((hit.cache(), hit.text().as_str()), ("HIT", "/page from a"));
     let multi: Vec<_> = hit.headers.get_all("x-multi").iter().collect();
     assert_eq!(multi, ["one", "two"]);
     send(&a, common::get("/big")).await;
+    a_cache.flush().await;
     let big = send(&b, common::get("/big")).await;
     assert_eq!((big.cache(), big.body.len()), ("HIT", 1 << 20));
     assert_eq!(calls.get(), 2);
@@ -112,6 +118,8 @@ async fn entries_expire_in_redis() {
     let server = RedisServer::start();
     let calls = Calls::default();
     let c = calls.clone();
+    let layer = CacheLayer::new(store(&server.url())).ttl(Duration::from_millis(600));
+    let cache = layer.handle();
     let app = Router::new()
         .route(
             "/x",
@@ -120,8 +128,9 @@ async fn entries_expire_in_redis() {
                 async { "x" }
             }),
         )
-        .layer(CacheLayer::new(store(&server.url())).ttl(Duration::from_millis(600)));
+        .layer(layer);
     send(&app, common::get("/x")).await;
+    cache.flush().await;
     assert_eq!(send(&app, common::get("/x")).await.cache(), "HIT");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
@@ -138,7 +147,9 @@ async fn trailers_survive_the_round_trip() {
     use tower::{Layer, ServiceExt, service_fn};
     let server = RedisServer::start();
     let make = |store: RedisStore| {
-        CacheLayer::new(store).layer(service_fn(
+        let layer = CacheLayer::new(store);
+        let handle = layer.handle();
+        let service = layer.layer(service_fn(
             |_req: http::Request<http_body_util::Empty<bytes::Bytes>>| async {
                 let mut body = common::Script::chunks(&[b"grpc payload"]);
                 let mut trailers = http::HeaderMap::new();
@@ -146,10 +157,11 @@ async fn trailers_survive_the_round_trip() {
                 body.frames.push_back(Ok(Frame::trailers(trailers)));
                 Ok::<_, std::io::Error>(http::Response::new(body))
             },
-        ))
+        ));
+        (service, handle)
     };
-    let a = make(store(&server.url()));
-    let b = make(store(&server.url()));
+    let (a, a_cache) = make(store(&server.url()));
+    let (b, _) = make(store(&server.url()));
     common::read(
         a.oneshot(
             http::Request::get("/g")
@@ -160,6 +172,7 @@ async fn trailers_survive_the_round_trip() {
         .unwrap(),
     )
     .await;
+    a_cache.flush().await;
     let got = common::read(
         b.oneshot(
             http::Request::get("/g")
@@ -182,8 +195,9 @@ async fn foreign_and_corrupted_values_are_misses_and_removed() {
     let server = RedisServer::start();
     let calls = Calls::default();
     let s = store(&server.url());
-    let app = instance("a", &calls, s.clone());
+    let (app, cache) = instance("a", &calls, s.clone());
     send(&app, common::get("/page")).await;
+    cache.flush().await;
     let keys = entry_keys(&server).await;
     assert_eq!(keys.len(), 1);
     let mut raw = server.raw().await;
@@ -209,6 +223,8 @@ async fn foreign_and_corrupted_values_are_misses_and_removed() {
         let got = send(&app, common::get("/page")).await;
         assert_eq!((got.status, got.cache()), (200, "MISS"));
         assert!(got.text().ends_with("from a"));
+        // The refill is written before the next value is planted over it.
+        cache.flush().await;
     }
     assert!(s.faults().undecodable >= 2);
 }
@@ -224,11 +240,12 @@ async fn an_hmac_keeps_out_values_written_without_the_secret() {
             .unwrap()
     };
     let calls = Calls::default();
-    let a = instance("a", &calls, signed("secret one"));
-    let a_again = instance("a2", &calls, signed("secret one"));
-    let b = instance("b", &calls, signed("secret two"));
-    let unsigned = instance("u", &calls, store(&server.url()));
+    let (a, a_cache) = instance("a", &calls, signed("secret one"));
+    let (a_again, _) = instance("a2", &calls, signed("secret one"));
+    let (b, _) = instance("b", &calls, signed("secret two"));
+    let (unsigned, unsigned_cache) = instance("u", &calls, store(&server.url()));
     send(&a, common::get("/page")).await;
+    a_cache.flush().await;
     assert_eq!(send(&a_again, common::get("/page")).await.cache(), "HIT");
     let other = send(&b, common::get("/page")).await;
     assert_eq!(
@@ -238,6 +255,7 @@ async fn an_hmac_keeps_out_values_written_without_the_secret() {
 
     // An attacker with Redis access but not the secret writes a well-formed, unsigned entry.
     send(&unsigned, common::get("/forged")).await;
+    unsigned_cache.flush().await;
     let forged = send(&a, common::get("/forged")).await;
     assert_eq!(
         (forged.cache(), forged.text().as_str()),
@@ -255,11 +273,13 @@ async fn a_dead_redis_costs_a_miss_not_an_error() {
         .port();
     let s = store(&format!("redis://127.0.0.1:{port}/"));
     let calls = Calls::default();
-    let app = instance("a", &calls, s.clone());
+    let (app, cache) = instance("a", &calls, s.clone());
     let started = Instant::now();
     for _ in 0..50 {
         let got = send(&app, common::get("/page")).await;
         assert_eq!((got.status, got.cache()), (200, "MISS"));
+        // Each request finds the store as the previous one left it, not its fill in flight.
+        cache.flush().await;
     }
     assert_eq!(calls.get(), 50);
     let faults = s.faults();
@@ -279,15 +299,21 @@ async fn redis_killed_mid_load_and_restarted() {
     let port = server.port;
     let calls = Calls::default();
     let s = store(&server.url());
-    let app = instance("a", &calls, s.clone());
+    let (app, cache) = instance("a", &calls, s.clone());
     send(&app, common::get("/page")).await;
+    cache.flush().await;
     assert_eq!(send(&app, common::get("/page")).await.cache(), "HIT");
 
     server.kill();
     for _ in 0..30 {
-        let got = tokio::time::timeout(Duration::from_secs(2), send(&app, common::get("/page")))
-            .await
-            .expect("no hang while Redis is down");
+        let got = tokio::time::timeout(Duration::from_secs(2), async {
+            let got = send(&app, common::get("/page")).await;
+            // The next request asks the store, not this fill in flight.
+            cache.flush().await;
+            got
+        })
+        .await
+        .expect("no hang while Redis is down");
         assert_eq!(got.status, 200, "never a 5xx");
         assert_eq!(got.cache(), "MISS");
     }
@@ -301,6 +327,8 @@ async fn redis_killed_mid_load_and_restarted() {
         if got.cache() == "HIT" {
             break;
         }
+        // A hit must come from Redis, not from joining this fill in flight.
+        cache.flush().await;
         assert!(Instant::now() < deadline, "the cache did not recover");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -484,8 +512,9 @@ async fn live_entries(server: &RedisServer) -> usize {
 /// A genuine entry (with its URI, host and prefix tags) filled through the layer over `store`,
 /// as Redis holds it.
 async fn filled_entry_bytes(server: &RedisServer, store: &RedisStore) -> Vec<u8> {
-    let app = instance("a", &Calls::default(), store.clone());
+    let (app, cache) = instance("a", &Calls::default(), store.clone());
     send(&app, common::get("/page")).await;
+    cache.flush().await;
     first_entry_bytes(server).await
 }
 
@@ -566,7 +595,7 @@ async fn a_put_redis_refuses_is_not_counted_as_stored() {
     let server = RedisServer::start();
     let (entered, gate) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
     let layer = CacheLayer::new(store(&server.url()));
-    let stats = layer.stats();
+    let (stats, cache) = (layer.stats(), layer.handle());
     let (e, g) = (entered.clone(), gate.clone());
     let a = Router::new()
         .route(
@@ -588,6 +617,7 @@ async fn a_put_redis_refuses_is_not_counted_as_stored() {
     other.handle().invalidate_tags(&["item"]).await;
     gate.add_permits(1);
     assert_eq!(fill.await.unwrap().text(), "old");
+    cache.flush().await;
 
     // Redis refused the overtaken fill: nothing was stored.
     assert!(entry_keys(&server).await.is_empty());
@@ -604,12 +634,14 @@ async fn a_put_redis_refuses_is_not_counted_as_stored() {
 async fn shared_entries_and_clear_count_what_is_in_redis() {
     let server = RedisServer::start();
     let a_layer = CacheLayer::new(store(&server.url()));
-    let a_stats = a_layer.stats();
+    let (a_stats, a_cache) = (a_layer.stats(), a_layer.handle());
     let a = Router::new()
         .route("/{*path}", get(|| async { "page" }))
         .layer(a_layer);
     for i in 0..3 {
         send(&a, common::get(&format!("/p{i}"))).await;
+        // One write after the other: the count is the one the last write heard.
+        a_cache.flush().await;
     }
     let s = a_stats.snapshot();
     assert_eq!((s.entries, s.shared_entries), (0, Some(3)), "{s:?}");
@@ -688,9 +720,10 @@ async fn invalidation_records_are_capped_and_older_ones_fold_into_everything() {
         .build()
         .unwrap();
     let calls = Calls::default();
-    let app = instance("a", &calls, s.clone());
+    let (app, cache) = instance("a", &calls, s.clone());
     // An entry whose fill started before the flood below.
     send(&app, common::get("/before")).await;
+    cache.flush().await;
     let value = first_entry_bytes(&server).await;
     let before = Entry::decode(Bytes::from(value)).unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -742,6 +775,7 @@ async fn invalidation_records_are_capped_and_older_ones_fold_into_everything() {
     // A fill that starts after the flood is stored.
     tokio::time::sleep(Duration::from_millis(5)).await;
     send(&app, common::get("/after")).await;
+    cache.flush().await;
     assert_eq!(send(&app, common::get("/after")).await.cache(), "HIT");
     assert_eq!(calls.get(), 2);
 }
@@ -777,12 +811,14 @@ async fn a_fill_slower_than_the_memory_of_invalidations_is_refused() {
 }
 
 /// An app whose `/big/{mib}` answers that many MiB (up to 32; `/kib/{kib}` that many KiB),
-/// `/{*path}` a few bytes; bodies up to 40 MiB are cached.
-fn sized(calls: &Calls, store: RedisStore) -> Router {
+/// `/{*path}` a few bytes; bodies up to 40 MiB are cached. With its cache's handle.
+fn sized(calls: &Calls, store: RedisStore) -> (Router, CacheHandle) {
     static BIG: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
     let big = BIG.get_or_init(|| bytes::Bytes::from(vec![b'x'; 32 << 20]));
     let (c, d) = (calls.clone(), calls.clone());
-    Router::new()
+    let layer = CacheLayer::new(store).max_body_bytes(40 << 20);
+    let handle = layer.handle();
+    let app = Router::new()
         .route(
             "/big/{mib}",
             get(
@@ -807,7 +843,8 @@ fn sized(calls: &Calls, store: RedisStore) -> Router {
                 async move { format!("{} small", uri.path()) }
             }),
         )
-        .layer(CacheLayer::new(store).max_body_bytes(40 << 20))
+        .layer(layer);
+    (app, handle)
 }
 
 /// An entry of about `mib` MiB, as a fill makes it (through a store of its own, whose limit
@@ -822,11 +859,9 @@ async fn big_entry(
         .max_value_bytes(64 << 20)
         .build()
         .unwrap();
-    send(
-        &sized(&Calls::default(), maker),
-        common::get(&format!("/big/{mib}")),
-    )
-    .await;
+    let (app, cache) = sized(&Calls::default(), maker);
+    send(&app, common::get(&format!("/big/{mib}"))).await;
+    cache.flush().await;
     let mut raw = server.raw().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("maker:*e:*")
@@ -872,25 +907,39 @@ async fn large_responses_do_not_open_the_circuit_for_small_keys() {
         .build()
         .unwrap();
     let calls = Calls::default();
-    let app = sized(&calls, s.clone());
+    let (app, cache) = sized(&calls, s.clone());
     send(&app, common::get("/hot")).await;
+    cache.flush().await;
     assert_eq!(send(&app, common::get("/hot")).await.cache(), "HIT");
 
     // Five 32 MiB responses at once: 160 MiB for Redis to take, far beyond the 250 ms timeout.
-    let fills: Vec<_> = (0..5)
-        .map(|i| {
-            let app = app.clone();
-            tokio::spawn(async move { send(&app, common::get(&format!("/big/32?{i}"))).await })
+    // They are written after their responses: the fills are over once the writes are done.
+    let fills = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let fills: Vec<_> = (0..5)
+                .map(|i| {
+                    let app = app.clone();
+                    tokio::spawn(
+                        async move { send(&app, common::get(&format!("/big/32?{i}"))).await },
+                    )
+                })
+                .collect();
+            let mut got = Vec::new();
+            for fill in fills {
+                got.push(fill.await.unwrap());
+            }
+            cache.flush().await;
+            got
         })
-        .collect();
+    };
     // Meanwhile, the hot key keeps hitting.
     let mut hot = Vec::new();
-    while !fills.iter().all(|fill| fill.is_finished()) {
+    while !fills.is_finished() {
         hot.push(send(&app, common::get("/hot")).await.cache().to_owned());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    for fill in fills {
-        let got = fill.await.unwrap();
+    for got in fills.await.unwrap() {
         assert_eq!((got.status, got.body.len()), (200, 32 << 20));
     }
     let missed = hot.iter().filter(|c| *c != "HIT").count();
@@ -1040,13 +1089,14 @@ async fn by_default_a_32_mib_response_never_reaches_redis() {
     // Through the layer: served, not stored, counted as refused.
     let calls = Calls::default();
     let layer = CacheLayer::new(s.clone()).max_body_bytes(40 << 20);
-    let stats = layer.stats();
+    let (stats, cache) = (layer.stats(), layer.handle());
     let app = Router::new()
         .route("/big", get(|| async { vec![b'x'; 32 << 20] }))
         .layer(layer);
     for _ in 0..2 {
         let got = send(&app, common::get("/big")).await;
         assert_eq!((got.cache(), got.body.len()), ("MISS", 32 << 20));
+        cache.flush().await;
     }
     let st = stats.snapshot();
     assert_eq!(
@@ -1073,10 +1123,11 @@ async fn values_of_every_size_are_read_back_whole() {
             .unwrap();
         sized(&Calls::default(), s)
     };
-    let (a, b) = (make(), make());
+    let ((a, a_cache), (b, _)) = (make(), make());
     for kib in [1, 63, 64, 65, 200, 1023, 1024, 1025, 3000] {
         let path = format!("/kib/{kib}");
         assert_eq!(send(&a, common::get(&path)).await.cache(), "MISS");
+        a_cache.flush().await;
         let got = send(&b, common::get(&path)).await;
         assert_eq!(
             (got.cache(), got.body.len()),

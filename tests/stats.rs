@@ -23,9 +23,11 @@ async fn a_stale_if_error_answer_is_stale_not_also_a_miss() {
             .ttl(Duration::from_millis(100))
             .stale_if_error(Duration::from_secs(30)),
     );
-    let stats = layer.stats();
+    let (stats, cache) = (layer.stats(), layer.handle());
     let app = common::failing_origin(&calls, "5xx").layer(layer);
     assert_eq!(send(&app, common::get("/item")).await.cache(), "MISS");
+    // Stored: the next request is a hit, not a waiter for the fill.
+    cache.flush().await;
     assert_eq!(send(&app, common::get("/item")).await.cache(), "HIT");
     tokio::time::sleep(Duration::from_millis(150)).await;
     let got = send(&app, common::get("/item")).await;
@@ -45,7 +47,7 @@ async fn the_hit_ratio_counts_hits_stale_answers_and_coalesced_waiters() {
             .ttl(Duration::from_millis(100))
             .stale_while_revalidate(Duration::from_secs(30)),
     );
-    let stats = layer.stats();
+    let (stats, cache) = (layer.stats(), layer.handle());
     let (c, g) = (calls.clone(), gate.clone());
     let app = Router::new()
         .route("/item", get(|| async { "item" }))
@@ -64,6 +66,8 @@ async fn the_hit_ratio_counts_hits_stale_answers_and_coalesced_waiters() {
 
     // /item: a miss, a hit, then a stale answer (stale-while-revalidate).
     assert_eq!(send(&app, common::get("/item")).await.cache(), "MISS");
+    // Stored: the next request is a hit, not a waiter for the fill.
+    cache.flush().await;
     assert_eq!(send(&app, common::get("/item")).await.cache(), "HIT");
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(send(&app, common::get("/item")).await.cache(), "STALE");

@@ -86,10 +86,11 @@ async fn l1_hits_stay_local_and_instances_share_l2() {
     let server = RedisServer::start();
     let (a_store, b_store) = two_subscribed(&server).await;
     let calls = Calls::default();
-    let (a, _) = instance("a", &calls, a_store.clone());
+    let (a, a_handle) = instance("a", &calls, a_store.clone());
     let (b, _) = instance("b", &calls, b_store.clone());
 
     send(&a, common::get("/page")).await;
+    a_handle.flush().await;
     let before = commands_processed(&server).await;
     for _ in 0..100 {
         assert_eq!(send(&a, common::get("/page")).await.cache(), "HIT");
@@ -122,6 +123,7 @@ async fn invalidations_reach_every_instance() {
     for round in 0..20 {
         let uri = format!("/r{round}");
         send(&a, common::get(&uri)).await;
+        a_handle.flush().await;
         assert_eq!(send(&b, common::get(&uri)).await.cache(), "HIT");
         assert!(l1_entries(&b_store).await >= 1);
         a_handle.invalidate_tags(&["pages"]).await;
@@ -150,8 +152,9 @@ async fn a_lost_subscription_clears_l1_until_it_is_back() {
     let store = tiered(&server);
     subscribed(&store).await;
     let calls = Calls::default();
-    let (app, _) = instance("a", &calls, store.clone());
+    let (app, handle) = instance("a", &calls, store.clone());
     send(&app, common::get("/page")).await;
+    handle.flush().await;
     assert_eq!(l1_entries(&store).await, 1);
 
     server.kill();
@@ -163,6 +166,7 @@ async fn a_lost_subscription_clears_l1_until_it_is_back() {
     // While cut off, L1 is not used: answers come from the origin, never from a stale copy.
     let got = send(&app, common::get("/page")).await;
     assert_eq!((got.status, got.cache()), (200, "MISS"));
+    handle.flush().await;
     assert_eq!(l1_entries(&store).await, 0);
 
     let _server = RedisServer::start_on(port);
@@ -170,6 +174,7 @@ async fn a_lost_subscription_clears_l1_until_it_is_back() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         send(&app, common::get("/page")).await;
+        handle.flush().await;
         if send(&app, common::get("/page")).await.cache() == "HIT" {
             break;
         }
@@ -185,6 +190,7 @@ async fn l1_never_outlives_l2() {
     subscribed(&store).await;
     let calls = Calls::default();
     let layer = CacheLayer::new(store.clone()).ttl(Duration::from_millis(500));
+    let handle = layer.handle();
     let c = calls.clone();
     let app = Router::new()
         .route(
@@ -196,6 +202,7 @@ async fn l1_never_outlives_l2() {
         )
         .layer(layer);
     send(&app, common::get("/x")).await;
+    handle.flush().await;
     assert_eq!(send(&app, common::get("/x")).await.cache(), "HIT");
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(send(&app, common::get("/x")).await.cache(), "MISS");
@@ -276,7 +283,9 @@ async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
     let version = Arc::new(AtomicU64::new(0));
     let make = |store: TieredStore| {
         let (read, write) = (version.clone(), version.clone());
-        Router::new()
+        let layer = CacheLayer::new(store);
+        let handle = layer.handle();
+        let app = Router::new()
             .route(
                 "/item",
                 get(move || {
@@ -288,13 +297,14 @@ async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
                     async { "written" }
                 }),
             )
-            .layer(CacheLayer::new(store))
+            .layer(layer);
+        (app, handle)
     };
     let (a_store, b_store, c_store) = (patient(), patient(), patient());
     for store in [&a_store, &b_store, &c_store] {
         subscribed(store).await;
     }
-    let (a, b, c) = (
+    let ((a, _), (b, _), (c, c_handle)) = (
         make(a_store.clone()),
         make(b_store.clone()),
         make(c_store.clone()),
@@ -304,6 +314,7 @@ async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
     for round in 0..30 {
         // The current version is in Redis (filled by C), in neither A's nor B's memory.
         send(&c, common::get("/item")).await;
+        c_handle.flush().await;
         // Redis stalls; A and B read (their L2 reads wait), A writes (its invalidation waits).
         let pause = 20 + random(40);
         let _: () = redis::cmd("CLIENT")
@@ -377,6 +388,8 @@ async fn stats_report_both_tiers() {
     let (a, b) = (app(a_layer), app(b_layer));
     for i in 0..5 {
         send(&a, common::get(&format!("/p{i}"))).await;
+        // One write after the other: the count is the one the last write heard.
+        a_handle.flush().await;
     }
     // A holds the five in memory, and they are in Redis.
     let s = a_stats.snapshot();
@@ -418,11 +431,12 @@ async fn invalidation_messages_carry_any_path_whole() {
     let (a_store, b_store) = two_subscribed(&server).await;
     let calls = Calls::default();
     let (a, _) = instance("a", &calls, a_store);
-    let (b, _) = instance("b", &calls, b_store.clone());
+    let (b, b_handle) = instance("b", &calls, b_store.clone());
     let on = |method: &str, path: &str| common::req(method, path, &[("host", "shop.example")]);
     for path in ["/one", "/two", "/notes/a%0Ab"] {
         send(&b, on("GET", path)).await;
     }
+    b_handle.flush().await;
     assert_eq!(l1_entries(&b_store).await, 3);
     let before = b_store.remote_invalidations();
     send(&a, on("POST", "/x%0A%01host%20shop.example")).await;
@@ -496,7 +510,7 @@ async fn a_large_entry_stays_in_l1_only_and_is_invalidated_everywhere() {
     let (a_store, b_store) = (roomy(&server).await, roomy(&server).await);
     let calls = Calls::default();
     let (a, a_handle) = big_app(&calls, a_store.clone(), None);
-    let (b, _) = big_app(&calls, b_store.clone(), None);
+    let (b, b_handle) = big_app(&calls, b_store.clone(), None);
     let hits = |app: &Router| {
         let app = app.clone();
         async move {
@@ -508,11 +522,13 @@ async fn a_large_entry_stays_in_l1_only_and_is_invalidated_everywhere() {
 
     // Over the Redis tier's limit: never sent there, served from A's memory.
     assert_eq!(hits(&a).await, "MISS");
+    a_handle.flush().await;
     assert_eq!(hits(&a).await, "HIT");
     assert!(entries_in_redis(&server).await.is_empty());
     assert_eq!(l1_entries(&a_store).await, 1);
     // B has none to read: it fills its own copy.
     assert_eq!(hits(&b).await, "MISS");
+    b_handle.flush().await;
     assert_eq!(hits(&b).await, "HIT");
     assert_eq!(calls.get(), 2);
 
@@ -523,8 +539,10 @@ async fn a_large_entry_stays_in_l1_only_and_is_invalidated_everywhere() {
     // in memory alone: fill start times are to the millisecond.)
     tokio::time::sleep(Duration::from_millis(2)).await;
     assert_eq!(hits(&a).await, "MISS");
+    a_handle.flush().await;
     heard(&b_store, heard_by_b + 1).await;
     assert_eq!(hits(&b).await, "MISS");
+    b_handle.flush().await;
     assert_eq!(calls.get(), 4);
 
     // So does a write on B.
@@ -535,6 +553,8 @@ async fn a_large_entry_stays_in_l1_only_and_is_invalidated_everywhere() {
     assert_eq!(hits(&a).await, "MISS");
     assert_eq!(hits(&b).await, "MISS");
     assert_eq!(calls.get(), 6);
+    a_handle.flush().await;
+    b_handle.flush().await;
     assert!(entries_in_redis(&server).await.is_empty());
 }
 
@@ -546,7 +566,7 @@ async fn a_remote_invalidation_during_a_large_fill_keeps_it_out_of_l1() {
     let (a_store, b_store) = (roomy(&server).await, roomy(&server).await);
     let calls = Calls::default();
     let gate = Arc::new(Semaphore::new(0));
-    let (a, _) = big_app(&calls, a_store.clone(), Some(gate.clone()));
+    let (a, a_handle) = big_app(&calls, a_store.clone(), Some(gate.clone()));
     let (_, b_handle) = big_app(&calls, b_store, None);
 
     // A's fill has asked its origin when B invalidates: A hears of it before the fill ends.
@@ -564,6 +584,7 @@ async fn a_remote_invalidation_during_a_large_fill_keeps_it_out_of_l1() {
     heard(&a_store, before + 1).await;
     gate.add_permits(1);
     assert_eq!(fill.await.unwrap().body.len(), 32 << 20);
+    a_handle.flush().await;
 
     // No Redis script checked it: A itself kept it out of its memory.
     assert_eq!(l1_entries(&a_store).await, 0);
@@ -601,7 +622,7 @@ async fn while_disconnected_l1_serves_only_if_asked_and_within_the_bound() {
     subscribed(&plain).await;
     subscribed(&local).await;
     // (They share Redis: each reads what the other stored.)
-    let (p, _) = versioned_as(" from p", plain.clone());
+    let (p, p_handle) = versioned_as(" from p", plain.clone());
     let (l, l_handle) = versioned_as(" from l", local.clone());
     let got = |app: &Router, path: &str| {
         let (app, path) = (app.clone(), path.to_owned());
@@ -613,6 +634,7 @@ async fn while_disconnected_l1_serves_only_if_asked_and_within_the_bound() {
     };
     for path in ["/page", "/other"] {
         got(&p, path).await;
+        p_handle.flush().await;
         assert_eq!(got(&l, path).await.0, "HIT");
         assert_eq!(got(&p, path).await.0, "HIT");
     }
@@ -649,11 +671,13 @@ async fn while_disconnected_l1_serves_only_if_asked_and_within_the_bound() {
         got(&l, "/new").await,
         ("MISS".into(), "new v2 from l".into())
     );
+    l_handle.flush().await;
     assert_eq!(
         got(&l, "/new").await,
         ("HIT".into(), "new v2 from l".into())
     );
     assert_eq!(got(&p, "/new").await.0, "MISS");
+    p_handle.flush().await;
     assert_eq!(got(&p, "/new").await.0, "MISS");
 
     // Past the bound, what it held from before the loss is no longer served.
@@ -672,10 +696,12 @@ async fn while_disconnected_l1_serves_only_if_asked_and_within_the_bound() {
         ("MISS".into(), "new v4 from l".into())
     );
     // (Until Redis takes writes again: its circuit breaker may still be open.)
-    for app in [&l, &p] {
+    for (app, handle) in [(&l, &l_handle), (&p, &p_handle)] {
         let deadline = Instant::now() + Duration::from_secs(10);
         while got(app, "/fresh").await.0 != "HIT" {
             assert!(Instant::now() < deadline, "did not recover");
+            // A hit must come from the store, not from joining this fill in flight.
+            handle.flush().await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
