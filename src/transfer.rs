@@ -130,6 +130,7 @@ impl Transfer {
             take: None,
             length: state.length,
             done: false,
+            released: false,
         })
     }
 }
@@ -317,6 +318,8 @@ pub struct TransferBody {
     take: Option<u64>,
     length: Option<u64>,
     done: bool,
+    /// Its reader slot was given back (at the end of its body).
+    released: bool,
 }
 
 impl TransferBody {
@@ -400,8 +403,9 @@ impl Body for TransferBody {
             return Poll::Ready(None);
         }
         let frame = self.next_frame(cx);
-        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) && !self.released {
             self.done = true;
+            self.released = true;
             self.transfer.detach(self.slot);
         }
         frame
@@ -421,7 +425,10 @@ impl Body for TransferBody {
 
 impl Drop for TransferBody {
     fn drop(&mut self) {
-        self.transfer.detach(self.slot);
+        // Once only: after its release the slot may be another client's.
+        if !self.released {
+            self.transfer.detach(self.slot);
+        }
     }
 }
 
