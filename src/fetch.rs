@@ -339,10 +339,8 @@ where
         }
     }
     if let Some(result) = own {
-        return match result.unwrap_or_else(|_| never_answered()) {
-            Ok(response) => Ok(config.settle(response, stale.as_deref(), head, now)),
-            Err(error) => config.settle_error(error, stale.as_deref(), head),
-        };
+        let result = result.unwrap_or_else(|_| never_answered());
+        return config.settled(result, stale.as_deref(), head, now);
     }
     if let (Some(stale), Some(limit)) = (&stale, timeout) {
         if tokio::time::timeout(limit, &mut answered).await.is_err() {
@@ -352,10 +350,8 @@ where
             }
         }
     }
-    match answered.await.unwrap_or_else(|_| never_answered()) {
-        Ok(response) => Ok(config.settle(response, stale.as_deref(), head, now)),
-        Err(error) => config.settle_error(error, stale.as_deref(), head),
-    }
+    let result = answered.await.unwrap_or_else(|_| never_answered());
+    config.settled(result, stale.as_deref(), head, now)
 }
 
 /// The outcome of asking the store for the right to fill a key (cluster-wide coalescing).
@@ -434,10 +430,7 @@ where
             }
         }
     }
-    match fetching.await {
-        Ok(response) => Ok(config.settle(response, stale.as_deref(), head, now)),
-        Err(error) => config.settle_error(error, stale.as_deref(), head),
-    }
+    config.settled(fetching.await, stale.as_deref(), head, now)
 }
 
 /// Calls the inner service (unconditionally, for the whole body) and fills the cache with its
@@ -570,6 +563,21 @@ fn never_answered<T>() -> T {
 }
 
 impl<St: Store + ?Sized, K> Config<St, K> {
+    /// The fetch's outcome, or the stale response standing in for a failure (an error or a
+    /// server error), when one may.
+    fn settled<B: Body, E>(
+        &self,
+        result: Result<Response<CacheBody<B>>, E>,
+        stale: Option<&Entry>,
+        head: bool,
+        now: SystemTime,
+    ) -> Result<Response<CacheBody<B>>, E> {
+        match result {
+            Ok(response) => Ok(self.settle(response, stale, head, now)),
+            Err(error) => self.settle_error(error, stale, head),
+        }
+    }
+
     /// The origin's answer, or the stale response when the answer is a server error and a stale
     /// one may stand in (stale-if-error).
     fn settle<B: Body>(

@@ -6,33 +6,15 @@ mod common;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use common::{Calls, read, send};
+use common::{Calls, all_at_once, send};
 use http::{HeaderMap, Request};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 use tower_response_cache::{CacheLayer, MemoryStore, Policy};
 
 fn layer(policy: Policy) -> CacheLayer<MemoryStore> {
     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).policy(policy)
-}
-
-/// Sends `requests` at once, each in a task of its own; every one must complete in 30 s.
-async fn all_at_once(app: &Router, requests: Vec<Request<Body>>) -> Vec<common::Got> {
-    let tasks: Vec<_> = requests
-        .into_iter()
-        .map(|request| {
-            let app = app.clone();
-            tokio::spawn(async move { read(app.oneshot(request).await.unwrap()).await })
-        })
-        .collect();
-    let mut got = Vec::new();
-    for task in tasks {
-        let joined = tokio::time::timeout(Duration::from_secs(30), task).await;
-        got.push(joined.expect("no hang").unwrap());
-    }
-    got
 }
 
 fn plain(uri: &str) -> Request<Body> {

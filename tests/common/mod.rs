@@ -116,16 +116,23 @@ impl http_body::Body for Script {
 /// Sends `n` GET requests for `/item` at once (each in a task of its own) and returns their
 /// responses; each must complete within 30 s.
 pub async fn burst(app: &Router, n: usize) -> Vec<Got> {
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
+    let requests = (0..n)
+        .map(|_| Request::get("/item").body(Body::empty()).unwrap())
+        .collect();
+    all_at_once(app, requests).await
+}
+
+/// Sends `requests` at once (each in a task of its own) and returns their responses, in
+/// order; each must complete within 30 s.
+pub async fn all_at_once(app: &Router, requests: Vec<Request<Body>>) -> Vec<Got> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
             let app = app.clone();
-            tokio::spawn(async move {
-                let request = Request::get("/item").body(Body::empty()).unwrap();
-                read(app.oneshot(request).await.unwrap()).await
-            })
+            tokio::spawn(async move { read(app.oneshot(request).await.unwrap()).await })
         })
         .collect();
-    let mut responses = Vec::with_capacity(n);
+    let mut responses = Vec::with_capacity(tasks.len());
     for task in tasks {
         let joined = tokio::time::timeout(std::time::Duration::from_secs(30), task).await;
         responses.push(joined.expect("no hang").unwrap());
