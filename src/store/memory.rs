@@ -1,6 +1,6 @@
 //! The in-memory store, on moka's concurrent cache.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -209,10 +209,14 @@ impl Store for MemoryStore {
     }
 
     async fn invalidate_tags<'a>(&'a self, tags: &'a [&'a str]) -> Result<u64, StoreError> {
-        let keys = self.tags.take(tags);
+        let inserts = self.tags.inserts(tags);
         let mut removed = 0;
-        for key in keys {
-            if self.cache.contains_key(&key) {
+        for (key, id) in inserts {
+            // Only the insert that carries the tag: one that replaced it without the tag (its
+            // removal not yet reported) stays. A put landing between this check and the
+            // removal goes too: more than asked, never less.
+            let live = self.cache.get(&key).await;
+            if live.is_some_and(|slot| slot.id == id && slot.entry().is_some()) {
                 removed += 1;
                 self.cache.invalidate(&key).await;
             }
@@ -312,40 +316,46 @@ impl Expiry<StoreKey, Stored> for PerEntryTtl {
     }
 }
 
-/// (tag, key) pairs -> the insert id of the entry under that key, sorted by tag so that the keys
-/// carrying a tag are one range. Invalidating a tag touches only its own entries; entries
-/// leaving the cache for any reason leave the index too.
+/// (tag, key, insert id) triples, sorted by tag so that the keys carrying a tag are one range.
+/// Invalidating a tag touches only its own entries.
+///
+/// A triple is added before its entry is inserted and removed only when moka reports that
+/// very insert removed (replaced, invalidated, expired, evicted): so while an entry is in the
+/// cache, its triples are in the index, whatever order concurrent puts, removals and
+/// invalidations of one key run in. (Keyed by (tag, key) alone, two puts of one key racing
+/// could leave the index naming the insert that lost, then drop the pair when that one was
+/// replaced: the live entry outlived the invalidation of its tag.)
 ///
 /// Tags are indexed by their 64-bit XXH3 hash, not copied (an entry has several tags, each
 /// URI two of its own). Two tags with one hash would make an invalidation of either remove the
 /// entries of both: more than asked, never less, which is safe.
 #[derive(Default)]
 struct TagIndex {
-    pairs: Mutex<BTreeMap<Pair, u64>>,
+    triples: Mutex<BTreeSet<Triple>>,
 }
 
-/// A tag's hash, then a key (its 128 bits as two halves, to keep the pair 24 bytes).
-type Pair = (u64, u64, u64);
+/// A tag's hash, a key (its 128 bits as two halves), and the insert id: 32 bytes.
+type Triple = (u64, u64, u64, u64);
 
-fn pair(tag: &str, key: StoreKey) -> Pair {
+fn triple(tag: &str, key: StoreKey, id: u64) -> Triple {
     let key = key.as_u128();
-    (xxh3_64(tag.as_bytes()), (key >> 64) as u64, key as u64)
+    (xxh3_64(tag.as_bytes()), (key >> 64) as u64, key as u64, id)
 }
 
 impl TagIndex {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<Pair, u64>> {
-        // A panic while holding the lock cannot leave the map half-updated in a way that
-        // matters (worst case: a stale pair that invalidation removes harmlessly).
-        self.pairs.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BTreeSet<Triple>> {
+        // A panic while holding the lock cannot leave the set half-updated in a way that
+        // matters (worst case: a stale triple, whose invalidation removes nothing).
+        self.triples.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn remember(&self, key: StoreKey, entry: &Entry, id: u64) {
         if entry.tags().len() == 0 {
             return;
         }
-        let mut pairs = self.lock();
+        let mut triples = self.lock();
         for tag in entry.tags() {
-            pairs.insert(pair(tag, key), id);
+            triples.insert(triple(tag, key, id));
         }
     }
 
@@ -353,34 +363,34 @@ impl TagIndex {
         if entry.tags().len() == 0 {
             return;
         }
-        let mut pairs = self.lock();
+        let mut triples = self.lock();
         for tag in entry.tags() {
-            let pair = pair(tag, key);
-            if pairs.get(&pair) == Some(&id) {
-                pairs.remove(&pair);
-            }
+            triples.remove(&triple(tag, key, id));
         }
     }
 
-    fn take(&self, wanted: &[&str]) -> Vec<StoreKey> {
-        let mut pairs = self.lock();
-        let mut keys = Vec::new();
+    /// The inserts carrying any of the tags, as (key, insert id), sorted. Their triples stay
+    /// until moka reports each insert removed, so one racing with the invalidation stays
+    /// findable by the next.
+    fn inserts(&self, wanted: &[&str]) -> Vec<(StoreKey, u64)> {
+        let triples = self.lock();
+        let mut inserts = Vec::new();
         for tag in wanted {
             let hash = xxh3_64(tag.as_bytes());
-            let tagged: Vec<Pair> = pairs
-                .range((hash, 0, 0)..=(hash, u64::MAX, u64::MAX))
-                .map(|(pair, _)| *pair)
-                .collect();
-            for pair in tagged {
-                pairs.remove(&pair);
-                keys.push(StoreKey::from_u128(
-                    u128::from(pair.1) << 64 | u128::from(pair.2),
-                ));
-            }
+            inserts.extend(
+                triples
+                    .range((hash, 0, 0, 0)..=(hash, u64::MAX, u64::MAX, u64::MAX))
+                    .map(|t| {
+                        (
+                            StoreKey::from_u128(u128::from(t.1) << 64 | u128::from(t.2)),
+                            t.3,
+                        )
+                    }),
+            );
         }
-        keys.sort_unstable();
-        keys.dedup();
-        keys
+        inserts.sort_unstable();
+        inserts.dedup();
+        inserts
     }
 
     #[cfg(test)]
@@ -551,6 +561,63 @@ mod tests {
         store.run_pending_tasks().await;
         assert_eq!(store.invalidate_tags(&["old"]).await.unwrap(), 0);
         assert_eq!(store.invalidate_tags(&["a"]).await.unwrap(), 1);
+    }
+
+    /// Two puts of one key racing (threads released by a barrier), then an invalidation of the
+    /// tag both carry: the entry must not survive it, whichever put won. Keyed by (tag, key)
+    /// alone, the index named the losing insert about 4% of the rounds and dropped the pair
+    /// when that insert was replaced.
+    #[tokio::test]
+    async fn racing_puts_of_one_key_stay_invalidatable_by_tag() {
+        const ROUNDS: usize = 3000;
+        let mut survived = 0;
+        for _ in 0..ROUNDS {
+            let store = MemoryStore::with_capacity_bytes(1 << 20);
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let puts: Vec<_> = (0..2)
+                .map(|_| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .unwrap();
+                        let put = store.put(key(1), entry(10, &["t"]), Duration::from_secs(60));
+                        barrier.wait();
+                        runtime.block_on(put).unwrap();
+                    })
+                })
+                .collect();
+            for put in puts {
+                put.join().unwrap();
+            }
+            store.run_pending_tasks().await;
+            store.invalidate_tags(&["t"]).await.unwrap();
+            if store.get(key(1)).await.unwrap().is_some() {
+                survived += 1;
+            }
+        }
+        assert_eq!(
+            survived, 0,
+            "{survived} of {ROUNDS} entries outlived their tag's invalidation"
+        );
+    }
+
+    /// A removal reported late (the replaced insert's triples still in the index) does not
+    /// make an invalidation of a tag only the old insert carried remove the new one.
+    #[tokio::test]
+    async fn a_tag_only_the_replaced_insert_carried_leaves_the_new_one() {
+        let store = MemoryStore::with_capacity_bytes(1 << 20);
+        for tags in [&["a", "old"][..], &["a"]] {
+            store
+                .put(key(1), entry(10, tags), Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.invalidate_tags(&["old"]).await.unwrap(), 0);
+        assert!(store.get(key(1)).await.unwrap().is_some());
+        assert_eq!(store.invalidate_tags(&["a"]).await.unwrap(), 1);
+        store.run_pending_tasks().await;
+        assert_eq!(store.tags.len(), 0);
     }
 
     #[tokio::test]
