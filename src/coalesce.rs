@@ -5,8 +5,9 @@
 //! the entry it will store, with its body as it arrives (waiters check the entry exactly as
 //! they would check a store hit: full key, `Vary`, credentials), or that it could not be
 //! shared (waiters then go to the origin themselves). The flight stays joinable until the
-//! body is in and stored, so a request that comes mid-transfer gets the bytes received so far,
-//! then the rest. A guard dropped without publishing (its task was aborted or panicked)
+//! body is in and stored: a request that comes mid-transfer gets the bytes received so far,
+//! then the rest; one that comes while the response is being stored waits for the store's
+//! answer ([`FlightGuard::storing`]), and gets the response only if it was stored. A guard dropped without publishing (its task was aborted or panicked)
 //! publishes [`Shared::Failed`], so waiters never hang.
 //!
 //! A waiter whose wait runs out does not call the origin on its own: the first of them starts
@@ -274,6 +275,39 @@ impl FlightGuard {
         won
     }
 
+    /// The fetch's body is in and about to be stored: from now on, a request that joins the
+    /// flight waits for the store's answer instead of taking the fetched response (a write
+    /// on another instance may make the store refuse it, and a request sent after that write
+    /// must not get what it replaced). Puts a new flight in this one's place and returns its
+    /// guard, for the fill to publish once the write is done; `None` (ending this fetch's
+    /// part) when this fetch's outcome is not the flight's or the flight was detached.
+    pub fn storing(mut self) -> Option<FlightGuard> {
+        if !self.won.load(SeqCst) {
+            return None;
+        }
+        let flight = Arc::new(Flight {
+            outcome: watch::channel(None).0,
+            fetches: AtomicUsize::new(1),
+            replaced: AtomicBool::new(false),
+        });
+        {
+            let mut flights = self.flights.lock();
+            let current = flights
+                .get_mut(&self.key)
+                .filter(|f| Arc::ptr_eq(&f.flight, &self.flight))?;
+            current.flight = Arc::clone(&flight);
+        }
+        // The old flight is out of the map: ending it removes nothing.
+        self.end();
+        Some(FlightGuard {
+            flights: Arc::clone(&self.flights),
+            key: self.key,
+            flight,
+            won: AtomicBool::new(false),
+            done: false,
+        })
+    }
+
     fn end(&mut self) {
         if self.done {
             return;
@@ -353,6 +387,46 @@ mod tests {
         let new = flights.join(key, 1, Vec::new);
         assert!(matches!(new, Role::Leader(_)), "a newer epoch leads anew");
         assert!(matches!(flights.join(key, 1, Vec::new), Role::Waiter(_)));
+    }
+
+    #[tokio::test]
+    async fn requests_joining_while_the_response_is_stored_wait_for_the_store() {
+        let flights = Arc::new(Flights::default());
+        let key = StoreKey::of(b"k");
+        let Role::Leader(leader) = flights.join(key, 0, Vec::new) else {
+            panic!("leader expected")
+        };
+        let Role::Waiter(mut early) = flights.join(key, 0, Vec::new) else {
+            panic!("waiter expected")
+        };
+        leader.share(Shared::Pass);
+        let storing = leader.storing().expect("the flight's own fetch stores");
+        assert!(
+            matches!(early.outcome().await, Shared::Pass),
+            "joined mid-transfer"
+        );
+        let Role::Waiter(mut late) = flights.join(key, 0, Vec::new) else {
+            panic!("a request that comes while storing waits")
+        };
+        let waiting = tokio::spawn(async move { late.outcome().await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "not handed the fetched response");
+        storing.publish(Shared::LookAgain);
+        assert!(matches!(waiting.await.unwrap(), Shared::LookAgain));
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_detached_flight_is_not_revived_for_storing() {
+        let flights = Arc::new(Flights::default());
+        let key = StoreKey::of(b"k");
+        let Role::Leader(leader) = flights.join(key, 0, Vec::new) else {
+            panic!("leader expected")
+        };
+        leader.share(Shared::Pass);
+        flights.detach_all();
+        assert!(leader.storing().is_none());
+        assert_eq!(flights.len(), 0);
     }
 
     #[tokio::test]

@@ -185,6 +185,7 @@ where
     // way shares, but never lead a fetch that others wait for.
     let leads = pending.lookup.facts.fills_for_others();
     let mut other_variants = 0;
+    let mut looked_again = false;
     let shared = loop {
         let key = pending.lookup.flight_key();
         let role = if leads {
@@ -222,6 +223,12 @@ where
                 Found::Fresh { entry, .. } => config
                     .answer(&entry, false, now, Disposition::Hit)
                     .map_or(Taken::No, Taken::Response),
+                // Not stored after all (refused, or gone already): once, join or lead the
+                // next fetch rather than each going to the origin.
+                _ if !looked_again => {
+                    looked_again = true;
+                    continue;
+                }
                 _ => Taken::No,
             },
             _ => config.take_shared(&shared, &request, now),

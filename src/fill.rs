@@ -150,10 +150,7 @@ where
         // the body, or when nobody reads a body it has no one to store for.
         tokio::spawn(async move {
             let driven = transfer::drive(&transfer, body, owner).await;
-            config.finish(&writes, miss, head, driven).await;
-            // The flight stays joinable until here: a request that came mid-transfer got
-            // the body from its first byte; from now on, requests find the store's entry.
-            drop(guard);
+            config.finish(&writes, miss, head, driven, guard).await;
             drop(pending);
         });
         Response::from_parts(parts, CacheBody::shared(reader))
@@ -224,13 +221,17 @@ where
     }
 
     /// After the body: stores the response if it is whole, within the limit and as long as
-    /// the origin said; releases the cluster-wide claim either way.
+    /// the origin said; releases the cluster-wide claim either way. The flight (`guard`) stays
+    /// joinable until here: a request that came mid-transfer got the body from its first byte;
+    /// one that comes while the response is stored gets it only if the store kept it (and
+    /// looks the key up again otherwise); from then on, requests find the store's entry.
     async fn finish(
         &self,
         writes: &crate::background::Writes,
         miss: Miss,
         head: Head,
         driven: Driven,
+        guard: Option<FlightGuard>,
     ) {
         match driven {
             Driven::Complete { body, trailers } => {
@@ -238,7 +239,11 @@ where
                     // The origin's body contradicts its own Content-Length: never stored.
                     self.not_stored(NotStoredReason::Incomplete);
                 } else if let Some(_permit) = writes.try_acquire() {
-                    self.store(&miss, head, body, trailers).await;
+                    let storing = guard.and_then(FlightGuard::storing);
+                    let (shared, kept) = self.store(&miss, head, body, trailers).await;
+                    if let Some(storing) = storing {
+                        storing.publish(if kept { shared } else { Shared::LookAgain });
+                    }
                 } else {
                     Counters::add(&self.counters.stores_dropped);
                     tracing::warn!("too many store writes pending; response not stored");
@@ -283,6 +288,7 @@ where
         } else {
             self.store(&miss, head, data.clone(), trailers.clone())
                 .await
+                .0
         };
         if let Some(guard) = guard {
             guard.publish(shared);
@@ -388,15 +394,15 @@ where
         }
     }
 
-    /// Stores the complete response (and its variants list); returns what waiters may be
-    /// given.
+    /// Stores the complete response (and its variants list); returns what the requests that
+    /// waited for it may be given, and whether the store kept it.
     async fn store(
         &self,
         miss: &Miss,
         head: Head,
         body: Bytes,
         trailers: Option<HeaderMap>,
-    ) -> Shared {
+    ) -> (Shared, bool) {
         let Head {
             decision,
             target,
@@ -443,7 +449,7 @@ where
         if miss.ticket.overtaken(tags()) {
             tracing::debug!("an invalidation overtook this fill; not stored");
             Counters::add(&self.counters.stores_refused);
-            return shared;
+            return (shared, false);
         }
         let mut written = Vec::with_capacity(2);
         if let Some(list) = variants {
@@ -455,12 +461,13 @@ where
         written.push(target.store_key());
         drop(writing);
         let undone = self.undo_if_overtaken(miss, &written).await;
+        let kept = matches!(put, Some(PutOutcome::Stored)) && !undone;
         match put {
             Some(PutOutcome::Stored) if !undone => Counters::add(&self.counters.stores),
             Some(_) => Counters::add(&self.counters.stores_refused),
             None => {}
         }
-        shared
+        (shared, kept)
     }
 
     /// Removes what this fill just wrote if an invalidation came in meanwhile: either it sees

@@ -519,4 +519,21 @@ mod tests {
         assert_eq!(body.len(), 1000 * 1024);
         assert!(matches!(driver.await.unwrap(), Driven::TooLarge));
     }
+
+    /// A client that read its body to the end gives its slot back then; dropping the body
+    /// later must not take the slot again from the client that has it since.
+    #[tokio::test]
+    async fn a_finished_body_dropped_late_leaves_the_next_reader_alone() {
+        let transfer = Transfer::new(1 << 20, None);
+        let first = transfer.reader().unwrap();
+        drive(&transfer, frames(3, 10), Weak::new()).await;
+        let mut first = first;
+        while let Some(frame) = first.frame().await {
+            frame.unwrap();
+        }
+        let second = transfer.reader().unwrap();
+        drop(first);
+        let body = second.collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 30, "the second client's body was cut");
+    }
 }
