@@ -356,3 +356,58 @@ async fn a_body_that_stalls_is_cut_and_not_stored() {
     }
     child.kill().await.unwrap();
 }
+
+/// 30 clients ask the proxy for one cold URL whose upstream takes 7 s, longer than the
+/// coalescing wait (5 s): the upstream sees the first fetch and at most the one replacement
+/// started when the wait ran out, never one request per client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_clients_of_a_seven_second_upstream_make_at_most_two_upstream_calls() {
+    let calls = Calls::default();
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/slow",
+        get(move || {
+            counted.hit();
+            async {
+                tokio::time::sleep(Duration::from_secs(7)).await;
+                ([("cache-control", "max-age=60")], "slow")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (mut child, proxy) = start_proxy(upstream, &[]).await;
+    let clients: Vec<_> = (0..30)
+        .map(|_| {
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                let client: Client<_, Empty<Bytes>> =
+                    Client::builder(TokioExecutor::new()).build_http();
+                let request = Request::get(format!("http://{proxy}/slow"))
+                    .header("host", "a.example")
+                    .body(Empty::new())
+                    .unwrap();
+                let response =
+                    tokio::time::timeout(Duration::from_secs(20), client.request(request))
+                        .await
+                        .expect("no hang")
+                        .unwrap();
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.into_body().collect().await.unwrap().to_bytes(),
+                )
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.await.unwrap(), (200, Bytes::from_static(b"slow")));
+    }
+    assert!(
+        calls.get() <= 2,
+        "{} upstream calls for 30 clients",
+        calls.get()
+    );
+    child.kill().await.unwrap();
+}

@@ -71,7 +71,7 @@ pub enum Cookies {
 /// | [`origin_timeout`](Policy::origin_timeout) | none: only errors and 5xx trigger stale-if-error |
 /// | [`refresh_ahead`](Policy::refresh_ahead) | off |
 /// | [`ttl_jitter`](Policy::ttl_jitter) | 0 |
-/// | [`max_coalesce_wait`](Policy::max_coalesce_wait) | 5 s, then a waiter asks the origin itself |
+/// | [`max_coalesce_wait`](Policy::max_coalesce_wait) | 5 s, then one waiter starts a replacement fetch |
 /// | [`hit_for_pass`](Policy::hit_for_pass) | 10 s |
 ///
 /// `no-store`, `private`, `no-cache` and `Vary: *` responses are never stored, whatever the policy.
@@ -253,8 +253,10 @@ impl Policy {
         self
     }
 
-    /// How long a request waits for another request's fetch of the same key before asking the
-    /// origin itself.
+    /// How long a request waits for another request's fetch of the same key before the flight
+    /// gets one replacement fetch. Only one waiter starts it, the others keep waiting, and
+    /// every waiter takes whichever of the two fetches answers first: an origin slower than
+    /// this wait sees at most two requests for the key, never one per waiter.
     pub fn max_coalesce_wait(mut self, wait: Duration) -> Self {
         self.max_coalesce_wait = capped(wait);
         self
