@@ -111,6 +111,14 @@ where
     frame.into_data().expect("data")
 }
 
+/// `future`'s output, which must come within 10 s (a layer that reads the whole body before
+/// answering would hang these tests otherwise).
+async fn in_time<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("the response in time")
+}
+
 fn cache() -> CacheLayer<MemoryStore> {
     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).policy(Policy::new())
 }
@@ -125,7 +133,7 @@ async fn the_client_gets_each_frame_before_the_origin_sends_the_next() {
     let app = layer.layer(service);
     let responding = tokio::spawn(app.clone().oneshot(get()));
     let feed = feeds.next().await;
-    let response = responding.await.unwrap().unwrap();
+    let response = in_time(responding).await.unwrap().unwrap();
     assert_eq!(response.headers()["x-cache"], "MISS");
     let mut body = response.into_body();
     for line in ["one\n", "two\n", "three\n"] {
@@ -149,11 +157,11 @@ async fn a_request_joining_mid_transfer_gets_the_bytes_so_far_then_the_rest() {
     let app = cache().layer(service);
     let leader = tokio::spawn(app.clone().oneshot(get()));
     let feed = feeds.next().await;
-    let mut first = leader.await.unwrap().unwrap().into_body();
+    let mut first = in_time(leader).await.unwrap().unwrap().into_body();
     feed.send(data("early ")).unwrap();
     assert_eq!(next_data(&mut first).await, "early ");
     // A second client comes mid-transfer: it joins the fill, no second origin call.
-    let late = app.clone().oneshot(get()).await.unwrap();
+    let late = in_time(app.clone().oneshot(get())).await.unwrap();
     assert_eq!(late.headers()["x-cache"], "HIT");
     let mut late = late.into_body();
     assert_eq!(
@@ -182,8 +190,11 @@ async fn a_client_that_never_reads_holds_back_neither_the_others_nor_the_fill() 
     let app = layer.layer(service);
     let leader = tokio::spawn(app.clone().oneshot(get()));
     let feed = feeds.next().await;
-    let _idle = leader.await.unwrap().unwrap().into_body(); // never read
-    let mut reader = app.clone().oneshot(get()).await.unwrap().into_body();
+    let _idle = in_time(leader).await.unwrap().unwrap().into_body(); // never read
+    let mut reader = in_time(app.clone().oneshot(get()))
+        .await
+        .unwrap()
+        .into_body();
     for i in 0..100 {
         let line: &'static str = Box::leak(format!("line {i}\n").into_boxed_str());
         feed.send(data(line)).unwrap();
@@ -208,10 +219,13 @@ async fn a_body_larger_than_the_limit_keeps_streaming_to_everyone_attached_unsto
     let app = layer.layer(service);
     let leader = tokio::spawn(app.clone().oneshot(get()));
     let feed = feeds.next().await;
-    let mut first = leader.await.unwrap().unwrap().into_body();
+    let mut first = in_time(leader).await.unwrap().unwrap().into_body();
     feed.send(data("0123")).unwrap();
     assert_eq!(next_data(&mut first).await, "0123");
-    let mut second = app.clone().oneshot(get()).await.unwrap().into_body();
+    let mut second = in_time(app.clone().oneshot(get()))
+        .await
+        .unwrap()
+        .into_body();
     assert_eq!(next_data(&mut second).await, "0123");
     for chunk in ["456789", "abcdef", "ghijkl"] {
         feed.send(data(chunk)).unwrap();
@@ -225,7 +239,7 @@ async fn a_body_larger_than_the_limit_keeps_streaming_to_everyone_attached_unsto
     // Not stored: the next request asks the origin.
     let again = tokio::spawn(app.oneshot(get()));
     drop(feeds.next().await);
-    let again = again.await.unwrap().unwrap();
+    let again = in_time(again).await.unwrap().unwrap();
     assert_eq!(again.headers()["x-cache"], "MISS");
     assert_eq!(feeds.calls.load(SeqCst), 2);
 }
@@ -294,7 +308,7 @@ async fn a_stalled_store_write_delays_no_response_and_pending_writes_are_bounded
     }));
     let page = |path: &str| Request::get(path).body(Empty::<Bytes>::new()).unwrap();
     // The whole response, body and end, while its put waits at the gate.
-    let response = app.clone().oneshot(page("/a")).await.unwrap();
+    let response = in_time(app.clone().oneshot(page("/a"))).await.unwrap();
     let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
         .await
         .expect("answered while the store is stalled")
@@ -305,7 +319,7 @@ async fn a_stalled_store_write_delays_no_response_and_pending_writes_are_bounded
         tokio::task::yield_now().await;
     }
     // One write pending is the bound: the next response is answered and its write dropped.
-    let response = app.clone().oneshot(page("/b")).await.unwrap();
+    let response = in_time(app.clone().oneshot(page("/b"))).await.unwrap();
     let _ = response.into_body().collect().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while stats.snapshot().stores_dropped == 0 && tokio::time::Instant::now() < deadline {
