@@ -1,0 +1,86 @@
+//! Adversarial review of streaming misses and stampede protection (branch review9): each test
+//! reproduces one bug found by reading the code.
+
+mod common;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use common::{Calls, send};
+use http::Request;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+
+fn layer(policy: Policy) -> CacheLayer<MemoryStore> {
+    CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).policy(policy)
+}
+
+fn with(uri: &str, name: &str, value: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(name, value)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// `/item`: the first call waits at `gate`; every later call answers at once.
+fn first_call_hangs(calls: &Calls, gate: &Arc<Semaphore>) -> Router {
+    let (c, g) = (calls.clone(), Arc::clone(gate));
+    Router::new().route(
+        "/item",
+        get(move || {
+            let n = c.hit();
+            let g = Arc::clone(&g);
+            async move {
+                if n == 1 {
+                    let _ = g.acquire().await.unwrap();
+                }
+                (
+                    [("cache-control", "public, max-age=60")],
+                    format!("answer {n}"),
+                )
+            }
+        }),
+    )
+}
+
+/// A request that may not lead (here: one with credentials) and whose wait runs out calls
+/// `Waiter::replace()` before `.filter(|_| leads)` drops the guard: it uses up the flight's
+/// one replacement without starting it. A request that may lead, and whose wait runs out
+/// later, then gets no replacement and waits for the overrunning fetch however long it takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_wait_runs_out_does_not_use_up_the_replacement() {
+    let calls = Calls::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let app = first_call_hangs(&calls, &gate).layer(layer(
+        Policy::new().max_coalesce_wait(Duration::from_millis(100)),
+    ));
+    let leader = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, Request::get("/item").body(Body::empty()).unwrap()).await }
+    });
+    while calls.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // Follows the flight (credentials: it may not lead) and gives up waiting after 100 ms.
+    let follower = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, with("/item", "authorization", "Bearer x")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // May lead: its wait runs out after 100 ms and it should start the replacement.
+    let later = tokio::time::timeout(Duration::from_secs(3), {
+        let app = app.clone();
+        async move { send(&app, Request::get("/item").body(Body::empty()).unwrap()).await }
+    })
+    .await;
+    gate.add_permits(10);
+    let _ = leader.await;
+    let _ = follower.await;
+    let later = later.expect(
+        "the replacement fetch answers a waiter whose wait ran out (it waited for the hung fetch)",
+    );
+    assert_eq!(later.status, 200);
+    assert_eq!(calls.get(), 2);
+}
