@@ -84,3 +84,74 @@ async fn a_follower_whose_wait_runs_out_does_not_use_up_the_replacement() {
     assert_eq!(later.status, 200);
     assert_eq!(calls.get(), 2);
 }
+
+/// A body fed by the test through a channel (its end: the sender dropped).
+struct Fed(tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>);
+
+impl http_body::Body for Fed {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|data| data.map(|d| Ok(http_body::Frame::data(d))))
+    }
+}
+
+/// The first fill's body stalls mid-transfer (an origin connection that hangs after its
+/// first bytes). Its flight stays joinable until the body ends, and a request that joins gets
+/// the shared entry at once, so neither `max_coalesce_wait` nor the replacement fetch ever
+/// applies: every later request for the key hangs with it, however long the stall lasts
+/// (forever without an origin body timeout). Without the cache, each would have asked the
+/// origin, which answers later calls at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_origin_body_does_not_hang_every_later_request_for_the_key() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt, service_fn};
+    let calls = Calls::default();
+    let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
+    let fed = Arc::new(std::sync::Mutex::new(Some(fed)));
+    let c = calls.clone();
+    let origin = service_fn(move |_: Request<http_body_util::Empty<bytes::Bytes>>| {
+        let n = c.hit();
+        let body = match fed.lock().unwrap().take() {
+            Some(fed) => http_body_util::Either::Left(Fed(fed)),
+            None => http_body_util::Either::Right(http_body_util::Full::new(
+                bytes::Bytes::from(format!("whole {n}")),
+            )),
+        };
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .header("cache-control", "max-age=60")
+                    .body(body)
+                    .unwrap(),
+            )
+        }
+    });
+    let app = layer(Policy::new().max_coalesce_wait(Duration::from_millis(100))).layer(origin);
+    let get = || {
+        Request::get("/item")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    // The first client gets its head and first bytes; then the origin stalls.
+    let first = app.clone().oneshot(get()).await.unwrap();
+    feed.send(bytes::Bytes::from_static(b"part")).unwrap();
+    let mut first = first.into_body();
+    let frame = first.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "part");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Long after the coalescing wait: a new request.
+    let later = tokio::time::timeout(Duration::from_secs(3), async {
+        let response = app.clone().oneshot(get()).await.unwrap();
+        response.into_body().collect().await.unwrap().to_bytes()
+    })
+    .await;
+    drop(feed);
+    let later = later.expect("a request long after the coalescing wait is not held by a stalled body");
+    assert!(later.starts_with(b"whole"), "{later:?}");
+}
