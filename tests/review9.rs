@@ -155,3 +155,55 @@ async fn a_stalled_origin_body_does_not_hang_every_later_request_for_the_key() {
     let later = later.expect("a request long after the coalescing wait is not held by a stalled body");
     assert!(later.starts_with(b"whole"), "{later:?}");
 }
+
+/// Says when it is dropped.
+struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(signal) = self.0.take() {
+            let _ = signal.send(());
+        }
+    }
+}
+
+/// `Background` says it is held by layers and services only, "so dropping the last of them
+/// aborts whatever still runs". But the fetch task it spawns (`fetch::lead` spawning
+/// `fetch(Arc::clone(&background), ..)`) holds an `Arc<Background>` itself: the task keeps
+/// its own `JoinSet` alive, so an origin call that never answers is never aborted, after the
+/// client went away and every layer and service was dropped. (Same for background refreshes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_service_aborts_a_hung_fetch() {
+    use tower::{Layer, ServiceExt, service_fn};
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+    let (called_tx, called) = tokio::sync::oneshot::channel();
+    let slots = Arc::new(std::sync::Mutex::new(Some((dropped_tx, called_tx))));
+    let origin = service_fn(move |_: Request<http_body_util::Empty<bytes::Bytes>>| {
+        let (dropped_tx, called_tx) = slots.lock().unwrap().take().expect("called once");
+        let signal = DropSignal(Some(dropped_tx));
+        let _ = called_tx.send(());
+        async move {
+            let _signal = signal;
+            std::future::pending::<()>().await;
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
+        }
+    });
+    let cache = layer(Policy::new());
+    let app = cache.layer(origin);
+    let client = tokio::spawn(app.clone().oneshot(
+        Request::get("/item")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap(),
+    ));
+    called.await.unwrap();
+    client.abort();
+    let _ = client.await;
+    drop(app);
+    drop(cache);
+    tokio::time::timeout(Duration::from_secs(3), dropped)
+        .await
+        .expect("the hung origin call is dropped with the last service")
+        .unwrap();
+}
