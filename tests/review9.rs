@@ -207,3 +207,63 @@ async fn dropping_every_service_aborts_a_hung_fetch() {
         .expect("the hung origin call is dropped with the last service")
         .unwrap();
 }
+
+/// `origin_timeout`: "when a stale response could be served instead, an origin slower than
+/// this counts as failed: the client gets the stale response". Only the leader's (and a
+/// direct fetch's) wait is bounded by it: a request that joined the leader's flight, with the
+/// same stale response to fall back on, waits `max_coalesce_wait` (5 s by default), then
+/// leads the replacement; one that may not lead waits for the hung fetch as long as it hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_with_a_stale_fallback_gets_it_after_the_origin_timeout_like_its_leader() {
+    let calls = Calls::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let (c, g) = (calls.clone(), Arc::clone(&gate));
+    let app = Router::new()
+        .route(
+            "/item",
+            get(move || {
+                let n = c.hit();
+                let g = Arc::clone(&g);
+                async move {
+                    if n > 1 {
+                        let _ = g.acquire().await.unwrap();
+                    }
+                    format!("answer {n}")
+                }
+            }),
+        )
+        .layer(layer(
+            Policy::new()
+                .ttl(Duration::from_millis(200))
+                .stale_if_error(Duration::from_secs(30))
+                .origin_timeout(Duration::from_millis(100)),
+        ));
+    assert_eq!(
+        send(&app, Request::get("/item").body(Body::empty()).unwrap())
+            .await
+            .text(),
+        "answer 1"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let leader = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, Request::get("/item").body(Body::empty()).unwrap()).await }
+    });
+    while calls.get() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let started = std::time::Instant::now();
+    let waiter = tokio::time::timeout(Duration::from_secs(2), {
+        let app = app.clone();
+        async move { send(&app, Request::get("/item").body(Body::empty()).unwrap()).await }
+    })
+    .await;
+    let waited = started.elapsed();
+    let leader = leader.await.unwrap();
+    gate.add_permits(10);
+    assert_eq!((leader.cache(), leader.text().as_str()), ("STALE", "answer 1"));
+    let waiter = waiter.unwrap_or_else(|_| {
+        panic!("the leader got the stale response after 100 ms; its waiter still waits after {waited:?}")
+    });
+    assert_eq!((waiter.cache(), waiter.text().as_str()), ("STALE", "answer 1"));
+}
