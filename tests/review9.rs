@@ -267,3 +267,94 @@ async fn a_waiter_with_a_stale_fallback_gets_it_after_the_origin_timeout_like_it
     });
     assert_eq!((waiter.cache(), waiter.text().as_str()), ("STALE", "answer 1"));
 }
+
+/// A memory store whose `claim_fill` takes a while (a Redis round trip, or another instance
+/// holding the claim), then grants it.
+#[derive(Clone)]
+struct SlowClaims(MemoryStore);
+
+impl tower_response_cache::Store for SlowClaims {
+    async fn get(
+        &self,
+        key: tower_response_cache::StoreKey,
+    ) -> Result<Option<Arc<tower_response_cache::Entry>>, tower_response_cache::StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(
+        &self,
+        key: tower_response_cache::StoreKey,
+        entry: Arc<tower_response_cache::Entry>,
+        ttl: Duration,
+    ) -> Result<tower_response_cache::PutOutcome, tower_response_cache::StoreError> {
+        self.0.put(key, entry, ttl).await
+    }
+    async fn remove(
+        &self,
+        key: tower_response_cache::StoreKey,
+    ) -> Result<(), tower_response_cache::StoreError> {
+        self.0.remove(key).await
+    }
+    async fn invalidate_tags<'a>(
+        &'a self,
+        tags: &'a [&'a str],
+    ) -> Result<u64, tower_response_cache::StoreError> {
+        self.0.invalidate_tags(tags).await
+    }
+    async fn clear(&self) -> Result<u64, tower_response_cache::StoreError> {
+        self.0.clear().await
+    }
+    async fn claim_fill(&self, _key: tower_response_cache::StoreKey, _hold: Duration) -> bool {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        true
+    }
+}
+
+/// `fetch::lead` awaits `claim_or_wait` in the leader's own request future, holding the
+/// flight's guard, before the fetch task is spawned. A leader whose client goes away then
+/// (a Redis round trip; up to `max_coalesce_wait` while another instance holds the claim)
+/// drops the guard: every waiter gets `Shared::Failed` and calls the origin itself, a
+/// stampede of one origin call per waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_client_leaves_while_claiming_does_not_release_a_stampede() {
+    let calls = Calls::default();
+    let c = calls.clone();
+    let app = Router::new()
+        .route(
+            "/item",
+            get(move || {
+                let n = c.hit();
+                async move { format!("answer {n}") }
+            }),
+        )
+        .layer(
+            CacheLayer::new(SlowClaims(MemoryStore::with_capacity_bytes(16 << 20)))
+                .policy(Policy::new()),
+        );
+    let leader = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, Request::get("/item").body(Body::empty()).unwrap()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiters = tokio::spawn({
+        let app = app.clone();
+        async move {
+            common::all_at_once(
+                &app,
+                (0..20)
+                    .map(|_| Request::get("/item").body(Body::empty()).unwrap())
+                    .collect(),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The leader's client goes away while its claim is pending.
+    leader.abort();
+    let got = waiters.await.unwrap();
+    assert!(got.iter().all(|g| g.status == 200));
+    assert!(
+        calls.get() <= 2,
+        "{} origin calls for 20 waiters of a leader whose client left",
+        calls.get()
+    );
+}
