@@ -207,7 +207,8 @@ where
         let policy = config.policies.get(pending.lookup.policy);
         let shared = match tokio::time::timeout(policy.max_coalesce_wait, waiter.outcome()).await {
             Ok(shared) => shared,
-            Err(_) => match waiter.replace().filter(|_| leads) {
+            // `replace` takes the flight's one replacement: only for a request that will start it.
+            Err(_) => match leads.then(|| waiter.replace()).flatten() {
                 Some(guard) => {
                     let racing = Some(waiter);
                     return lead(config, background, inner, pending, stale, guard, racing).await;
