@@ -31,6 +31,15 @@ impl Writes {
     }
 }
 
+/// What a fetch and the fill after it need from the layer: the bound on pending store writes,
+/// and whether the layer is still there (for tasks that outlive it on purpose). Held by those
+/// tasks instead of the [`Background`] itself, which only layers and services hold.
+#[derive(Clone)]
+pub(crate) struct Behind {
+    pub writes: Writes,
+    pub alive: std::sync::Weak<()>,
+}
+
 /// The cache's work still pending behind responses already returned (a streamed body being
 /// received and stored, a hit-for-pass marker being written), for [`CacheHandle::flush`].
 ///
@@ -93,14 +102,13 @@ impl Background {
         }
     }
 
-    /// Whether the layer is still there, for tasks that outlive it on purpose.
-    pub fn liveness(&self) -> std::sync::Weak<()> {
-        Arc::downgrade(&self.alive)
-    }
-
-    /// The bound on pending store writes.
-    pub fn writes(&self) -> Writes {
-        self.writes.clone()
+    /// What the work behind a response needs, without holding the layer's tasks (a task that
+    /// held them would keep itself from being aborted with the last service).
+    pub fn behind(&self) -> Behind {
+        Behind {
+            writes: self.writes.clone(),
+            alive: Arc::downgrade(&self.alive),
+        }
     }
 
     /// A permit for one background refresh, if fewer than the maximum are running.

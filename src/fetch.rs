@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 use tower_service::Service;
 
-use crate::background::Background;
+use crate::background::{Background, Behind};
 use crate::bounds::{CachedBody, Inner};
 use crate::coalesce::{FlightGuard, Role, Shared, Waiter};
 use crate::conditions::CONDITIONS;
@@ -288,20 +288,6 @@ where
             return Ok(response);
         }
     }
-    let claim = match config.claim_or_wait(&pending.parts, &pending.lookup).await {
-        Claim::Mine => Some(key),
-        Claim::GaveUp => None,
-        Claim::Filled(entry) => {
-            // Another instance filled it: answer from the store, and tell the local waiters.
-            if let Some(response) = config.answer(&entry, head, SystemTime::now(), Disposition::Hit)
-            {
-                Counters::add(&config.counters.coalesced);
-                guard.publish(Shared::LookAgain);
-                return Ok(response);
-            }
-            None
-        }
-    };
     // What the replacing request needs to take the flight's answer instead of its own.
     let racing = racing.map(|waiter| {
         (
@@ -311,16 +297,28 @@ where
         )
     });
     let (answer, answered) = oneshot::channel();
-    let fetching = fetch(
-        Arc::clone(&config),
-        Arc::clone(&background),
-        inner,
-        pending,
-        Some(guard),
-        claim,
-    );
-    // The runtime was checked by `coalesced`, so the task starts.
+    let (task_config, behind) = (Arc::clone(&config), background.behind());
+    // The claim (a store round trip, or a wait for another instance's fill) and the fetch run
+    // in the task: a client that goes away meanwhile leaves its waiters to the task, not
+    // without a fetch. The runtime was checked by `coalesced`, so the task starts.
     background.spawn(async move {
+        let config = task_config;
+        let claim = match config.claim_or_wait(&pending.parts, &pending.lookup).await {
+            Claim::Mine => Some(key),
+            Claim::GaveUp => None,
+            Claim::Filled(entry) => {
+                // Another instance filled it: answer from the store, and tell the local waiters.
+                let now = SystemTime::now();
+                if let Some(response) = config.answer(&entry, head, now, Disposition::Hit) {
+                    Counters::add(&config.counters.coalesced);
+                    guard.publish(Shared::LookAgain);
+                    let _ = answer.send(Ok(response));
+                    return;
+                }
+                None
+            }
+        };
+        let fetching = fetch(Arc::clone(&config), behind, inner, pending, Some(guard), claim);
         // The client may be gone; the fill is what matters then.
         let _ = answer.send(fetching.await);
     });
@@ -421,7 +419,7 @@ where
     let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
     let mut fetching = std::pin::pin!(fetch(
         Arc::clone(&config),
-        background,
+        background.behind(),
         inner,
         pending,
         None,
@@ -445,7 +443,7 @@ where
 /// response; tells the requests waiting for it (`guard`) what they may be given.
 pub(crate) fn fetch<S, St, K, ReqB, ResB>(
     config: Arc<Config<St, K>>,
-    background: Arc<Background>,
+    behind: Behind,
     mut inner: S,
     pending: Pending<ReqB>,
     guard: Option<FlightGuard>,
@@ -499,7 +497,7 @@ where
             request: request_head,
             claim,
         };
-        Ok(config.fill(&background, miss, response, guard).await)
+        Ok(config.fill(&behind, miss, response, guard).await)
     }
 }
 
@@ -546,7 +544,7 @@ pub(crate) fn refresh<S, St, K, ReqB, ResB>(
     pending.now = SystemTime::now();
     let refreshing = fetch(
         Arc::clone(config),
-        Arc::clone(background),
+        background.behind(),
         inner,
         pending,
         Some(guard),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::background::Background;
+use crate::background::Behind;
 use crate::bounds::CachedBody;
 use crate::buffer::{Read, read_to_limit};
 use crate::coalesce::{FlightGuard, Shared};
@@ -74,7 +74,7 @@ where
     /// be given as soon as that is known.
     pub async fn fill<B: CachedBody>(
         self: &Arc<Self>,
-        background: &Background,
+        behind: &Behind,
         mut miss: Miss,
         response: Response<B>,
         guard: Option<FlightGuard>,
@@ -119,7 +119,7 @@ where
         let decision = match decision {
             Ok(decision) => decision,
             Err(reason) => {
-                let shared = self.not_shared(background, miss, &parts, reason).await;
+                let shared = self.not_shared(miss, &parts, reason).await;
                 if let Some(guard) = guard {
                     guard.publish(shared);
                 }
@@ -142,8 +142,8 @@ where
             });
         }
         let config = Arc::clone(self);
-        let writes = background.writes();
-        let owner = background.liveness();
+        let writes = behind.writes.clone();
+        let owner = behind.alive.clone();
         let pending = self.unsettled.enter();
         // Not one of the layer's tasks: the clients may still be reading after the last
         // service is dropped (a `oneshot` call returns before its body is read). It ends with
@@ -333,7 +333,6 @@ where
     /// response path.
     async fn not_shared(
         self: &Arc<Self>,
-        background: &Background,
         miss: Miss,
         parts: &response::Parts,
         reason: NotStoredReason,
@@ -341,19 +340,19 @@ where
         self.not_stored(reason);
         let shareable_status = !miss.head && !parts.status.is_server_error();
         if !shareable_status || !reason.is_unshareable() {
-            self.release_off_path(background, miss, false).await;
+            self.release_off_path(miss, false).await;
             return Shared::Failed;
         }
         // Unshareable for this request, or for this variant: the others for the key keep
         // what is stored, and waiters ask the origin themselves.
         let mark = miss.facts.fills_for_others() && !varies_per_request(parts);
-        self.release_off_path(background, miss, mark).await;
+        self.release_off_path(miss, mark).await;
         Shared::Pass
     }
 
-    /// Writes the hit-for-pass marker (when `mark`) and releases the claim, in a task of the
-    /// layer's when there is a runtime.
-    async fn release_off_path(self: &Arc<Self>, background: &Background, miss: Miss, mark: bool) {
+    /// Writes the hit-for-pass marker (when `mark`) and releases the claim, in a task of its
+    /// own when there is a runtime.
+    async fn release_off_path(self: &Arc<Self>, miss: Miss, mark: bool) {
         if !mark && miss.claim.is_none() {
             return;
         }
@@ -369,7 +368,9 @@ where
             }
         };
         if tokio::runtime::Handle::try_current().is_ok() {
-            background.spawn(task);
+            // Short (a write and a release, each bounded by the store's timeouts): it may
+            // outlive the layer, as the fill's own task does.
+            tokio::spawn(task);
         } else {
             task.await;
         }
