@@ -205,17 +205,36 @@ where
             Role::Waiter(waiter) => waiter,
         };
         let policy = config.policies.get(pending.lookup.policy);
-        let shared = match tokio::time::timeout(policy.max_coalesce_wait, waiter.outcome()).await {
-            Ok(shared) => shared,
-            // `replace` takes the flight's one replacement: only for a request that will start it.
-            Err(_) => match leads.then(|| waiter.replace()).flatten() {
-                Some(guard) => {
-                    let racing = Some(waiter);
-                    return lead(config, background, inner, pending, stale, guard, racing).await;
+        let mut wait = policy.max_coalesce_wait;
+        // With a stale response to fall back on, a waiter gives the fetch no longer than its
+        // leader does (`origin_timeout`), then answers stale and leaves the flight alone.
+        let stale_after = policy.origin_timeout.filter(|limit| *limit < wait);
+        let shared = 'waited: {
+            if let (Some(stale), Some(limit)) = (&stale, stale_after) {
+                match tokio::time::timeout(limit, waiter.outcome()).await {
+                    Ok(shared) => break 'waited shared,
+                    Err(_) => {
+                        if let Some(response) = config.answer_stale(stale, &pending) {
+                            return Ok(response);
+                        }
+                        wait -= limit;
+                    }
                 }
-                // Another waiter replaces the fetch that overran: the first answer will do.
-                None => waiter.outcome().await,
-            },
+            }
+            match tokio::time::timeout(wait, waiter.outcome()).await {
+                Ok(shared) => shared,
+                // `replace` takes the flight's one replacement: only for a request that will
+                // start it.
+                Err(_) => match leads.then(|| waiter.replace()).flatten() {
+                    Some(guard) => {
+                        let racing = Some(waiter);
+                        return lead(config, background, inner, pending, stale, guard, racing)
+                            .await;
+                    }
+                    // Another waiter replaces the fetch that overran: the first answer will do.
+                    None => waiter.outcome().await,
+                },
+            }
         };
         let request = pending.lookup.request(&config, &pending.parts);
         let now = SystemTime::now();
@@ -318,7 +337,14 @@ where
                 None
             }
         };
-        let fetching = fetch(Arc::clone(&config), behind, inner, pending, Some(guard), claim);
+        let fetching = fetch(
+            Arc::clone(&config),
+            behind,
+            inner,
+            pending,
+            Some(guard),
+            claim,
+        );
         // The client may be gone; the fill is what matters then.
         let _ = answer.send(fetching.await);
     });

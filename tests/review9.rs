@@ -119,9 +119,9 @@ async fn a_stalled_origin_body_does_not_hang_every_later_request_for_the_key() {
         let n = c.hit();
         let body = match fed.lock().unwrap().take() {
             Some(fed) => http_body_util::Either::Left(Fed(fed)),
-            None => http_body_util::Either::Right(http_body_util::Full::new(
-                bytes::Bytes::from(format!("whole {n}")),
-            )),
+            None => http_body_util::Either::Right(http_body_util::Full::new(bytes::Bytes::from(
+                format!("whole {n}"),
+            ))),
         };
         async move {
             Ok::<_, std::convert::Infallible>(
@@ -152,7 +152,8 @@ async fn a_stalled_origin_body_does_not_hang_every_later_request_for_the_key() {
     })
     .await;
     drop(feed);
-    let later = later.expect("a request long after the coalescing wait is not held by a stalled body");
+    let later =
+        later.expect("a request long after the coalescing wait is not held by a stalled body");
     assert!(later.starts_with(b"whole"), "{later:?}");
 }
 
@@ -192,11 +193,13 @@ async fn dropping_every_service_aborts_a_hung_fetch() {
     });
     let cache = layer(Policy::new());
     let app = cache.layer(origin);
-    let client = tokio::spawn(app.clone().oneshot(
-        Request::get("/item")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap(),
-    ));
+    let client = tokio::spawn(
+        app.clone().oneshot(
+            Request::get("/item")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        ),
+    );
     called.await.unwrap();
     client.abort();
     let _ = client.await;
@@ -261,11 +264,17 @@ async fn a_waiter_with_a_stale_fallback_gets_it_after_the_origin_timeout_like_it
     let waited = started.elapsed();
     let leader = leader.await.unwrap();
     gate.add_permits(10);
-    assert_eq!((leader.cache(), leader.text().as_str()), ("STALE", "answer 1"));
+    assert_eq!(
+        (leader.cache(), leader.text().as_str()),
+        ("STALE", "answer 1")
+    );
     let waiter = waiter.unwrap_or_else(|_| {
         panic!("the leader got the stale response after 100 ms; its waiter still waits after {waited:?}")
     });
-    assert_eq!((waiter.cache(), waiter.text().as_str()), ("STALE", "answer 1"));
+    assert_eq!(
+        (waiter.cache(), waiter.text().as_str()),
+        ("STALE", "answer 1")
+    );
 }
 
 /// A memory store whose `claim_fill` takes a while (a Redis round trip, or another instance

@@ -227,7 +227,8 @@ impl Policy {
 
     /// When a stale response could be served instead, an origin slower than this counts as
     /// failed: the client gets the stale response, and the fetch goes on in the background to
-    /// refresh the cache.
+    /// refresh the cache. Requests waiting for that fetch get the stale response after the
+    /// same time.
     pub fn origin_timeout(mut self, timeout: Duration) -> Self {
         self.origin_timeout = Some(capped(timeout));
         self
