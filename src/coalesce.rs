@@ -275,6 +275,12 @@ impl FlightGuard {
         won
     }
 
+    /// Stops new requests from joining this fetch (its body stalled): they start a fetch of
+    /// their own. Requests already given its response keep it.
+    pub fn detach(&self) {
+        self.flights.remove(self.key, &self.flight);
+    }
+
     /// The fetch's body is in and about to be stored: from now on, a request that joins the
     /// flight waits for the store's answer instead of taking the fetched response (a write
     /// on another instance may make the store refuse it, and a request sent after that write

@@ -96,6 +96,11 @@ impl Transfer {
         })
     }
 
+    /// The bytes received from the origin so far: whether the transfer is moving.
+    pub fn received(&self) -> u64 {
+        self.lock().received
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update leaves the state consistent before anything that could panic.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
