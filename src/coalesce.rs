@@ -218,6 +218,12 @@ impl Waiter {
         }
     }
 
+    /// Stops new requests from joining the flight (its body stalled): the next one starts a
+    /// fetch of its own. Requests already given its response keep it.
+    pub fn detach(&self) {
+        self.flights.remove(self.key, &self.flight);
+    }
+
     /// The right to start the flight's one replacement fetch, when its wait ran out; `None`
     /// when another waiter already has it or the flight is over.
     pub fn replace(&self) -> Option<FlightGuard> {
@@ -273,12 +279,6 @@ impl FlightGuard {
             self.won.store(true, SeqCst);
         }
         won
-    }
-
-    /// Stops new requests from joining this fetch (its body stalled): they start a fetch of
-    /// their own. Requests already given its response keep it.
-    pub fn detach(&self) {
-        self.flights.remove(self.key, &self.flight);
     }
 
     /// The fetch's body is in and about to be stored: from now on, a request that joins the

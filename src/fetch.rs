@@ -186,6 +186,7 @@ where
     let leads = pending.lookup.facts.fills_for_others();
     let mut other_variants = 0;
     let mut looked_again = false;
+    let mut restarted = false;
     let shared = loop {
         let key = pending.lookup.flight_key();
         let role = if leads {
@@ -251,6 +252,16 @@ where
                 }
                 _ => Taken::No,
             },
+            // Its body stalled (nothing for the coalescing wait): rather than hang on it, this
+            // request starts a fetch of its own, once, and the next ones join that.
+            Shared::Entry {
+                body: Some(transfer),
+                ..
+            } if !restarted && transfer.stalled_for(policy.max_coalesce_wait) => {
+                waiter.detach();
+                restarted = true;
+                continue;
+            }
             _ => config.take_shared(&shared, &request, now),
         };
         match taken {

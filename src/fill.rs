@@ -11,7 +11,6 @@
 use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, HeaderMap, HeaderValue};
 use http::{Response, request, response};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -149,13 +148,8 @@ where
         // Not one of the layer's tasks: the clients may still be reading after the last
         // service is dropped (a `oneshot` call returns before its body is read). It ends with
         // the body, or when nobody reads a body it has no one to store for.
-        let wait = policy.max_coalesce_wait;
         tokio::spawn(async move {
-            let driving = transfer::drive(&transfer, body, owner);
-            let driven = match &guard {
-                Some(guard) => detach_when_stalled(driving, &transfer, guard, wait).await,
-                None => driving.await,
-            };
+            let driven = transfer::drive(&transfer, body, owner).await;
             config.finish(&writes, miss, head, driven, guard).await;
             drop(pending);
         });
@@ -509,32 +503,6 @@ where
                 Counters::add(&self.counters.store_errors);
                 tracing::warn!(%error, "cache store put failed; response not stored");
                 None
-            }
-        }
-    }
-}
-
-/// Drives the body; when nothing arrives for `wait` (an origin that stalls mid-body), the
-/// flight stops taking new requests: they start a fetch of their own (coalesced among
-/// themselves) rather than all hang on this one. The clients already reading keep reading.
-async fn detach_when_stalled(
-    driving: impl Future<Output = Driven>,
-    transfer: &Transfer,
-    guard: &FlightGuard,
-    wait: Duration,
-) -> Driven {
-    let mut driving = std::pin::pin!(driving);
-    let mut seen = transfer.received();
-    loop {
-        match tokio::time::timeout(wait, driving.as_mut()).await {
-            Ok(driven) => return driven,
-            Err(_) => {
-                let received = transfer.received();
-                if received == seen {
-                    guard.detach();
-                    return driving.await;
-                }
-                seen = received;
             }
         }
     }

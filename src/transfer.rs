@@ -19,6 +19,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// The error type of response bodies: the origin's body error, or one the cache reports.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,6 +37,8 @@ struct State {
     kept: usize,
     /// Bytes received in all.
     received: u64,
+    /// When the last frame came (or the transfer began).
+    progressed: Instant,
     limit: usize,
     /// Every frame so far is kept: the body is still within the limit.
     keeping: bool,
@@ -85,6 +88,7 @@ impl Transfer {
                 first: 0,
                 kept: 0,
                 received: 0,
+                progressed: Instant::now(),
                 limit,
                 keeping: true,
                 end: None,
@@ -96,9 +100,10 @@ impl Transfer {
         })
     }
 
-    /// The bytes received from the origin so far: whether the transfer is moving.
-    pub fn received(&self) -> u64 {
-        self.lock().received
+    /// Whether nothing came from the origin for `wait`: neither a frame nor the end.
+    pub fn stalled_for(&self, wait: Duration) -> bool {
+        let state = self.lock();
+        state.end.is_none() && state.progressed.elapsed() > wait
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -143,6 +148,7 @@ impl Transfer {
 impl State {
     fn push(&mut self, data: Bytes) {
         self.received = self.received.saturating_add(data.len() as u64);
+        self.progressed = Instant::now();
         self.kept += data.len();
         self.frames.push_back(data);
         if self.keeping && self.received > self.limit as u64 {

@@ -1239,3 +1239,49 @@ async fn values_of_every_size_are_read_back_whole() {
         );
     }
 }
+
+/// Redis stalls (every client paused): a miss waits for its read to time out, then for the
+/// origin, and gets its response; the write runs behind it and times out on its own, after the
+/// response. Before, the write was awaited too: two timeouts per miss. (Counts, not clocks:
+/// with a 2 s store timeout, the write cannot have failed when the response arrives.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stalled_a_miss_waits_for_the_read_timeout_only() {
+    let server = RedisServer::start();
+    let calls = Calls::default();
+    let store = RedisStore::builder(server.url())
+        .prefix("stall")
+        .timeout(Duration::from_secs(2))
+        .circuit_breaker(10, Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let layer = CacheLayer::new(store);
+    let (stats, handle) = (layer.stats(), layer.handle());
+    let app = Router::new()
+        .route(
+            "/{*path}",
+            get(move || {
+                calls.hit();
+                async { "origin" }
+            }),
+        )
+        .layer(layer);
+    // Connections up before the stall.
+    assert_eq!(send(&app, common::get("/warm")).await.status, 200);
+    handle.flush().await;
+    let before = stats.snapshot().store_errors;
+    pause(&server, 6000).await;
+    let got = send(&app, common::get("/item")).await;
+    let at_response = stats.snapshot();
+    assert_eq!((got.status, got.text().as_str()), (200, "origin"));
+    assert_eq!(
+        (at_response.store_errors - before, at_response.stores),
+        (1, 1),
+        "when the response came, only the read had timed out (the warm-up was the one store)"
+    );
+    handle.flush().await;
+    assert_eq!(
+        stats.snapshot().store_errors - before,
+        2,
+        "the write behind it timed out after"
+    );
+}
