@@ -282,9 +282,12 @@ mod redis {
             .build()
             .unwrap();
         let layer = CacheLayer::new(store.clone());
+        let handle = layer.handle();
         let service = layer.layer(origin(&[], None));
         let first = read(service.clone().oneshot(get("/x")).await.unwrap()).await;
         assert_eq!(first.cache(), "MISS");
+        // The write runs behind the response.
+        handle.flush().await;
         let mut raw = server.raw().await;
         let keys: Vec<String> = ::redis::cmd("KEYS")
             .arg("test:v3:e:*")
