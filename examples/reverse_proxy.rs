@@ -58,7 +58,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_response_cache::{AnyStore, CacheLayer, MemoryStore, Policy, PurgeService};
+use tower_response_cache::{AnyStore, CacheLayer, MemoryStore, Policy, PurgeService, PurgeToken};
 
 /// Everything the proxy can be told on its command line.
 #[derive(Clone, Debug)]
@@ -377,18 +377,12 @@ async fn main() {
         );
     let mut purge = None;
     if let Some(token) = &options.purge_token {
-        let layer = cache.clone().purge_method(token);
-        let endpoint = PurgeService::new(cache.handle(), token);
-        match (layer, endpoint) {
-            (Ok(layer), Ok(endpoint)) => {
-                cache = layer;
-                purge = Some(endpoint);
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("--purge-token: {e}");
-                std::process::exit(2);
-            }
-        }
+        let token = PurgeToken::new(token).unwrap_or_else(|e| {
+            eprintln!("--purge-token: {e}");
+            std::process::exit(2);
+        });
+        cache = cache.purge_method(token.clone());
+        purge = Some(PurgeService::new(cache.handle(), token));
     }
     let client: Client<HttpConnector, Incoming> =
         Client::builder(TokioExecutor::new()).build_http();

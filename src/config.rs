@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use crate::coalesce::Flights;
 use crate::invalidate::Generations;
 use crate::policy::Policies;
+use crate::purge::token::PurgeToken;
 use crate::stats::Counters;
 use crate::unapplied::Unapplied;
 use crate::{BypassReason, NotStoredReason};
@@ -32,7 +33,7 @@ pub(crate) struct Config<St: ?Sized, K> {
     /// Whether the tag header is passed on to clients (it is removed by default).
     pub keep_tag_header: bool,
     /// When set, `PURGE` requests with this bearer token invalidate their URI.
-    pub purge_token: Option<crate::purge::Token>,
+    pub purge_token: Option<PurgeToken>,
     /// Writes still pending behind responses already returned.
     pub unsettled: Arc<crate::background::Unsettled>,
 }

@@ -9,7 +9,9 @@ use crate::background::Background;
 use crate::config::Config;
 use crate::policy::Policies;
 use crate::stats::{CacheStats, Counters};
-use crate::{CacheHandle, CacheService, DefaultKey, KeyMaker, Policy, RoutePattern, Store};
+use crate::{
+    CacheHandle, CacheService, DefaultKey, KeyMaker, Policy, PurgeToken, RoutePattern, Store,
+};
 
 const DEFAULT_MAX_REFRESHES: usize = 32;
 const DEFAULT_MAX_PENDING_WRITES: usize = 1024;
@@ -244,9 +246,17 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     /// `Authorization: Bearer <token>` every entry stored for the request's URI is invalidated
     /// (`200 purged N entries`); without it, `401`. Off by default, when `PURGE` is just a
     /// method that changes something.
-    pub fn purge_method(self, token: &str) -> Result<Self, crate::InvalidToken> {
-        let token = crate::purge::Token::new(token)?;
-        Ok(self.configure(|c| c.purge_token = Some(token)))
+    ///
+    /// ```
+    /// use tower_response_cache::{CacheLayer, MemoryStore, PurgeToken};
+    ///
+    /// let token = PurgeToken::new("a-long-random-secret")?;
+    /// let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).purge_method(token);
+    /// # let _ = cache;
+    /// # Ok::<(), tower_response_cache::InvalidToken>(())
+    /// ```
+    pub fn purge_method(self, token: PurgeToken) -> Self {
+        self.configure(|c| c.purge_token = Some(token))
     }
 
     /// The store, to clear it or remove entries directly.

@@ -94,7 +94,8 @@ pub use outcome::{BypassReason, NotStoredReason};
 pub use policy::{
     Authorization, Cookies, InvalidPattern, Policy, RoutePattern, SetCookie, StatusSet, Tagger,
 };
-pub use purge::{InvalidToken, PurgeService};
+pub use purge::PurgeService;
+pub use purge::token::{InvalidToken, PurgeToken};
 pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};

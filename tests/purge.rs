@@ -5,9 +5,13 @@ mod common;
 use axum::Router;
 use axum::routing::get;
 use common::{Calls, req, send};
-use tower_response_cache::{CacheLayer, InvalidToken, MemoryStore, PurgeService};
+use tower_response_cache::{CacheLayer, InvalidToken, MemoryStore, PurgeService, PurgeToken};
 
 const TOKEN: &str = "s3cret-token";
+
+fn token() -> PurgeToken {
+    PurgeToken::new(TOKEN).unwrap()
+}
 
 fn site(calls: &Calls, layer: CacheLayer<MemoryStore>) -> Router {
     let c = calls.clone();
@@ -25,7 +29,7 @@ fn site(calls: &Calls, layer: CacheLayer<MemoryStore>) -> Router {
 #[tokio::test]
 async fn the_purge_endpoint_needs_the_token() {
     let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20));
-    let purge = PurgeService::new(layer.handle(), TOKEN).unwrap();
+    let purge = PurgeService::new(layer.handle(), token());
     let calls = Calls::default();
     let app = site(&calls, layer).merge(Router::new().route_service("/_cache/purge", purge));
     send(&app, common::get("/a")).await;
@@ -113,7 +117,7 @@ async fn the_purge_endpoint_needs_the_token() {
 #[tokio::test]
 async fn purges_without_a_host_reach_every_host_and_say_how_many() {
     let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20));
-    let purge = PurgeService::new(layer.handle(), TOKEN).unwrap();
+    let purge = PurgeService::new(layer.handle(), token());
     let calls = Calls::default();
     let app = site(&calls, layer).merge(Router::new().route_service("/_cache/purge", purge));
     let auth = ("authorization", "Bearer s3cret-token");
@@ -159,15 +163,8 @@ async fn purges_without_a_host_reach_every_host_and_say_how_many() {
 
 #[test]
 fn tokens_must_be_usable() {
-    let handle = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).handle();
-    assert_eq!(
-        PurgeService::new(handle.clone(), "").unwrap_err(),
-        InvalidToken
-    );
-    assert_eq!(
-        PurgeService::new(handle, "two words").unwrap_err(),
-        InvalidToken
-    );
+    assert_eq!(PurgeToken::new("").unwrap_err(), InvalidToken);
+    assert_eq!(PurgeToken::new("two words").unwrap_err(), InvalidToken);
 }
 
 #[tokio::test]
@@ -186,9 +183,7 @@ async fn the_purge_method_is_off_by_default_and_guarded_when_on() {
 
     // On: answered by the cache, never forwarded.
     let calls = Calls::default();
-    let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20))
-        .purge_method(TOKEN)
-        .unwrap();
+    let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).purge_method(token());
     let app = site(&calls, layer);
     send(&app, common::get("/a")).await;
     let denied = send(

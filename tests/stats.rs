@@ -9,7 +9,7 @@ use common::{Calls, req, send};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tower_response_cache::{CacheLayer, MemoryStore, Policy, PurgeService};
+use tower_response_cache::{CacheLayer, MemoryStore, Policy, PurgeService, PurgeToken};
 
 fn cache(policy: Policy) -> CacheLayer<MemoryStore> {
     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).policy(policy)
@@ -105,7 +105,7 @@ async fn the_hit_ratio_counts_hits_stale_answers_and_coalesced_waiters() {
 #[tokio::test]
 async fn purging_everything_says_how_many_entries_it_removed() {
     let layer = cache(Policy::new());
-    let purge = PurgeService::new(layer.handle(), "token").unwrap();
+    let purge = PurgeService::new(layer.handle(), PurgeToken::new("token").unwrap());
     let app = Router::new()
         .route("/{*path}", get(|| async { "page" }))
         .layer(layer)
