@@ -24,7 +24,7 @@ use crate::fill::Miss;
 use crate::invalidate;
 use crate::key::{Target, normalize_path, normalized_head, original_uri};
 use crate::lookup::{Found, Now, Taken};
-use crate::service::Lookup;
+use crate::prepare::Lookup;
 use crate::stats::Counters;
 use crate::{CacheBody, CacheOverride, Entry, Store, StoreKey};
 

@@ -75,6 +75,7 @@ mod layer;
 mod lookup;
 mod outcome;
 mod policy;
+mod prepare;
 mod purge;
 mod response_override;
 mod semantics;

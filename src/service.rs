@@ -14,7 +14,7 @@
 //! the inner service is not even cloned.
 
 use bytes::Bytes;
-use http::{Method, Request, Response, request};
+use http::{Request, Response};
 use http_body::Body;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,14 +26,10 @@ use crate::bounds::{CachedBody, Inner};
 use crate::conditions::Conditions;
 use crate::config::{Config, Disposition};
 use crate::fetch::{self, Pending};
-use crate::key::{Target, Unkeyed};
-use crate::lookup::{self, Found, Now};
-use crate::policy::PolicyId;
-use crate::semantics::RequestFacts;
+use crate::lookup::{Found, Now};
+use crate::prepare::has_body;
 use crate::stats::Counters;
-use crate::{
-    BypassReason, CacheBody, CacheKey, DefaultKey, KeyBuilder, KeyMaker, ResponseFuture, Store,
-};
+use crate::{CacheBody, DefaultKey, KeyMaker, ResponseFuture, Store};
 
 /// The cache in front of an inner service `S`; built by [`CacheLayer`](crate::CacheLayer).
 pub struct CacheService<S, St: ?Sized, K = DefaultKey> {
@@ -148,92 +144,6 @@ impl<S: Clone, St: ?Sized, K> CacheService<S, St, K> {
 fn take<S: Clone>(inner: &mut S) -> S {
     let clone = inner.clone();
     std::mem::replace(inner, clone)
-}
-
-/// What a cacheable request is looked up with.
-#[derive(Clone)]
-pub(crate) struct Lookup {
-    pub policy: PolicyId,
-    pub facts: RequestFacts,
-    pub key: CacheKey,
-    pub head: bool,
-    /// The key of the request's variant, when the store said the key's responses vary: a
-    /// fetch is coalesced with the requests for that variant.
-    pub variant: Option<CacheKey>,
-}
-
-impl Lookup {
-    /// The key the request's fetch is coalesced under.
-    pub(crate) fn flight_key(&self) -> crate::StoreKey {
-        self.variant.as_ref().unwrap_or(&self.key).store_key()
-    }
-}
-
-impl Lookup {
-    pub(crate) fn request<'a, St: ?Sized, K>(
-        &'a self,
-        config: &'a Config<St, K>,
-        parts: &'a request::Parts,
-    ) -> lookup::Request<'a> {
-        self.request_with(config, &parts.headers)
-    }
-
-    pub(crate) fn request_with<'a, St: ?Sized, K>(
-        &'a self,
-        config: &'a Config<St, K>,
-        headers: &'a http::HeaderMap,
-    ) -> lookup::Request<'a> {
-        lookup::Request {
-            key: &self.key,
-            facts: &self.facts,
-            headers,
-            policy: config.policies.get(self.policy),
-        }
-    }
-}
-
-impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
-    /// Decides whether the request may use the cache, and builds its key. `has_body`: the
-    /// request carries a body (or may: its length is not known to be zero).
-    fn prepare(&self, parts: &request::Parts, has_body: bool) -> Result<Lookup, BypassReason> {
-        let head = parts.method == Method::HEAD;
-        if !head && parts.method != Method::GET {
-            return Err(BypassReason::Method);
-        }
-        if has_body {
-            return Err(BypassReason::RequestBody);
-        }
-        let unkeyed = Unkeyed::scan(&parts.headers);
-        if unkeyed.method_override {
-            return Err(BypassReason::MethodOverride);
-        }
-        let policy_id = self.policies.select(parts);
-        let policy = self.policies.get(policy_id);
-        let target = Target::of(parts)?;
-        let mut facts = RequestFacts::read(parts, policy)?;
-        facts.canonical = target.canonical;
-        facts.conditional = unkeyed.conditional;
-        let mut key = KeyBuilder::new(parts);
-        self.keys.make_key(parts, &mut key);
-        Ok(Lookup {
-            policy: policy_id,
-            facts,
-            key: key.finish(&target, unkeyed, policy.max_key_bytes)?,
-            head,
-            variant: None,
-        })
-    }
-}
-
-/// Whether a request carries a body, or may: a `GET` or `HEAD` body is not part of the key, so
-/// a request with one must not be answered from the cache nor fill it (some apps read it).
-fn has_body<B: Body>(headers: &http::HeaderMap, body: &B) -> bool {
-    let empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
-    let declared = headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes() != b"0");
-    !empty || declared
 }
 
 /// Serves what the lookup found (step 3 above). `inner` is called at most once, and only when
