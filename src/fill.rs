@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, HeaderMap, HeaderValue};
 use http::{Response, request, response};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::background::Behind;
@@ -105,7 +105,7 @@ where
         let decision = if miss.head {
             Err(NotStoredReason::Head)
         } else {
-            let seed = xxh3_64_with_seed(miss.key.as_bytes(), unix_nanos(miss.now));
+            let seed = xxh3_64_with_seed(miss.key.as_bytes(), crate::entry::unix_nanos(miss.now));
             let delay = miss
                 .now
                 .duration_since(miss.requested_at)
@@ -528,11 +528,6 @@ fn within_limit(
         Some(len) if len > limit as u64 => Err(NotStoredReason::TooLarge),
         _ => Ok(decision),
     }
-}
-
-fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn declared_length(parts: &response::Parts) -> Option<u64> {

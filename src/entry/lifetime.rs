@@ -49,6 +49,13 @@ pub(crate) fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, millis)
 }
 
+/// Unix nanoseconds of `time`, saturating (0 before 1970): a fine-grained clock reading for
+/// seeds, tokens and ordering.
+pub(crate) fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// The time `ms` Unix milliseconds name, at most the year 9999 (`SystemTime + Duration` panics
 /// where the platform's clock cannot hold the sum).
 pub(crate) fn at_unix_ms(ms: u64) -> SystemTime {

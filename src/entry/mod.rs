@@ -7,7 +7,9 @@ mod weight;
 
 pub use codec::{DecodeError, FORMAT_VERSION};
 pub use lifetime::MAX_LIFETIME;
-pub(crate) use lifetime::{Lifetime, capped, capped_secs, deadline, millis, scaled, unix_ms};
+pub(crate) use lifetime::{
+    Lifetime, capped, capped_secs, deadline, millis, scaled, unix_ms, unix_nanos,
+};
 pub(crate) use weight::block;
 
 use bytes::Bytes;

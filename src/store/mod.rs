@@ -8,6 +8,8 @@
 //! Store errors never fail a request: the layer logs and counts them, and answers from the inner
 //! service.
 
+#[cfg(feature = "redis")]
+mod instance;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

@@ -95,12 +95,12 @@ impl Shared {
     /// recorded in the generations.
     fn note_invalidation(&self) {
         self.invalidated_at
-            .fetch_max(unix_nanos(SystemTime::now()), SeqCst);
+            .fetch_max(crate::entry::unix_nanos(SystemTime::now()), SeqCst);
     }
 
     /// Whether an invalidation was noted at or after `at`.
     fn invalidated_since(&self, at: SystemTime) -> bool {
-        self.invalidated_at.load(SeqCst) >= unix_nanos(at)
+        self.invalidated_at.load(SeqCst) >= crate::entry::unix_nanos(at)
     }
 }
 
@@ -130,7 +130,7 @@ impl TieredStore {
         let shared = Arc::new(Shared {
             l1,
             l2,
-            instance: instance_id(),
+            instance: super::instance::instance_id(),
             subscribed: AtomicBool::new(false),
             resubscribed: AtomicU64::new(0),
             remote: AtomicU64::new(0),
@@ -565,25 +565,6 @@ fn key_tag(key: StoreKey) -> String {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, nanos)
-}
-
-/// An id for this store instance, different across processes and stores.
-fn instance_id() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let seed = [
-        nanos.to_le_bytes(),
-        u64::from(std::process::id()).to_le_bytes(),
-        COUNTER.fetch_add(1, SeqCst).to_le_bytes(),
-    ]
-    .concat();
-    xxhash_rust::xxh3::xxh3_64(&seed)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use redis::Script;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -147,8 +147,8 @@ impl RedisStoreBuilder {
                 put: Script::new(scripts::PUT),
                 clock_margin: self.clock_margin,
                 release: Script::new(scripts::RELEASE_LOCK),
-                lock_token: self.cluster_coalescing.then(lock_token),
-                instance: lock_token(),
+                lock_token: self.cluster_coalescing.then(instance_token),
+                instance: instance_token(),
                 uploads: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
                 undecodable: AtomicU64::new(0),
@@ -158,15 +158,7 @@ impl RedisStoreBuilder {
     }
 }
 
-/// A lock token unique to this store instance.
-fn lock_token() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Relaxed)
-    )
+/// This store instance's name in Redis (its fill claims, its uploads).
+fn instance_token() -> String {
+    format!("{:016x}", crate::store::instance::instance_id())
 }

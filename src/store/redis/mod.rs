@@ -367,7 +367,7 @@ impl Store for RedisStore {
         let redis_key = self.inner.keys.entry(key);
         // Now and then, a read also counts the live entries (same round trip).
         let counting = self.inner.count.refresh_due().then(|| {
-            let live = format!("({}", unix_ms(std::time::SystemTime::now()));
+            let live = format!("({}", crate::entry::unix_ms(std::time::SystemTime::now()));
             (self.inner.keys.entries(), live)
         });
         let k = redis_key.clone();
@@ -472,9 +472,9 @@ impl Store for RedisStore {
         invocation
             .arg(inline)
             .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
-            .arg(unix_ms(entry.fill_started_at()))
+            .arg(crate::entry::unix_ms(entry.fill_started_at()))
             .arg(crate::entry::millis(self.inner.clock_margin))
-            .arg(unix_ms(now).saturating_sub(crate::entry::millis(longest_fill)));
+            .arg(crate::entry::unix_ms(now).saturating_sub(crate::entry::millis(longest_fill)));
         for tag in entry.tags() {
             invocation.key(keys.tag(tag)).arg(Keys::record(tag));
         }
@@ -535,7 +535,7 @@ impl Store for RedisStore {
             .key(keys.entries())
             .key(keys.records())
             .key(keys.everything())
-            .arg(unix_ms(std::time::SystemTime::now()))
+            .arg(crate::entry::unix_ms(std::time::SystemTime::now()))
             .arg(crate::entry::millis(self.record_memory()))
             .arg(MAX_RECORDS);
         for tag in tags {
@@ -555,7 +555,7 @@ impl Store for RedisStore {
         let mut invocation = self.inner.invalidate_everything.prepare_invoke();
         invocation
             .key(self.inner.keys.everything())
-            .arg(unix_ms(std::time::SystemTime::now()))
+            .arg(crate::entry::unix_ms(std::time::SystemTime::now()))
             .arg(crate::entry::millis(self.record_memory()));
         self.run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
             .await?;
@@ -610,9 +610,4 @@ impl Store for RedisStore {
             .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
             .await;
     }
-}
-
-fn unix_ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
