@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::coalesce::Flights;
-use crate::invalidate::Generations;
+use crate::invalidate::{self, Generations};
 use crate::policy::Policies;
 use crate::purge::token::PurgeToken;
 use crate::stats::Counters;
@@ -80,6 +80,32 @@ impl<St: ?Sized, K> Config<St, K> {
                 Disposition::Bypass => "BYPASS",
             };
             headers.insert(name.clone(), HeaderValue::from_static(value));
+        }
+    }
+
+    /// The tags the origin names in the tag header (none without one), taken out of the
+    /// response unless configured to pass it on. `Err` names the malformed or surplus ones.
+    pub fn take_tag_header(
+        &self,
+        response: &mut http::response::Parts,
+    ) -> Result<Vec<String>, invalidate::BadTags> {
+        let mut tags = Vec::new();
+        let Some(name) = &self.tag_header else {
+            return Ok(tags);
+        };
+        let parsed = if response.headers.contains_key(name) {
+            invalidate::parse_tag_header(response.headers.get_all(name).iter(), &mut tags)
+        } else {
+            Ok(())
+        };
+        self.strip_tag_header(&mut response.headers);
+        parsed.map(|()| tags)
+    }
+
+    /// Removes the tag header, unless configured to pass it on.
+    pub fn strip_tag_header(&self, headers: &mut HeaderMap) {
+        if let Some(name) = self.tag_header.as_ref().filter(|_| !self.keep_tag_header) {
+            headers.remove(name);
         }
     }
 

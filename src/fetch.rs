@@ -61,12 +61,8 @@ where
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
             config.invalidate(&tags).await;
         }
-    } else if let Some(name) = config
-        .tag_header
-        .as_ref()
-        .filter(|_| !config.keep_tag_header)
-    {
-        parts.headers.remove(name);
+    } else {
+        config.strip_tag_header(&mut parts.headers);
     }
     config.mark(&mut parts.headers, Disposition::Bypass);
     Ok(Response::from_parts(parts, CacheBody::origin(body)))
@@ -137,21 +133,12 @@ impl<St: ?Sized, K> Config<St, K> {
             }
             tags.extend(valid);
         }
-        if let Some(name) = &self.tag_header {
-            let mut named = Vec::new();
-            if let Err(bad) =
-                invalidate::parse_tag_header(response.headers.get_all(name).iter(), &mut named)
-            {
-                tracing::warn!(
-                    ?bad,
-                    "bad purge tags on a write's response; only its URI is invalidated"
-                );
-                named.clear();
-            }
-            tags.extend(named);
-            if !self.keep_tag_header {
-                response.headers.remove(name);
-            }
+        match self.take_tag_header(response) {
+            Ok(named) => tags.extend(named),
+            Err(bad) => tracing::warn!(
+                ?bad,
+                "bad purge tags on a write's response; only its URI is invalidated"
+            ),
         }
         tags
     }

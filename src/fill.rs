@@ -304,19 +304,8 @@ where
         parts: &mut response::Parts,
         tags: &mut Vec<String>,
     ) -> Result<(), NotStoredReason> {
-        let Some(name) = &self.tag_header else {
-            return Ok(());
-        };
-        if !parts.headers.contains_key(name) {
-            return Ok(());
-        }
-        let mut origin = Vec::new();
-        let parsed = invalidate::parse_tag_header(parts.headers.get_all(name).iter(), &mut origin);
-        if !self.keep_tag_header {
-            parts.headers.remove(name);
-        }
-        match parsed {
-            Ok(()) => {
+        match self.take_tag_header(parts) {
+            Ok(origin) => {
                 tags.extend(origin);
                 Ok(())
             }
