@@ -372,16 +372,11 @@ where
         let result = result.unwrap_or_else(|_| never_answered());
         return config.settled(result, stale.as_deref(), head, now);
     }
-    if let (Some(stale), Some(limit)) = (&stale, timeout) {
-        if tokio::time::timeout(limit, &mut answered).await.is_err() {
-            // Too slow: the stale response now; the fetch refreshes the cache when it lands.
-            if let Some(response) = config.answer_stale_at(stale, head, SystemTime::now()) {
-                return Ok(response);
-            }
-        }
-    }
-    let result = answered.await.unwrap_or_else(|_| never_answered());
-    config.settled(result, stale.as_deref(), head, now)
+    // Too slow: the stale response now; the fetch's task refreshes the cache when it lands.
+    let answer = async { answered.await.unwrap_or_else(|_| never_answered()) };
+    config
+        .within_origin_timeout(answer, stale.as_deref(), timeout, head, now)
+        .await
 }
 
 /// The outcome of asking the store for the right to fill a key (cluster-wide coalescing).
@@ -441,26 +436,11 @@ where
 {
     let (head, now) = (pending.lookup.head, pending.now);
     let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
-    let mut fetching = std::pin::pin!(fetch(
-        Arc::clone(&config),
-        background.behind(),
-        inner,
-        pending,
-        None,
-        None
-    ));
-    if let (Some(stale), Some(limit)) = (&stale, timeout) {
-        if tokio::runtime::Handle::try_current().is_ok()
-            && tokio::time::timeout(limit, fetching.as_mut())
-                .await
-                .is_err()
-        {
-            if let Some(response) = config.answer_stale_at(stale, head, SystemTime::now()) {
-                return Ok(response);
-            }
-        }
-    }
-    config.settled(fetching.await, stale.as_deref(), head, now)
+    let behind = background.behind();
+    let fetching = fetch(Arc::clone(&config), behind, inner, pending, None, None);
+    config
+        .within_origin_timeout(fetching, stale.as_deref(), timeout, head, now)
+        .await
 }
 
 /// Calls the inner service (unconditionally, for the whole body) and fills the cache with its
@@ -593,6 +573,31 @@ fn never_answered<T>() -> T {
 }
 
 impl<St: Store + ?Sized, K> Config<St, K> {
+    /// The fetch's outcome, or the stale response standing in for an origin slower than
+    /// `limit` (the policy's `origin_timeout`), or for a failure, when one may (RFC 5861).
+    async fn within_origin_timeout<B: Body, E>(
+        &self,
+        fetching: impl Future<Output = Result<Response<CacheBody<B>>, E>>,
+        stale: Option<&Entry>,
+        limit: Option<Duration>,
+        head: bool,
+        now: SystemTime,
+    ) -> Result<Response<CacheBody<B>>, E> {
+        let mut fetching = std::pin::pin!(fetching);
+        if let (Some(stale), Some(limit)) = (stale, limit) {
+            if tokio::runtime::Handle::try_current().is_ok()
+                && tokio::time::timeout(limit, fetching.as_mut())
+                    .await
+                    .is_err()
+            {
+                if let Some(response) = self.answer_stale_at(stale, head, SystemTime::now()) {
+                    return Ok(response);
+                }
+            }
+        }
+        self.settled(fetching.await, stale, head, now)
+    }
+
     /// The fetch's outcome, or the stale response standing in for a failure (an error or a
     /// server error), when one may.
     fn settled<B: Body, E>(
