@@ -22,11 +22,11 @@ use crate::conditions::CONDITIONS;
 use crate::config::{Config, Disposition};
 use crate::fill::Miss;
 use crate::invalidate;
-use crate::key::{Target, normalize_path, normalized_head, original_uri};
+use crate::key::{Target, normalized_head};
 use crate::lookup::{Found, Now, Taken};
 use crate::prepare::Lookup;
 use crate::stats::Counters;
-use crate::{CacheBody, CacheOverride, Entry, Store, StoreKey};
+use crate::{CacheBody, Entry, Store, StoreKey};
 
 /// A cacheable request on its way to the origin.
 pub(crate) struct Pending<ReqB> {
@@ -34,114 +34,6 @@ pub(crate) struct Pending<ReqB> {
     pub body: ReqB,
     pub lookup: Lookup,
     pub now: SystemTime,
-}
-
-/// A request that does not use the cache. If its method may change something and the origin
-/// answers 2xx or 3xx, what it changed is invalidated before the response is returned
-/// (RFC 9111 §4.4): the target URI, same-host `Location` and `Content-Location` URIs, and the
-/// tags the response names in the tag header. Error answers invalidate nothing.
-pub(crate) async fn bypass<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
-    mut inner: S,
-    request: Request<ReqB>,
-) -> Result<Response<CacheBody<ResB>>, S::Error>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    St: Store + ?Sized,
-    ResB: Body,
-{
-    let (parts, body) = request.into_parts();
-    let write = (!invalidate::is_safe(&parts.method)).then(|| normalized_head(&parts));
-    let response = inner.call(Request::from_parts(parts, body)).await?;
-    let (mut parts, body) = response.into_parts();
-    CacheOverride::take(&mut parts, config.override_header.as_ref());
-    if let Some(write) = write {
-        let tags = config.written_tags(&write, &mut parts);
-        if parts.status.is_success() || parts.status.is_redirection() {
-            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-            config.invalidate(&tags).await;
-        }
-    } else {
-        config.strip_tag_header(&mut parts.headers);
-    }
-    config.mark(&mut parts.headers, Disposition::Bypass);
-    Ok(Response::from_parts(parts, CacheBody::origin(body)))
-}
-
-/// A `PURGE` request, answered by the cache itself (see `CacheLayer::purge_method`).
-pub(crate) async fn purge<St, K, ResB, E>(
-    config: Arc<Config<St, K>>,
-    request: request::Parts,
-) -> Result<Response<CacheBody<ResB>>, E>
-where
-    St: Store + ?Sized,
-    ResB: Body,
-{
-    let allowed = config
-        .purge_token
-        .as_ref()
-        .is_some_and(|token| token.authorizes(&request.headers));
-    let answer = if !allowed {
-        crate::purge::unauthorized()
-    } else {
-        match Target::of(&request) {
-            Ok(target) => {
-                let tag = invalidate::uri_tag(&target.authority, &target.path);
-                let purged = config.invalidate(&[&tag]).await;
-                crate::purge::text(http::StatusCode::OK, format!("purged {purged} entries\n"))
-            }
-            Err(_) => crate::purge::text(http::StatusCode::BAD_REQUEST, "invalid Host\n"),
-        }
-    };
-    let mut answer = answer.map(|body| CacheBody::buffered(body, None));
-    config.mark(answer.headers_mut(), Disposition::Bypass);
-    Ok(answer)
-}
-
-impl<St: ?Sized, K> Config<St, K> {
-    /// The tags a write covers: its target URI, same-host locations, and the tags the response
-    /// names (the tag header is removed from the response unless configured otherwise).
-    fn written_tags(
-        &self,
-        request: &request::Parts,
-        response: &mut http::response::Parts,
-    ) -> Vec<String> {
-        let path = normalize_path(original_uri(request).path());
-        let mut tags = Vec::new();
-        for authority in Target::written_authorities(request) {
-            tags.push(invalidate::uri_tag(&authority, &path));
-            for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-                let values = response.headers.get_all(name).iter();
-                tags.extend(
-                    values
-                        .filter_map(|v| v.to_str().ok())
-                        .filter_map(|v| invalidate::location_tag(&authority, &path, v)),
-                );
-            }
-        }
-        let policy = self.policies.get(self.policies.select(request));
-        if let Some(tagger) = &policy.invalidate_with {
-            let derived = tagger.0.tags(request, response);
-            let (valid, invalid): (Vec<String>, Vec<String>) = derived
-                .into_iter()
-                .partition(|t| invalidate::is_valid_tag(t));
-            if !invalid.is_empty() {
-                tracing::warn!(
-                    count = invalid.len(),
-                    "invalid tags from invalidate_with skipped"
-                );
-            }
-            tags.extend(valid);
-        }
-        match self.take_tag_header(response) {
-            Ok(named) => tags.extend(named),
-            Err(bad) => tracing::warn!(
-                ?bad,
-                "bad purge tags on a write's response; only its URI is invalidated"
-            ),
-        }
-        tags
-    }
 }
 
 /// A miss: waits for another request's fetch of the key if there is one, or fetches and lets

@@ -84,6 +84,7 @@ mod stats;
 pub mod store;
 mod transfer;
 mod unapplied;
+mod write;
 
 pub use body::CacheBody;
 pub use entry::{DecodeError, Entry, FORMAT_VERSION, MAX_LIFETIME};

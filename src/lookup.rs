@@ -49,7 +49,7 @@ pub(crate) enum Now {
 impl<St: Store + ?Sized, K> Config<St, K> {
     /// [`lookup`](Self::lookup) without waiting, when the store can answer at once
     /// ([`Store::get_now`]).
-    pub fn lookup_now(&self, request: &Request<'_>, now: SystemTime) -> Now {
+    pub fn lookup_now(&self, request: &Query<'_>, now: SystemTime) -> Now {
         let get_now = |key: &CacheKey| match self.store.get_now(key.store_key()) {
             None => Err(()),
             Some(found) => Ok(self.verified(key, found)),
@@ -71,7 +71,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
     /// What the store holds for `request`, following a variants list to the variant that
     /// matches the request's headers. Every entry is checked against its full key: a hash
     /// collision is a miss. Store errors are misses too.
-    pub async fn lookup(&self, request: &Request<'_>, now: SystemTime) -> Found {
+    pub async fn lookup(&self, request: &Query<'_>, now: SystemTime) -> Found {
         let found = self.store.get(request.key.store_key()).await;
         let Some(entry) = self.verified(request.key, found) else {
             return Found::Missing;
@@ -93,7 +93,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
     pub fn take_shared<B: Body>(
         &self,
         shared: &Shared,
-        request: &Request<'_>,
+        request: &Query<'_>,
         now: SystemTime,
     ) -> Taken<B> {
         let Shared::Entry {
@@ -225,7 +225,7 @@ fn in_variant(found: Found, variant: CacheKey) -> Found {
 /// Where `entry` leaves the request: a response it may use (and how), a pass marker, or nothing.
 /// A request carrying `Authorization` only reuses responses the origin marked shareable with
 /// credentials: otherwise the origin would have answered it personally.
-fn classify(entry: Option<Arc<Entry>>, request: &Request<'_>, now: SystemTime) -> Found {
+fn classify(entry: Option<Arc<Entry>>, request: &Query<'_>, now: SystemTime) -> Found {
     let Some(entry) = entry else {
         return Found::Missing;
     };
@@ -251,8 +251,9 @@ fn classify(entry: Option<Arc<Entry>>, request: &Request<'_>, now: SystemTime) -
     }
 }
 
-/// What a lookup needs to know about the request.
-pub(crate) struct Request<'a> {
+/// What a lookup is asked: the request's key, what the request allows (its facts), its
+/// headers (for `Vary`) and its route's policy.
+pub(crate) struct Query<'a> {
     pub key: &'a CacheKey,
     pub facts: &'a RequestFacts,
     pub headers: &'a HeaderMap,

@@ -35,7 +35,7 @@ impl Lookup {
         &'a self,
         config: &'a Config<St, K>,
         parts: &'a request::Parts,
-    ) -> lookup::Request<'a> {
+    ) -> lookup::Query<'a> {
         self.request_with(config, &parts.headers)
     }
 
@@ -43,8 +43,8 @@ impl Lookup {
         &'a self,
         config: &'a Config<St, K>,
         headers: &'a http::HeaderMap,
-    ) -> lookup::Request<'a> {
-        lookup::Request {
+    ) -> lookup::Query<'a> {
+        lookup::Query {
             key: &self.key,
             facts: &self.facts,
             headers,

@@ -94,7 +94,10 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let (parts, body) = request.into_parts();
         if parts.method.as_str() == "PURGE" && self.config.purge_token.is_some() {
-            return ResponseFuture::flow(fetch::purge(Arc::clone(&self.config), parts));
+            return ResponseFuture::flow(crate::purge::method::answer(
+                Arc::clone(&self.config),
+                parts,
+            ));
         }
         let lookup = match self.config.prepare(&parts, has_body(&parts.headers, &body)) {
             Ok(lookup) => lookup,
@@ -102,7 +105,11 @@ where
                 self.config.bypassed(reason);
                 let request = Request::from_parts(parts, body);
                 let config = Arc::clone(&self.config);
-                return ResponseFuture::flow(fetch::bypass(config, self.take_inner(), request));
+                return ResponseFuture::flow(crate::write::pass_through(
+                    config,
+                    self.take_inner(),
+                    request,
+                ));
             }
         };
         let now = SystemTime::now();

@@ -14,6 +14,7 @@ use tower_service::Service;
 use crate::CacheHandle;
 use crate::store::BoxFuture;
 
+pub(crate) mod method;
 pub(crate) mod token;
 
 use token::PurgeToken;

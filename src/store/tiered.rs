@@ -50,10 +50,10 @@ const CHANNEL: &str = "invalidations";
 /// ```
 #[derive(Clone)]
 pub struct TieredStore {
-    shared: Arc<Shared>,
+    shared: Arc<State>,
 }
 
-struct Shared {
+struct State {
     l1: MemoryStore,
     l2: RedisStore,
     /// Tells this instance's messages from others'.
@@ -78,7 +78,7 @@ struct Shared {
     subscriber: OnceLock<AbortHandle>,
 }
 
-impl Shared {
+impl State {
     fn local_bound(&self) -> Option<Duration> {
         match self.local_bound.load(SeqCst) {
             0 => None,
@@ -104,7 +104,7 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
+impl Drop for State {
     fn drop(&mut self) {
         if let Some(subscriber) = self.subscriber.get() {
             subscriber.abort();
@@ -127,7 +127,7 @@ impl TieredStore {
     /// runtime (the subscription is a task of it, ended when the store is dropped).
     pub fn new(l1: MemoryStore, l2: RedisStore) -> Result<Self, StoreError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(StoreError::new)?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(State {
             l1,
             l2,
             instance: super::instance::instance_id(),
@@ -436,7 +436,7 @@ fn decode_tags(mut rest: &str) -> Option<Vec<&str>> {
 }
 
 /// Applies an invalidation from another instance to L1.
-async fn apply(shared: &Shared, payload: &[u8]) {
+async fn apply(shared: &State, payload: &[u8]) {
     let Ok(text) = std::str::from_utf8(payload) else {
         return;
     };
@@ -482,7 +482,7 @@ async fn apply(shared: &Shared, payload: &[u8]) {
 /// stops using it (or, serving locally while disconnected, keeps it, and clears it once the
 /// bound has passed, as nothing in it from before the loss may be served then); on every
 /// (re)subscription, clears it once more and starts using it again.
-async fn subscribe(store: Weak<Shared>) {
+async fn subscribe(store: Weak<State>) {
     let mut backoff = Duration::from_millis(50);
     // L1 was cleared since the loss, once past the bound.
     let mut past_bound_cleared = false;

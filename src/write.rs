@@ -1,0 +1,90 @@
+//! Requests that pass the cache by: sent to the inner service as they are. A write among them
+//! (any method not known to be safe) that succeeds invalidates what it changed.
+
+use http::{Request, Response, request};
+use http_body::Body;
+use std::sync::Arc;
+use tower_service::Service;
+
+use crate::config::{Config, Disposition};
+use crate::invalidate;
+use crate::key::{Target, normalize_path, normalized_head, original_uri};
+use crate::{CacheBody, CacheOverride, Store};
+
+/// A request that does not use the cache. If its method may change something and the origin
+/// answers 2xx or 3xx, what it changed is invalidated before the response is returned
+/// (RFC 9111 §4.4): the target URI, same-host `Location` and `Content-Location` URIs, and the
+/// tags the response names in the tag header. Error answers invalidate nothing.
+pub(crate) async fn pass_through<S, St, K, ReqB, ResB>(
+    config: Arc<Config<St, K>>,
+    mut inner: S,
+    request: Request<ReqB>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: Store + ?Sized,
+    ResB: Body,
+{
+    let (parts, body) = request.into_parts();
+    let write = (!invalidate::is_safe(&parts.method)).then(|| normalized_head(&parts));
+    let response = inner.call(Request::from_parts(parts, body)).await?;
+    let (mut parts, body) = response.into_parts();
+    CacheOverride::take(&mut parts, config.override_header.as_ref());
+    if let Some(write) = write {
+        let tags = config.written_tags(&write, &mut parts);
+        if parts.status.is_success() || parts.status.is_redirection() {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            config.invalidate(&tags).await;
+        }
+    } else {
+        config.strip_tag_header(&mut parts.headers);
+    }
+    config.mark(&mut parts.headers, Disposition::Bypass);
+    Ok(Response::from_parts(parts, CacheBody::origin(body)))
+}
+
+impl<St: ?Sized, K> Config<St, K> {
+    /// The tags a write covers: its target URI, same-host locations, and the tags the response
+    /// names (the tag header is removed from the response unless configured otherwise).
+    fn written_tags(
+        &self,
+        request: &request::Parts,
+        response: &mut http::response::Parts,
+    ) -> Vec<String> {
+        let path = normalize_path(original_uri(request).path());
+        let mut tags = Vec::new();
+        for authority in Target::written_authorities(request) {
+            tags.push(invalidate::uri_tag(&authority, &path));
+            for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+                let values = response.headers.get_all(name).iter();
+                tags.extend(
+                    values
+                        .filter_map(|v| v.to_str().ok())
+                        .filter_map(|v| invalidate::location_tag(&authority, &path, v)),
+                );
+            }
+        }
+        let policy = self.policies.get(self.policies.select(request));
+        if let Some(tagger) = &policy.invalidate_with {
+            let derived = tagger.0.tags(request, response);
+            let (valid, invalid): (Vec<String>, Vec<String>) = derived
+                .into_iter()
+                .partition(|t| invalidate::is_valid_tag(t));
+            if !invalid.is_empty() {
+                tracing::warn!(
+                    count = invalid.len(),
+                    "invalid tags from invalidate_with skipped"
+                );
+            }
+            tags.extend(valid);
+        }
+        match self.take_tag_header(response) {
+            Ok(named) => tags.extend(named),
+            Err(bad) => tracing::warn!(
+                ?bad,
+                "bad purge tags on a write's response; only its URI is invalidated"
+            ),
+        }
+        tags
+    }
+}
