@@ -214,7 +214,10 @@ impl Body for IdleTimeout {
 /// Where operators purge by tag, URI, prefix or everything (with --purge-token).
 const PURGE_PATH: &str = "/_cache/purge";
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1), never forwarded.
+/// Hop-by-hop fields (RFC 9110 §7.6.1), never forwarded. The cache strips the response-side
+/// ones itself before storing (with `Age`, `Set-Cookie` and `Content-Length`), but a proxy
+/// forwards requests too, so it keeps its own list for both directions (`Proxy-Authorization`,
+/// `TE`, `Trailer` are request fields): a copy on purpose, not an export of the cache's rules.
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
