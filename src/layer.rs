@@ -258,11 +258,6 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     pub fn purge_method(self, token: PurgeToken) -> Self {
         self.configure(|c| c.purge_token = Some(token))
     }
-
-    /// The store, to clear it or remove entries directly.
-    pub fn store(&self) -> &Arc<St> {
-        &self.config.store
-    }
 }
 
 impl<S, St: ?Sized, K> Layer<S> for CacheLayer<St, K> {

@@ -79,12 +79,12 @@ async fn a_failing_store_is_a_miss_not_an_error() {
 #[tokio::test]
 async fn stats_include_store_figures() {
     let store = MemoryStore::with_capacity_bytes(1 << 20);
-    let layer = CacheLayer::new(store);
-    let stats = layer.stats();
-    let handle = layer.store().clone();
+    let layer = CacheLayer::new(store.clone());
+    let (stats, cache) = (layer.stats(), layer.handle());
     let app = app(&Calls::default(), layer);
     send(&app, common::get("/x")).await;
-    handle.run_pending_tasks().await;
+    cache.flush().await;
+    store.run_pending_tasks().await;
     let s = stats.snapshot();
     assert_eq!(s.entries, 1);
     assert!(s.weighted_bytes > 0);
