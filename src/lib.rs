@@ -110,6 +110,19 @@ pub use transfer::BoxError;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// Closures given to the builders need no annotations on their parameters:
+///
+/// ```
+/// use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+///
+/// let store = MemoryStore::with_capacity_bytes(1 << 20);
+/// let _ = CacheLayer::new(store).key(|req, key| { key.header("accept-language"); });
+/// let _ = Policy::new().tag_with(|req, res| vec![req.uri.path().to_owned(), res.status.to_string()]);
+/// let _ = Policy::new().invalidate_with(|req, res| vec![req.uri.path().to_owned(), res.status.to_string()]);
+/// ```
+#[cfg(doctest)]
+struct ClosureDoctests;
+
 // Last in the file: tools that read the module tree stop at the first `#[cfg(test)]`.
 #[cfg(test)]
 mod testing;
