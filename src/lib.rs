@@ -55,6 +55,7 @@
 //! Every response carries `X-Cache: HIT | STALE | MISS | BYPASS` (configurable), and hits an
 //! `Age`.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod background;
@@ -102,6 +103,7 @@ pub use store::{
     AnyStore, DynStore, Eviction, MemoryStore, PutOutcome, Store, StoreError, StoreMetrics,
 };
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisFaults, RedisStore, RedisStoreBuilder, TieredStore};
 pub use transfer::BoxError;
 
