@@ -70,7 +70,7 @@ pub(crate) enum Disposition {
 
 impl<St: ?Sized, K> Config<St, K> {
     /// Sets the `X-Cache` header, if configured.
-    pub fn mark(&self, headers: &mut HeaderMap, disposition: Disposition) {
+    pub(crate) fn mark(&self, headers: &mut HeaderMap, disposition: Disposition) {
         if let Some(name) = &self.cache_header {
             let value = match disposition {
                 Disposition::Hit => "HIT",
@@ -82,12 +82,12 @@ impl<St: ?Sized, K> Config<St, K> {
         }
     }
 
-    pub fn bypassed(&self, reason: BypassReason) {
+    pub(crate) fn bypassed(&self, reason: BypassReason) {
         Counters::add(&self.counters.bypasses);
         tracing::debug!(reason = reason.as_str(), "cache bypass");
     }
 
-    pub fn not_stored(&self, reason: NotStoredReason) {
+    pub(crate) fn not_stored(&self, reason: NotStoredReason) {
         tracing::debug!(reason = reason.as_str(), "response not stored");
     }
 }
@@ -98,7 +98,7 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
     /// counted, and the invalidation is remembered: hidden from this instance's lookups at
     /// once and retried until the store takes it (see `unapplied.rs`). The count of removed
     /// entries is returned.
-    pub async fn invalidate(&self, tags: &[&str]) -> u64 {
+    pub(crate) async fn invalidate(&self, tags: &[&str]) -> u64 {
         if tags.is_empty() {
             return 0;
         }
@@ -127,7 +127,7 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
     /// Removes every entry, and records it so that fills in progress do not write back.
     /// Returns how many entries the store removed. A clear the store does not take is
     /// remembered as [`invalidate`](Self::invalidate) says.
-    pub async fn clear(&self) -> u64 {
+    pub(crate) async fn clear(&self) -> u64 {
         let (at, mark) = (SystemTime::now(), self.unapplied.mark());
         self.generations.record_everything_when_clear().await;
         self.flights.detach_all();

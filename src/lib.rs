@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod background;
 mod body;

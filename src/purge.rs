@@ -39,7 +39,7 @@ impl fmt::Debug for Token {
 }
 
 impl Token {
-    pub fn new(token: &str) -> Result<Self, InvalidToken> {
+    pub(crate) fn new(token: &str) -> Result<Self, InvalidToken> {
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(InvalidToken);
         }
@@ -47,7 +47,7 @@ impl Token {
     }
 
     /// Whether `headers` carry `Authorization: Bearer <this token>`.
-    pub fn authorizes(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn authorizes(&self, headers: &HeaderMap) -> bool {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return false;
         };

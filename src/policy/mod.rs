@@ -348,7 +348,7 @@ pub(crate) struct PolicyId(usize);
 
 impl Policies {
     /// The policy of the first route matching `request`, or the default.
-    pub fn select(&self, request: &request::Parts) -> PolicyId {
+    pub(crate) fn select(&self, request: &request::Parts) -> PolicyId {
         if self.routes.is_empty() {
             return PolicyId(0);
         }
@@ -361,7 +361,7 @@ impl Policies {
             .map_or(PolicyId(0), |i| PolicyId(i + 1))
     }
 
-    pub fn get(&self, id: PolicyId) -> &Policy {
+    pub(crate) fn get(&self, id: PolicyId) -> &Policy {
         match id.0 {
             0 => &self.default,
             i => self.routes.get(i - 1).map_or(&self.default, |(_, p)| p),
