@@ -26,7 +26,7 @@ pub(crate) struct Background {
 pub(crate) struct Writes(Arc<Semaphore>);
 
 impl Writes {
-    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.0).try_acquire_owned().ok()
     }
 }
@@ -54,13 +54,13 @@ pub(crate) struct Unsettled {
 pub(crate) struct Pending(Arc<Unsettled>);
 
 impl Unsettled {
-    pub fn enter(self: &Arc<Self>) -> Pending {
+    pub(crate) fn enter(self: &Arc<Self>) -> Pending {
         self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Pending(Arc::clone(self))
     }
 
     /// Waits until nothing is pending.
-    pub async fn settled(&self) {
+    pub(crate) async fn settled(&self) {
         loop {
             let notified = self.settled.notified();
             let mut notified = std::pin::pin!(notified);
@@ -92,7 +92,7 @@ fn semaphore(permits: usize) -> Arc<Semaphore> {
 }
 
 impl Background {
-    pub fn new(max_refreshes: usize, max_pending_writes: usize) -> Self {
+    pub(crate) fn new(max_refreshes: usize, max_pending_writes: usize) -> Self {
         Background {
             tasks: Mutex::new(JoinSet::new()),
             refreshes: semaphore(max_refreshes),
@@ -104,7 +104,7 @@ impl Background {
 
     /// What the work behind a response needs, without holding the layer's tasks (a task that
     /// held them would keep itself from being aborted with the last service).
-    pub fn behind(&self) -> Behind {
+    pub(crate) fn behind(&self) -> Behind {
         Behind {
             writes: self.writes.clone(),
             alive: Arc::downgrade(&self.alive),
@@ -112,13 +112,13 @@ impl Background {
     }
 
     /// A permit for one background refresh, if fewer than the maximum are running.
-    pub fn refresh_permit(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn refresh_permit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.refreshes).try_acquire_owned().ok()
     }
 
     /// Runs `task` on the current tokio runtime; `false` (and the task is dropped) when there
     /// is none, for the caller to do the work in place.
-    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> bool {
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> bool {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return false;
         };
@@ -130,7 +130,7 @@ impl Background {
     }
 
     #[cfg(test)]
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         let mut tasks = self.tasks.lock().unwrap();
         while tasks.try_join_next().is_some() {}
         tasks.len()

@@ -100,7 +100,7 @@ impl Flights {
     /// began before the latest one is not joined, its response may be older than that write.
     /// `tags` (called only to start a flight) are the internal tags of what it fetches, so
     /// that an invalidation detaches only the flights it covers.
-    pub fn join(
+    pub(crate) fn join(
         self: &Arc<Self>,
         key: StoreKey,
         epoch: u64,
@@ -115,7 +115,7 @@ impl Flights {
 
     /// Waits for the current flight for `key`, if there is one; never starts one (for requests
     /// that may not fetch on behalf of others).
-    pub fn follow(self: &Arc<Self>, key: StoreKey, epoch: u64) -> Option<Waiter> {
+    pub(crate) fn follow(self: &Arc<Self>, key: StoreKey, epoch: u64) -> Option<Waiter> {
         let flights = self.lock();
         let in_flight = flights.get(&key).filter(|f| f.epoch == epoch)?;
         Some(self.waiter(key, &in_flight.flight))
@@ -132,7 +132,7 @@ impl Flights {
 
     /// Starts a flight for `key` unless a current one is already under way (for background
     /// refreshes, which never wait).
-    pub fn lead(
+    pub(crate) fn lead(
         self: &Arc<Self>,
         key: StoreKey,
         epoch: u64,
@@ -178,7 +178,7 @@ impl Flights {
     /// still get their fetch's outcome (they were sent before the invalidation). A flight is
     /// covered when it carries one of the internal tags; a tag of the origin's or the policy's
     /// may be on any response, so it covers every flight.
-    pub fn detach(&self, tags: &[&str]) {
+    pub(crate) fn detach(&self, tags: &[&str]) {
         let mut flights = self.lock();
         if tags.iter().any(|tag| !crate::invalidate::is_internal(tag)) {
             flights.clear();
@@ -188,7 +188,7 @@ impl Flights {
     }
 
     /// Stops new requests from joining any fetch now in flight (a clear).
-    pub fn detach_all(&self) {
+    pub(crate) fn detach_all(&self) {
         self.lock().clear();
     }
 
@@ -204,14 +204,14 @@ impl Flights {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 }
 
 impl Waiter {
     /// Waits for the flight's outcome; `Failed` if it ends without one.
-    pub async fn outcome(&mut self) -> Shared {
+    pub(crate) async fn outcome(&mut self) -> Shared {
         match self.outcome.wait_for(Option::is_some).await {
             Ok(shared) => shared.clone().unwrap_or(Shared::Failed),
             Err(_) => Shared::Failed,
@@ -220,13 +220,13 @@ impl Waiter {
 
     /// Stops new requests from joining the flight (its body stalled): the next one starts a
     /// fetch of its own. Requests already given its response keep it.
-    pub fn detach(&self) {
+    pub(crate) fn detach(&self) {
         self.flights.remove(self.key, &self.flight);
     }
 
     /// The right to start the flight's one replacement fetch, when its wait ran out; `None`
     /// when another waiter already has it or the flight is over.
-    pub fn replace(&self) -> Option<FlightGuard> {
+    pub(crate) fn replace(&self) -> Option<FlightGuard> {
         if self.outcome.borrow().is_some() || self.flight.replaced.swap(true, SeqCst) {
             return None;
         }
@@ -259,7 +259,7 @@ pub(crate) struct FlightGuard {
 impl FlightGuard {
     /// Ends this fetch's part: waiters get `shared` unless another fetch of the flight
     /// published first; later requests look the key up again.
-    pub fn publish(mut self, shared: Shared) {
+    pub(crate) fn publish(mut self, shared: Shared) {
         self.share(shared);
         self.end();
     }
@@ -267,7 +267,7 @@ impl FlightGuard {
     /// Gives waiters `shared` (unless another fetch of the flight published first), and keeps
     /// the flight joinable until the guard is dropped: for a response whose body is still
     /// arriving. Returns whether `shared` is what the waiters got.
-    pub fn share(&self, shared: Shared) -> bool {
+    pub(crate) fn share(&self, shared: Shared) -> bool {
         let won = self.flight.outcome.send_if_modified(|outcome| {
             if outcome.is_some() {
                 return false;
@@ -287,7 +287,7 @@ impl FlightGuard {
     /// must not get what it replaced). Puts a new flight in this one's place and returns its
     /// guard, for the fill to publish once the write is done; `None` (ending this fetch's
     /// part) when this fetch's outcome is not the flight's or the flight was detached.
-    pub fn storing(mut self) -> Option<FlightGuard> {
+    pub(crate) fn storing(mut self) -> Option<FlightGuard> {
         if !self.won.load(SeqCst) {
             return None;
         }

@@ -29,7 +29,7 @@ pub(crate) struct Conditions {
 
 impl Conditions {
     /// The request's conditions; `None` when it has none.
-    pub fn of(request: &request::Parts) -> Option<Self> {
+    pub(crate) fn of(request: &request::Parts) -> Option<Self> {
         let mut headers = HeaderMap::new();
         for name in CONDITIONS {
             for value in request.headers.get_all(&name) {
@@ -45,7 +45,7 @@ impl Conditions {
     /// The answer to the request, from the full `response`; the response itself when its
     /// conditions do not apply to it, or when its body cannot be cut to a range without
     /// reading it. `cache_header`: the cache's own header, kept on a 304.
-    pub fn answer<B>(
+    pub(crate) fn answer<B>(
         &self,
         response: Response<CacheBody<B>>,
         cache_header: Option<&HeaderName>,

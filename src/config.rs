@@ -71,7 +71,7 @@ pub(crate) enum Disposition {
 
 impl<St: ?Sized, K> Config<St, K> {
     /// Sets the `X-Cache` header, if configured.
-    pub fn mark(&self, headers: &mut HeaderMap, disposition: Disposition) {
+    pub(crate) fn mark(&self, headers: &mut HeaderMap, disposition: Disposition) {
         if let Some(name) = &self.cache_header {
             let value = match disposition {
                 Disposition::Hit => "HIT",
@@ -85,7 +85,7 @@ impl<St: ?Sized, K> Config<St, K> {
 
     /// The tags the origin names in the tag header (none without one), taken out of the
     /// response unless configured to pass it on. `Err` names the malformed or surplus ones.
-    pub fn take_tag_header(
+    pub(crate) fn take_tag_header(
         &self,
         response: &mut http::response::Parts,
     ) -> Result<Vec<String>, invalidate::BadTags> {
@@ -103,18 +103,18 @@ impl<St: ?Sized, K> Config<St, K> {
     }
 
     /// Removes the tag header, unless configured to pass it on.
-    pub fn strip_tag_header(&self, headers: &mut HeaderMap) {
+    pub(crate) fn strip_tag_header(&self, headers: &mut HeaderMap) {
         if let Some(name) = self.tag_header.as_ref().filter(|_| !self.keep_tag_header) {
             headers.remove(name);
         }
     }
 
-    pub fn bypassed(&self, reason: BypassReason) {
+    pub(crate) fn bypassed(&self, reason: BypassReason) {
         Counters::add(&self.counters.bypasses);
         tracing::debug!(reason = reason.as_str(), "cache bypass");
     }
 
-    pub fn not_stored(&self, reason: NotStoredReason) {
+    pub(crate) fn not_stored(&self, reason: NotStoredReason) {
         tracing::debug!(reason = reason.as_str(), "response not stored");
     }
 }
@@ -125,7 +125,7 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
     /// counted, and the invalidation is remembered: hidden from this instance's lookups at
     /// once and retried until the store takes it (see `unapplied.rs`). The count of removed
     /// entries is returned.
-    pub async fn invalidate(&self, tags: &[&str]) -> u64 {
+    pub(crate) async fn invalidate(&self, tags: &[&str]) -> u64 {
         if tags.is_empty() {
             return 0;
         }
@@ -154,7 +154,7 @@ impl<St: crate::Store + ?Sized, K> Config<St, K> {
     /// Removes every entry, and records it so that fills in progress do not write back.
     /// Returns how many entries the store removed. A clear the store does not take is
     /// remembered as [`invalidate`](Self::invalidate) says.
-    pub async fn clear(&self) -> u64 {
+    pub(crate) async fn clear(&self) -> u64 {
         let (at, mark) = (SystemTime::now(), self.unapplied.mark());
         self.generations.record_everything_when_clear().await;
         self.flights.detach_all();

@@ -72,7 +72,7 @@ where
     /// streamed as it arrives (see the module docs), or passed through when it may not be
     /// stored. `guard`: the flight of the requests waiting for this fetch, told what they may
     /// be given as soon as that is known.
-    pub async fn fill<B: CachedBody>(
+    pub(crate) async fn fill<B: CachedBody>(
         self: &Arc<Self>,
         behind: &Behind,
         mut miss: Miss,

@@ -32,9 +32,9 @@ pub(crate) const PREFIX_DEPTH: usize = 8;
 const MAX_RECORDS: usize = 100_000;
 
 /// The most tags one entry may carry from the origin and the policy together.
-pub const MAX_TAGS: usize = 64;
+pub(crate) const MAX_TAGS: usize = 64;
 /// The longest tag, in bytes.
-pub const MAX_TAG_LEN: usize = 256;
+pub(crate) const MAX_TAG_LEN: usize = 256;
 
 /// The internal tag of a URI on one host: its normalised authority and path (see
 /// `key::target` for the normal form; callers pass both normalised), the path decoded further
@@ -271,7 +271,7 @@ impl Generations {
     }
 
     /// Starts a fill: the ticket remembers the generation it started at.
-    pub fn begin_fill(self: &Arc<Self>) -> FillTicket {
+    pub(crate) fn begin_fill(self: &Arc<Self>) -> FillTicket {
         let mut state = self.lock();
         let started = state.current;
         *state.fills.entry(started).or_default() += 1;
@@ -283,25 +283,25 @@ impl Generations {
 
     /// Waits until no fill is between its last check and the end of its write, then records an
     /// invalidation of `tags` (before the store removes anything).
-    pub async fn record_when_clear<'a>(&self, tags: impl IntoIterator<Item = &'a str>) {
+    pub(crate) async fn record_when_clear<'a>(&self, tags: impl IntoIterator<Item = &'a str>) {
         let _exclusive = self.gate.write().await;
         self.record(tags);
     }
 
     /// Waits as [`record_when_clear`](Self::record_when_clear) does, then records that
     /// everything was invalidated.
-    pub async fn record_everything_when_clear(&self) {
+    pub(crate) async fn record_everything_when_clear(&self) {
         let _exclusive = self.gate.write().await;
         self.record_everything();
     }
 
     /// A fill's right to check and write: no invalidation records while it is held.
-    pub async fn writing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+    pub(crate) async fn writing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
         self.gate.read().await
     }
 
     /// Records an invalidation of `tags` (before the store removes anything).
-    pub fn record<'a>(&self, tags: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn record<'a>(&self, tags: impl IntoIterator<Item = &'a str>) {
         let mut state = self.lock();
         if state.fills.is_empty() {
             // No fill can be affected: nothing to remember.
@@ -320,7 +320,7 @@ impl Generations {
     }
 
     /// Records that everything was invalidated (a clear).
-    pub fn record_everything(&self) {
+    pub(crate) fn record_everything(&self) {
         let mut state = self.lock();
         state.current += 1;
         state.everything = state.current;
@@ -357,7 +357,7 @@ pub(crate) struct FillTicket {
 
 impl FillTicket {
     /// Whether any of `tags` (or everything) was invalidated since this fill started.
-    pub fn overtaken<'a>(&self, tags: impl IntoIterator<Item = &'a str>) -> bool {
+    pub(crate) fn overtaken<'a>(&self, tags: impl IntoIterator<Item = &'a str>) -> bool {
         let state = self.generations.lock();
         state.everything > self.started
             || tags

@@ -140,8 +140,35 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
         Ok(self.configure(|c| c.policies.routes.push((pattern, policy))))
     }
 
-    /// Uses `maker` to add parts to every key (see [`KeyMaker`]).
-    pub fn key<K2: KeyMaker>(self, maker: K2) -> CacheLayer<St, K2> {
+    /// Uses the closure `f` to add parts to every key (see [`KeyMaker`] and [`KeyBuilder`]). Its
+    /// parameters need no type annotations:
+    ///
+    /// ```
+    /// use tower_response_cache::{CacheLayer, MemoryStore};
+    ///
+    /// let store = MemoryStore::with_capacity_bytes(16 << 20);
+    /// let layer = CacheLayer::new(store).key(|req, key| {
+    ///     key.header("accept-language");
+    ///     if req.headers.contains_key("x-skip-cache") {
+    ///         key.bypass();
+    ///     }
+    /// });
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// A type implementing [`KeyMaker`] goes to [`key_maker`](Self::key_maker).
+    ///
+    /// [`KeyBuilder`]: crate::KeyBuilder
+    pub fn key<F>(self, f: F) -> CacheLayer<St, F>
+    where
+        F: Fn(&http::request::Parts, &mut crate::KeyBuilder<'_>) + Send + Sync + 'static,
+    {
+        self.key_maker(f)
+    }
+
+    /// Uses `maker` to add parts to every key: a type implementing [`KeyMaker`] (a closure goes
+    /// to [`key`](Self::key), where its parameter types are inferred).
+    pub fn key_maker<K2: KeyMaker>(self, maker: K2) -> CacheLayer<St, K2> {
         let config = Arc::unwrap_or_clone(self.config);
         CacheLayer {
             config: Arc::new(Config {

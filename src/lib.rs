@@ -55,7 +55,9 @@
 //! Every response carries `X-Cache: HIT | STALE | MISS | BYPASS` (configurable), and hits an
 //! `Age`.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod background;
 mod body;
@@ -105,6 +107,7 @@ pub use store::{
     AnyStore, DynStore, Eviction, MemoryStore, PutOutcome, Store, StoreError, StoreMetrics,
 };
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisFaults, RedisStore, RedisStoreBuilder, TieredStore};
 pub use transfer::BoxError;
 
@@ -112,6 +115,19 @@ pub use transfer::BoxError;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Closures given to the builders need no annotations on their parameters:
+///
+/// ```
+/// use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+///
+/// let store = MemoryStore::with_capacity_bytes(1 << 20);
+/// let _ = CacheLayer::new(store).key(|req, key| { key.header("accept-language"); });
+/// let _ = Policy::new().tag_with(|req, res| vec![req.uri.path().to_owned(), res.status.to_string()]);
+/// let _ = Policy::new().invalidate_with(|req, res| vec![req.uri.path().to_owned(), res.status.to_string()]);
+/// ```
+#[cfg(doctest)]
+struct ClosureDoctests;
 
 // Last in the file: tools that read the module tree stop at the first `#[cfg(test)]`.
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub(crate) enum Now {
 impl<St: Store + ?Sized, K> Config<St, K> {
     /// [`lookup`](Self::lookup) without waiting, when the store can answer at once
     /// ([`Store::get_now`]).
-    pub fn lookup_now(&self, request: &Query<'_>, now: SystemTime) -> Now {
+    pub(crate) fn lookup_now(&self, request: &Query<'_>, now: SystemTime) -> Now {
         let get_now = |key: &CacheKey| match self.store.get_now(key.store_key()) {
             None => Err(()),
             Some(found) => Ok(self.verified(key, found)),
@@ -71,7 +71,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
     /// What the store holds for `request`, following a variants list to the variant that
     /// matches the request's headers. Every entry is checked against its full key: a hash
     /// collision is a miss. Store errors are misses too.
-    pub async fn lookup(&self, request: &Query<'_>, now: SystemTime) -> Found {
+    pub(crate) async fn lookup(&self, request: &Query<'_>, now: SystemTime) -> Found {
         let found = self.store.get(request.key.store_key()).await;
         let Some(entry) = self.verified(request.key, found) else {
             return Found::Missing;
@@ -90,7 +90,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
     /// store hit would (same key and variant, credentials allowed, fresh): its body streamed
     /// when it is still arriving. A response for another variant of the key says which one
     /// this request needs.
-    pub fn take_shared<B: Body>(
+    pub(crate) fn take_shared<B: Body>(
         &self,
         shared: &Shared,
         request: &Query<'_>,
@@ -159,7 +159,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
     /// The response from a stored entry: stored status, headers and trailers, shared body
     /// bytes (none for HEAD), a current `Age`, and `X-Cache` as `disposition` says. `None` for an
     /// entry that is not a response.
-    pub fn answer<B: Body>(
+    pub(crate) fn answer<B: Body>(
         &self,
         entry: &Entry,
         head: bool,

@@ -51,6 +51,31 @@ impl<S, St: ?Sized, K> CacheService<S, St, K> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, without the cache in front of it. The cache itself lives on in the
+    /// layer and its other services.
+    ///
+    /// ```
+    /// use tower::{Layer, service_fn};
+    /// use tower_response_cache::{CacheLayer, MemoryStore};
+    ///
+    /// let origin = service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let mut service = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).layer(origin);
+    /// let _: &_ = service.get_ref();
+    /// let _: &mut _ = service.get_mut();
+    /// let origin = service.into_inner();
+    /// # let _ = origin;
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: Clone, St: ?Sized, K> Clone for CacheService<S, St, K> {

@@ -22,14 +22,14 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub fn add(counter: &AtomicU64) {
+    pub(crate) fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
 
     /// A request counted as a miss when it was looked up is answered stale after all (its
     /// stale-if-error entry stood in for the origin): it moves from `misses` to `stale`, so that
     /// it is counted once.
-    pub fn miss_answered_stale(&self) {
+    pub(crate) fn miss_answered_stale(&self) {
         self.stale.fetch_add(1, Relaxed);
         self.misses.fetch_sub(1, Relaxed);
     }

@@ -81,7 +81,7 @@ pub(crate) enum Driven {
 impl Transfer {
     /// An empty transfer that keeps up to `limit` bytes for the store, of a body of `length`
     /// bytes when the origin said so.
-    pub fn new(limit: usize, length: Option<u64>) -> Arc<Self> {
+    pub(crate) fn new(limit: usize, length: Option<u64>) -> Arc<Self> {
         Arc::new(Transfer {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
@@ -101,7 +101,7 @@ impl Transfer {
     }
 
     /// Whether nothing came from the origin for `wait`: neither a frame nor the end.
-    pub fn stalled_for(&self, wait: Duration) -> bool {
+    pub(crate) fn stalled_for(&self, wait: Duration) -> bool {
         let state = self.lock();
         state.end.is_none() && state.progressed.elapsed() > wait
     }
@@ -113,7 +113,7 @@ impl Transfer {
 
     /// A new client, reading from the first frame; `None` once the body is known not to be
     /// kept whole (too large) or failed: such a client could not get all of it from here.
-    pub fn reader(self: &Arc<Self>) -> Option<TransferBody> {
+    pub(crate) fn reader(self: &Arc<Self>) -> Option<TransferBody> {
         let mut state = self.lock();
         if !state.keeping || matches!(state.end, Some(End::Failed(_))) {
             return None;
@@ -322,7 +322,7 @@ fn complete(state: &mut State, trailers: Option<HeaderMap>) -> Driven {
 
 /// One client's view of a [`Transfer`]: every frame from the first, as they arrive; or, for a
 /// range, the bytes `skip..skip + take`.
-pub struct TransferBody {
+pub(crate) struct TransferBody {
     transfer: Arc<Transfer>,
     slot: usize,
     skip: u64,

@@ -109,7 +109,7 @@ impl Unapplied {
 
     /// Whether `entry` is covered by an invalidation the store did not take: it must be a miss.
     #[inline]
-    pub fn hides(&self, entry: &Entry) -> bool {
+    pub(crate) fn hides(&self, entry: &Entry) -> bool {
         self.any.load(Relaxed) && self.covers(entry.tags(), entry.fill_started_at())
     }
 
@@ -123,12 +123,12 @@ impl Unapplied {
     }
 
     /// Where the sequence stands, before a store call.
-    pub fn mark(&self) -> Mark {
+    pub(crate) fn mark(&self) -> Mark {
         Mark(self.lock().seq)
     }
 
     /// Remembers that the store did not take an invalidation of `tags` made at `at`.
-    pub fn remember_tags(&self, tags: &[&str], at: SystemTime) {
+    pub(crate) fn remember_tags(&self, tags: &[&str], at: SystemTime) {
         let mut state = self.lock();
         let record = state.next(at);
         for tag in tags {
@@ -149,7 +149,7 @@ impl Unapplied {
     }
 
     /// Remembers that the store did not take a clear made at `at`.
-    pub fn remember_everything(&self, at: SystemTime) {
+    pub(crate) fn remember_everything(&self, at: SystemTime) {
         let mut state = self.lock();
         let record = state.next(at);
         state.everything = Some(state.everything.map_or(record, |e| e.merge(record)));
@@ -158,7 +158,7 @@ impl Unapplied {
 
     /// The store took an invalidation of `tags` that started at `mark`: it covers what was
     /// remembered of them before.
-    pub fn applied_tags(&self, tags: &[&str], mark: Mark) {
+    pub(crate) fn applied_tags(&self, tags: &[&str], mark: Mark) {
         if !self.any.load(SeqCst) {
             return;
         }
@@ -173,7 +173,7 @@ impl Unapplied {
     }
 
     /// The store took a clear that started at `mark`: it covers everything remembered before.
-    pub fn applied_everything(&self, mark: Mark) {
+    pub(crate) fn applied_everything(&self, mark: Mark) {
         if !self.any.load(SeqCst) {
             return;
         }
@@ -193,7 +193,7 @@ impl Unapplied {
 
     /// Makes sure what is remembered will be retried: starts the retry task on the current
     /// tokio runtime unless a retry is under way; without a runtime, retries here when due.
-    pub async fn retry_pending<St: Store + ?Sized>(self: &Arc<Self>, store: &Arc<St>) {
+    pub(crate) async fn retry_pending<St: Store + ?Sized>(self: &Arc<Self>, store: &Arc<St>) {
         if !self.any.load(SeqCst) || self.retrying.swap(true, SeqCst) {
             return;
         }

@@ -311,11 +311,11 @@ async fn a_slow_fill_never_writes_old_data_back() {
 async fn policy_taggers_tag_and_invalidate() {
     use tower_response_cache::Policy;
     let policy = Policy::new()
-        .tag_with(|req: &http::request::Parts, _: &http::response::Parts| {
+        .tag_with(|req, _| {
             let id = req.uri.path().rsplit('/').next().unwrap_or("").to_owned();
             vec![format!("product:{id}"), "products".to_owned()]
         })
-        .invalidate_with(|req: &http::request::Parts, _: &http::response::Parts| {
+        .invalidate_with(|req, _| {
             let id = req.uri.path().rsplit('/').next().unwrap_or("").to_owned();
             vec![format!("product:{id}")]
         });

@@ -8,9 +8,7 @@ use axum::{Extension, Router};
 use common::{Calls, req, send};
 use http::StatusCode;
 use std::time::Duration;
-use tower_response_cache::{
-    CacheLayer, CacheOverride, Cookies, KeyBuilder, MemoryStore, Policy, StatusSet,
-};
+use tower_response_cache::{CacheLayer, CacheOverride, Cookies, MemoryStore, Policy, StatusSet};
 
 fn counting(calls: &Calls, name: &'static str) -> axum::routing::MethodRouter {
     let calls = calls.clone();
@@ -200,7 +198,7 @@ async fn custom_keys_from_extensions_cookies_and_queries() {
     let c = calls.clone();
     let layer = CacheLayer::new(store())
         .policy(Policy::new().cookies(Cookies::Ignore))
-        .key(|req: &http::request::Parts, key: &mut KeyBuilder<'_>| {
+        .key(|req, key| {
             key.sort_query().drop_query_param("utm_*").cookie("theme");
             match req.extensions.get::<UserId>() {
                 Some(user) => {

@@ -14,19 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
-use tower_response_cache::{CacheHandle, CacheLayer, CacheStats, KeyBuilder, MemoryStore};
+use tower_response_cache::{CacheHandle, CacheLayer, CacheStats, MemoryStore};
 
 /// `/item`, `max-age=300`, not `public`: shareable, but not for credentialed requests. Calls
 /// wait for a permit of `gate` (closed gates hold the origin). With the cache's handle.
 fn app(calls: &Calls, gate: &Arc<Semaphore>) -> (Router, CacheHandle) {
     let (calls, gate) = (calls.clone(), Arc::clone(gate));
-    let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).key(
-        |req: &http::request::Parts, key: &mut KeyBuilder<'_>| {
-            if req.headers.contains_key("x-skip-cache") {
-                key.bypass();
-            }
-        },
-    );
+    let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).key(|req, key| {
+        if req.headers.contains_key("x-skip-cache") {
+            key.bypass();
+        }
+    });
     let handle = cache.handle();
     let app = Router::new()
         .route(

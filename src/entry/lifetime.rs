@@ -73,7 +73,7 @@ pub(crate) struct Lifetime {
 
 impl Lifetime {
     /// A lifetime with these parts, each capped.
-    pub fn new(
+    pub(crate) fn new(
         fresh_for: Duration,
         stale_while_revalidate: Duration,
         stale_if_error: Duration,
@@ -86,12 +86,12 @@ impl Lifetime {
     }
 
     /// Fresh for `fresh_for` (capped), never stale.
-    pub fn fresh(fresh_for: Duration) -> Self {
+    pub(crate) fn fresh(fresh_for: Duration) -> Self {
         Self::new(fresh_for, Duration::ZERO, Duration::ZERO)
     }
 
     /// The same lifetime with every part capped (for values built field by field).
-    pub fn capped(self) -> Self {
+    pub(crate) fn capped(self) -> Self {
         Self::new(
             self.fresh_for,
             self.stale_while_revalidate,
@@ -101,7 +101,7 @@ impl Lifetime {
 
     /// How long a store must keep the entry: fresh, then as long as it may be served stale (at
     /// most twice [`MAX_LIFETIME`]).
-    pub fn storage_ttl(&self) -> Duration {
+    pub(crate) fn storage_ttl(&self) -> Duration {
         let capped = self.capped();
         capped
             .fresh_for

@@ -132,28 +132,47 @@ impl fmt::Debug for CacheKey {
 ///
 /// The base key (method class, scheme, authority, path, query) is always there; a `KeyMaker` adds
 /// what else makes responses differ, such as a header, a cookie or a user id set by an auth layer,
-/// and can normalise the query. Any `Fn(&request::Parts, &mut KeyBuilder)` is a `KeyMaker`:
+/// and can normalise the query. Any `Fn(&request::Parts, &mut KeyBuilder)` is a `KeyMaker`, and
+/// [`CacheLayer::key`](crate::CacheLayer::key) takes one with its parameter types inferred:
 ///
 /// ```
-/// use tower_response_cache::{CacheLayer, KeyBuilder, MemoryStore};
+/// use tower_response_cache::{CacheLayer, MemoryStore};
 ///
 /// #[derive(Clone)]
 /// struct UserId(u64);
 ///
-/// let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).key(
-///     |req: &http::request::Parts, key: &mut KeyBuilder<'_>| {
-///         key.sort_query().drop_query_param("utm_*").header("accept-language");
-///         match req.extensions.get::<UserId>() {
-///             Some(user) => {
-///                 key.value("user", user.0.to_string());
-///             }
-///             // No user: do not share anything.
-///             None => {
-///                 key.bypass();
-///             }
+/// let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).key(|req, key| {
+///     key.sort_query().drop_query_param("utm_*").header("accept-language");
+///     match req.extensions.get::<UserId>() {
+///         Some(user) => {
+///             key.value("user", user.0.to_string());
 ///         }
-///     },
-/// );
+///         // No user: do not share anything.
+///         None => {
+///             key.bypass();
+///         }
+///     }
+/// });
+/// # let _ = layer;
+/// ```
+///
+/// A key maker to reuse or name is a type, passed to
+/// [`CacheLayer::key_maker`](crate::CacheLayer::key_maker):
+///
+/// ```
+/// use http::request;
+/// use tower_response_cache::{CacheLayer, KeyBuilder, KeyMaker, MemoryStore};
+///
+/// struct ByLanguage;
+///
+/// impl KeyMaker for ByLanguage {
+///     fn make_key(&self, _: &request::Parts, key: &mut KeyBuilder<'_>) {
+///         key.header("accept-language");
+///     }
+/// }
+///
+/// let layer: CacheLayer<MemoryStore, ByLanguage> =
+///     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).key_maker(ByLanguage);
 /// # let _ = layer;
 /// ```
 pub trait KeyMaker: Send + Sync + 'static {

@@ -40,7 +40,7 @@ pub(crate) struct Target<'a> {
 impl<'a> Target<'a> {
     /// The target of a request: its original URI (axum's `OriginalUri`, which nested routers
     /// leave whole while they strip their prefix from the URI) and its `Host` header.
-    pub fn of(request: &'a request::Parts) -> Result<Self, BypassReason> {
+    pub(crate) fn of(request: &'a request::Parts) -> Result<Self, BypassReason> {
         let uri = original_uri(request);
         let scheme = uri.scheme_str();
         let host = single_host(request)?;
@@ -76,7 +76,7 @@ impl<'a> Target<'a> {
     /// none (as entries stored without one are). Nothing for a `Host` that cannot be read
     /// (nothing is cached under such a request, and an unreadable `Host` must not let a
     /// client invalidate other hosts' entries).
-    pub fn written_authorities(request: &request::Parts) -> Vec<String> {
+    pub(crate) fn written_authorities(request: &request::Parts) -> Vec<String> {
         let uri = original_uri(request);
         let Ok(host) = single_host(request) else {
             return Vec::new();
@@ -99,7 +99,7 @@ impl<'a> Target<'a> {
 
     /// The request's URI in normal form: scheme and authority when it names them, the
     /// normalised path, the query as sent (`None` if that cannot be a URI).
-    pub fn uri(&self) -> Option<Uri> {
+    pub(crate) fn uri(&self) -> Option<Uri> {
         let path_and_query = match self.query {
             Some(query) => format!("{}?{query}", self.path),
             None => self.path.clone().into_owned(),

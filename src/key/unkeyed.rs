@@ -71,7 +71,7 @@ pub(crate) struct Unkeyed {
 
 impl Unkeyed {
     /// One pass over the names; most are dismissed by their first byte.
-    pub fn scan(headers: &HeaderMap) -> Self {
+    pub(crate) fn scan(headers: &HeaderMap) -> Self {
         let mut found = Unkeyed::default();
         for name in headers.keys() {
             let name = name.as_str();

@@ -269,13 +269,25 @@ impl Policy {
     /// ```
     /// use tower_response_cache::Policy;
     ///
-    /// let products = Policy::new().tag_with(|req: &http::request::Parts, _: &http::response::Parts| {
+    /// let products = Policy::new().tag_with(|req, _res| {
     ///     let id = req.uri.path().trim_start_matches("/products/");
     ///     vec![format!("product:{id}"), "products".to_owned()]
     /// });
     /// # let _ = products;
     /// ```
-    pub fn tag_with(mut self, tagger: impl Tagger) -> Self {
+    ///
+    /// The closure's parameters need no type annotations; a type implementing [`Tagger`] goes
+    /// to [`tag_with_tagger`](Self::tag_with_tagger).
+    pub fn tag_with<F>(self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts, &http::response::Parts) -> Vec<String>,
+        F: Send + Sync + 'static,
+    {
+        self.tag_with_tagger(f)
+    }
+
+    /// Like [`tag_with`](Self::tag_with), with a type implementing [`Tagger`].
+    pub fn tag_with_tagger(mut self, tagger: impl Tagger) -> Self {
         self.tag_with = Some(SharedTagger(std::sync::Arc::new(tagger)));
         self
     }
@@ -284,7 +296,32 @@ impl Policy {
     /// invalidates the tags `tagger` derives: `PUT /products/42` -> `product:42`, `products`.
     /// (The write's own URI, its same-host `Location`, and the tags its response names in the
     /// tag header are always invalidated.)
-    pub fn invalidate_with(mut self, tagger: impl Tagger) -> Self {
+    ///
+    /// ```
+    /// use tower_response_cache::Policy;
+    ///
+    /// let products = Policy::new().invalidate_with(|req, res| {
+    ///     let id = req.uri.path().trim_start_matches("/products/");
+    ///     match res.status.is_success() {
+    ///         true => vec![format!("product:{id}")],
+    ///         false => vec![],
+    ///     }
+    /// });
+    /// # let _ = products;
+    /// ```
+    ///
+    /// The closure's parameters need no type annotations; a type implementing [`Tagger`] goes
+    /// to [`invalidate_with_tagger`](Self::invalidate_with_tagger).
+    pub fn invalidate_with<F>(self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts, &http::response::Parts) -> Vec<String>,
+        F: Send + Sync + 'static,
+    {
+        self.invalidate_with_tagger(f)
+    }
+
+    /// Like [`invalidate_with`](Self::invalidate_with), with a type implementing [`Tagger`].
+    pub fn invalidate_with_tagger(mut self, tagger: impl Tagger) -> Self {
         self.invalidate_with = Some(SharedTagger(std::sync::Arc::new(tagger)));
         self
     }
@@ -311,7 +348,7 @@ pub(crate) struct PolicyId(usize);
 
 impl Policies {
     /// The policy of the first route matching `request`, or the default.
-    pub fn select(&self, request: &request::Parts) -> PolicyId {
+    pub(crate) fn select(&self, request: &request::Parts) -> PolicyId {
         if self.routes.is_empty() {
             return PolicyId(0);
         }
@@ -324,7 +361,7 @@ impl Policies {
             .map_or(PolicyId(0), |i| PolicyId(i + 1))
     }
 
-    pub fn get(&self, id: PolicyId) -> &Policy {
+    pub(crate) fn get(&self, id: PolicyId) -> &Policy {
         match id.0 {
             0 => &self.default,
             i => self.routes.get(i - 1).map_or(&self.default, |(_, p)| p),

@@ -34,7 +34,7 @@ const MAX_DELTA_SECONDS: u64 = 1 << 31;
 
 impl CacheControl {
     /// Parses every `Cache-Control` line of `headers`.
-    pub fn parse(headers: &HeaderMap) -> Self {
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
         let mut cc = CacheControl::default();
         for line in headers.get_all(CACHE_CONTROL) {
             match line.to_str() {

@@ -25,7 +25,7 @@ impl RequestFacts {
     /// Reads the request; `Err` when the request must bypass the cache under `policy`.
     /// `canonical` and `conditional` start as "in normal form" and "unconditional"; the caller
     /// sets them from what it read of the target and the header names.
-    pub fn read(request: &request::Parts, policy: &Policy) -> Result<Self, BypassReason> {
+    pub(crate) fn read(request: &request::Parts, policy: &Policy) -> Result<Self, BypassReason> {
         if !policy.enabled {
             return Err(BypassReason::Policy);
         }
@@ -52,7 +52,7 @@ impl RequestFacts {
     /// with its own credentials, nor when spelled other than in normal form: what such a
     /// request gets from the origin is decided by something that belongs to it alone. (A
     /// conditional or ranged request may: the fetch it leads asks for the whole response.)
-    pub fn fills_for_others(self) -> bool {
+    pub(crate) fn fills_for_others(self) -> bool {
         self.canonical && !self.has_authorization
     }
 }

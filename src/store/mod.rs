@@ -18,8 +18,10 @@ mod tiered;
 
 pub use memory::{Eviction, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisFaults, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use tiered::TieredStore;
 
 use std::error::Error as StdError;

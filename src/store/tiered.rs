@@ -48,6 +48,7 @@ const CHANNEL: &str = "invalidations";
 /// # let _ = layer;
 /// # }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone)]
 pub struct TieredStore {
     shared: Arc<State>,

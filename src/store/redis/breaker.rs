@@ -41,7 +41,7 @@ pub(crate) struct Permit<'a> {
 }
 
 impl Breaker {
-    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
         Breaker {
             threshold: threshold.max(1),
             cooldown,
@@ -55,7 +55,7 @@ impl Breaker {
 
     /// A permit to call the backend now, or `None` while the circuit is open (and while another
     /// call is the probe, once its cooldown has passed).
-    pub fn allow(&self) -> Option<Permit<'_>> {
+    pub(crate) fn allow(&self) -> Option<Permit<'_>> {
         let until = self.open_until.load(SeqCst);
         if until == 0 {
             return Some(self.permit(false));
@@ -70,7 +70,7 @@ impl Breaker {
             .then(|| self.permit(true))
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.open_until.load(SeqCst) != 0
     }
 
@@ -113,20 +113,20 @@ impl Breaker {
 
 impl Permit<'_> {
     /// The call succeeded: the circuit closes.
-    pub fn success(mut self) {
+    pub(crate) fn success(mut self) {
         self.settled = true;
         self.breaker.succeeded();
     }
 
     /// The call failed (or timed out).
-    pub fn failure(mut self) {
+    pub(crate) fn failure(mut self) {
         self.settled = true;
         self.breaker.failed(self.probe);
     }
 
     /// The call ended in a way that says nothing about the backend: no failure is counted and
     /// the run of failures goes on as it was; a probe gives its turn to the next call.
-    pub fn inconclusive(mut self) {
+    pub(crate) fn inconclusive(mut self) {
         self.settled = true;
         if self.probe {
             self.breaker.probing.store(false, SeqCst);

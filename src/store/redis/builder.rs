@@ -32,6 +32,7 @@ impl RedisStore {
 }
 
 /// Builds a [`RedisStore`].
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone)]
 pub struct RedisStoreBuilder {
     url: String,

@@ -19,7 +19,7 @@ pub(super) struct EntryCount {
 }
 
 impl EntryCount {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         EntryCount {
             value: AtomicU64::new(UNKNOWN),
             refreshed: AtomicU64::new(0),
@@ -28,12 +28,12 @@ impl EntryCount {
     }
 
     /// The count last heard, if any.
-    pub fn get(&self) -> Option<u64> {
+    pub(crate) fn get(&self) -> Option<u64> {
         Some(self.value.load(Relaxed)).filter(|&n| n != UNKNOWN)
     }
 
     /// Remembers a count Redis returned (negative: none).
-    pub fn set(&self, count: i64) {
+    pub(crate) fn set(&self, count: i64) {
         if let Ok(count) = u64::try_from(count) {
             self.value.store(count.min(UNKNOWN - 1), Relaxed);
         }
@@ -41,7 +41,7 @@ impl EntryCount {
 
     /// Whether a read should ask for the count too (at most once per [`REFRESH`]); `true`
     /// claims the refresh.
-    pub fn refresh_due(&self) -> bool {
+    pub(crate) fn refresh_due(&self) -> bool {
         let now = u64::try_from(self.epoch.elapsed().as_nanos())
             .unwrap_or(u64::MAX - 1)
             .saturating_add(1);

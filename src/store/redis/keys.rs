@@ -28,33 +28,33 @@ pub(super) struct Keys {
 }
 
 impl Keys {
-    pub fn new(prefix: String) -> Self {
+    pub(crate) fn new(prefix: String) -> Self {
         let namespace = format!("{prefix}:v{LAYOUT}");
         Keys { prefix, namespace }
     }
 
-    pub fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// An entry.
-    pub fn entry(&self, key: StoreKey) -> String {
+    pub(crate) fn entry(&self, key: StoreKey) -> String {
         format!("{}:e:{key}", self.namespace)
     }
 
     /// The index of every entry (counting them).
-    pub fn entries(&self) -> String {
+    pub(crate) fn entries(&self) -> String {
         format!("{}:entries", self.namespace)
     }
 
     /// The index of the entries carrying `tag`.
-    pub fn tag(&self, tag: &str) -> Vec<u8> {
+    pub(crate) fn tag(&self, tag: &str) -> Vec<u8> {
         self.with_prefix(b":t:", tag)
     }
 
     /// The invalidation records: a sorted set of [`record`](Self::record) names, each scored
     /// by the time (Unix ms) its tag was last invalidated.
-    pub fn records(&self) -> String {
+    pub(crate) fn records(&self) -> String {
         format!("{}:inv", self.namespace)
     }
 
@@ -62,34 +62,34 @@ impl Keys {
     /// key): XXH3-64 (seed 0) of the tag's UTF-8 bytes, as 16 lowercase hex digits. Stable
     /// across instances, builds and languages; its size does not depend on the tag's. Two tags
     /// sharing a record only make one's invalidation refuse the other's fills too.
-    pub fn record(tag: &str) -> String {
+    pub(crate) fn record(tag: &str) -> String {
         format!("{:016x}", xxhash_rust::xxh3::xxh3_64(tag.as_bytes()))
     }
 
     /// When everything was last invalidated: a clear, or the newest of the records folded
     /// away to keep [`records`](Self::records) within its cap.
-    pub fn everything(&self) -> String {
+    pub(crate) fn everything(&self) -> String {
         format!("{}:inv-all", self.namespace)
     }
 
     /// The fill lock of an entry (cluster-wide coalescing).
-    pub fn lock(&self, key: StoreKey) -> String {
+    pub(crate) fn lock(&self, key: StoreKey) -> String {
         format!("{}:lock:{key}", self.namespace)
     }
 
     /// Where a large value for `key` is uploaded before the put script moves it to its entry
     /// (`upload` tells concurrent uploads apart).
-    pub fn upload(&self, key: StoreKey, upload: &str) -> String {
+    pub(crate) fn upload(&self, key: StoreKey, upload: &str) -> String {
         format!("{}:u:{key}:{upload}", self.namespace)
     }
 
     /// The pub/sub channel `name`.
-    pub fn channel(&self, name: &str) -> String {
+    pub(crate) fn channel(&self, name: &str) -> String {
         format!("{}:{name}", self.namespace)
     }
 
     /// A `SCAN MATCH` pattern for every name of a `kind` (`e`, `t`).
-    pub fn pattern(&self, kind: &str) -> String {
+    pub(crate) fn pattern(&self, kind: &str) -> String {
         format!("{}:{kind}:*", escape_glob(&self.namespace))
     }
 

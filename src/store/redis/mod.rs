@@ -107,6 +107,7 @@ const INLINE_READ: usize = 64 << 10;
 /// let layer = CacheLayer::new(store);
 /// # let _ = layer;
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -153,6 +154,7 @@ impl fmt::Debug for RedisStore {
 }
 
 /// Figures of a [`RedisStore`].
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisFaults {
