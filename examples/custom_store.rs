@@ -20,8 +20,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
+use tower_response_cache::store::Entry;
 use tower_response_cache::{
-    AnyStore, CacheLayer, Entry, PutOutcome, Store, StoreError, StoreKey, StoreMetrics,
+    AnyStore, CacheLayer, PutOutcome, Store, StoreError, StoreKey, StoreMetrics,
 };
 
 #[derive(Default)]

@@ -89,22 +89,24 @@ mod unapplied;
 mod write;
 
 pub use body::CacheBody;
-pub use entry::{DecodeError, Entry, FORMAT_VERSION, MAX_LIFETIME};
+pub(crate) use entry::Entry;
+pub use entry::MAX_LIFETIME;
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;
-pub use key::{CacheKey, DefaultKey, KeyBuilder, KeyMaker, StoreKey};
+pub(crate) use key::CacheKey;
+pub use key::{DefaultKey, KeyBuilder, KeyMaker, StoreKey};
 pub use layer::CacheLayer;
 pub use outcome::{BypassReason, NotStoredReason};
-pub use policy::{
-    Authorization, Cookies, InvalidPattern, Policy, RoutePattern, SetCookie, StatusSet, Tagger,
-};
+pub(crate) use policy::RoutePattern;
+pub use policy::{Authorization, Cookies, InvalidPattern, Policy, SetCookie, StatusSet, Tagger};
 pub use purge::PurgeService;
 pub use purge::token::{InvalidToken, PurgeToken};
 pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, StatsSnapshot};
 pub use store::{
-    AnyStore, DynStore, Eviction, MemoryStore, PutOutcome, Store, StoreError, StoreMetrics,
+    AnyStore, DynStore, Eviction, MemoryStore, MemoryStoreBuilder, PutOutcome, Store, StoreError,
+    StoreMetrics,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
+use tower_response_cache::store::Entry;
 use tower_response_cache::{
-    CacheLayer, Entry, MemoryStore, PutOutcome, Store, StoreError, StoreKey, StoreMetrics,
+    CacheLayer, MemoryStore, PutOutcome, Store, StoreError, StoreKey, StoreMetrics,
 };
 
 /// Counts the heap this process holds, in blocks as glibc's `malloc` sizes them (an 8-byte

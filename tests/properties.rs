@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use testing::check;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_response_cache::{CacheLayer, Entry, MemoryStore, Policy};
+use tower_response_cache::store::Entry;
+use tower_response_cache::{CacheLayer, MemoryStore, Policy};
 
 // ---- Counting allocations ------------------------------------------------------------------
 

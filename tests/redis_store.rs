@@ -452,14 +452,16 @@ impl tower_response_cache::Store for HeldPuts {
     async fn get(
         &self,
         key: tower_response_cache::StoreKey,
-    ) -> Result<Option<std::sync::Arc<tower_response_cache::Entry>>, tower_response_cache::StoreError>
-    {
+    ) -> Result<
+        Option<std::sync::Arc<tower_response_cache::store::Entry>>,
+        tower_response_cache::StoreError,
+    > {
         self.redis.get(key).await
     }
     async fn put(
         &self,
         key: tower_response_cache::StoreKey,
-        entry: std::sync::Arc<tower_response_cache::Entry>,
+        entry: std::sync::Arc<tower_response_cache::store::Entry>,
         ttl: Duration,
     ) -> Result<tower_response_cache::PutOutcome, tower_response_cache::StoreError> {
         self.gate.acquire().await.unwrap().forget();
@@ -636,7 +638,8 @@ async fn first_entry_bytes(server: &RedisServer) -> Vec<u8> {
 async fn tag_indexes_stay_within_a_small_factor_of_live_entries() {
     use bytes::Bytes;
     use std::sync::Arc;
-    use tower_response_cache::{Entry, Store, StoreKey};
+    use tower_response_cache::store::Entry;
+    use tower_response_cache::{Store, StoreKey};
     const HOT: u64 = 100;
     const CHURN: u64 = 100;
     const ROUNDS: u64 = 20;
@@ -813,7 +816,8 @@ async fn anonymous_writes_with_random_hosts_leave_bounded_invalidation_records()
 async fn invalidation_records_are_capped_and_older_ones_fold_into_everything() {
     use bytes::Bytes;
     use std::sync::Arc;
-    use tower_response_cache::{Entry, PutOutcome, Store, StoreKey};
+    use tower_response_cache::store::Entry;
+    use tower_response_cache::{PutOutcome, Store, StoreKey};
     let server = RedisServer::start();
     let s = RedisStore::builder(server.url())
         .prefix("test")
@@ -888,7 +892,8 @@ async fn a_fill_slower_than_the_memory_of_invalidations_is_refused() {
     use bytes::Bytes;
     use std::sync::Arc;
     use std::time::{SystemTime, UNIX_EPOCH};
-    use tower_response_cache::{Entry, PutOutcome, Store, StoreKey};
+    use tower_response_cache::store::Entry;
+    use tower_response_cache::{PutOutcome, Store, StoreKey};
     let server = RedisServer::start();
     let s = store(&server.url());
     let value = filled_entry_bytes(&server, &s).await;
@@ -955,7 +960,7 @@ fn sized(calls: &Calls, store: RedisStore) -> (Router, CacheHandle) {
 async fn big_entry(
     server: &RedisServer,
     mib: usize,
-) -> std::sync::Arc<tower_response_cache::Entry> {
+) -> std::sync::Arc<tower_response_cache::store::Entry> {
     let maker = RedisStore::builder(server.url())
         .prefix("maker")
         .timeout(Duration::from_secs(5))
@@ -977,7 +982,7 @@ async fn big_entry(
         .query_async(&mut raw)
         .await
         .unwrap();
-    let entry = tower_response_cache::Entry::decode(bytes.into()).unwrap();
+    let entry = tower_response_cache::store::Entry::decode(bytes.into()).unwrap();
     assert!(entry.body().unwrap().len() == mib << 20);
     std::sync::Arc::new(entry)
 }

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tower::{Layer, ServiceExt, service_fn};
+use tower_response_cache::store::Entry;
 use tower_response_cache::{
-    CacheLayer, CacheOverride, Entry, MemoryStore, Policy, PutOutcome, Store, StoreError, StoreKey,
+    CacheLayer, CacheOverride, MemoryStore, Policy, PutOutcome, Store, StoreError, StoreKey,
 };
 
 type Body = Full<Bytes>;

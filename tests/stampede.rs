@@ -511,13 +511,14 @@ impl tower_response_cache::Store for SlowClaims {
     async fn get(
         &self,
         key: tower_response_cache::StoreKey,
-    ) -> Result<Option<Arc<tower_response_cache::Entry>>, tower_response_cache::StoreError> {
+    ) -> Result<Option<Arc<tower_response_cache::store::Entry>>, tower_response_cache::StoreError>
+    {
         self.0.get(key).await
     }
     async fn put(
         &self,
         key: tower_response_cache::StoreKey,
-        entry: Arc<tower_response_cache::Entry>,
+        entry: Arc<tower_response_cache::store::Entry>,
         ttl: Duration,
     ) -> Result<tower_response_cache::PutOutcome, tower_response_cache::StoreError> {
         self.0.put(key, entry, ttl).await

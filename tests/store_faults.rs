@@ -12,9 +12,8 @@ use common::send;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tower_response_cache::{
-    CacheLayer, Entry, MemoryStore, PutOutcome, Store, StoreError, StoreKey,
-};
+use tower_response_cache::store::Entry;
+use tower_response_cache::{CacheLayer, MemoryStore, PutOutcome, Store, StoreError, StoreKey};
 
 /// A memory store whose invalidations and clears fail while `failing` is set; it answers
 /// `get_now` (the synchronous lookup) only when `now` is; with `as_bytes`, it hands entries

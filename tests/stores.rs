@@ -7,8 +7,9 @@ use axum::routing::get;
 use common::{Calls, send};
 use std::sync::Arc;
 use std::time::Duration;
+use tower_response_cache::store::Entry;
 use tower_response_cache::{
-    AnyStore, CacheLayer, DynStore, Entry, MemoryStore, PutOutcome, Store, StoreError, StoreKey,
+    AnyStore, CacheLayer, DynStore, MemoryStore, PutOutcome, Store, StoreError, StoreKey,
 };
 
 fn app(calls: &Calls, layer: CacheLayer<impl Store + ?Sized>) -> Router {

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_response_cache::store::Entry;
 use tower_response_cache::{
-    CacheLayer, Entry, MemoryStore, Policy, PutOutcome, Store, StoreError, StoreKey,
+    CacheLayer, MemoryStore, Policy, PutOutcome, Store, StoreError, StoreKey,
 };
 
 type Chunk = Result<Frame<Bytes>, Infallible>;

@@ -21,8 +21,9 @@ pub(crate) use unkeyed::Unkeyed;
 
 /// The fixed-size hash under which a store files an entry.
 ///
-/// It is the 128-bit XXH3 hash of the full [`CacheKey`]: stable across processes and machines (so
-/// a shared store can be used by many instances) and cheap to compute. It is not a secret and not
+/// It is the 128-bit XXH3 hash of the full cache key (method, authority, path, query, and what a
+/// [`KeyMaker`] added): stable across processes and machines (so a shared store can be used by
+/// many instances) and cheap to compute. It is not a secret and not
 /// collision-resistant against an adversary, which is why every hit is verified against the full
 /// key: a crafted collision can only cause a miss.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,7 +65,7 @@ impl fmt::Display for StoreKey {
 
 /// A request's identity in the cache: the canonical full key and its [`StoreKey`] hash.
 #[derive(Clone, PartialEq, Eq)]
-pub struct CacheKey {
+pub(crate) struct CacheKey {
     full: Bytes,
     hash: StoreKey,
 }
@@ -79,12 +80,12 @@ impl CacheKey {
     }
 
     /// The fixed-size hash stores index by.
-    pub fn store_key(&self) -> StoreKey {
+    pub(crate) fn store_key(&self) -> StoreKey {
         self.hash
     }
 
     /// The full canonical key (length-prefixed fields; not meant to be read by people).
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.full
     }
 

@@ -4,7 +4,8 @@ mod route;
 mod statuses;
 mod tagger;
 
-pub use route::{InvalidPattern, RoutePattern};
+pub use route::InvalidPattern;
+pub(crate) use route::RoutePattern;
 pub use statuses::StatusSet;
 pub(crate) use tagger::SharedTagger;
 pub use tagger::Tagger;

@@ -10,7 +10,7 @@ use std::fmt;
 
 /// A parsed route pattern such as `/products/{id}` or `/static/{*path}`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RoutePattern {
+pub(crate) struct RoutePattern {
     source: String,
     segments: Vec<Segment>,
 }
@@ -39,7 +39,7 @@ impl std::error::Error for InvalidPattern {}
 
 impl RoutePattern {
     /// Parses a pattern. It must start with `/`; `{*rest}` may only be the last segment.
-    pub fn parse(pattern: &str) -> Result<Self, InvalidPattern> {
+    pub(crate) fn parse(pattern: &str) -> Result<Self, InvalidPattern> {
         let invalid = |why| InvalidPattern {
             pattern: pattern.to_owned(),
             why,
@@ -73,19 +73,14 @@ impl RoutePattern {
         })
     }
 
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
     /// Whether the pattern is the matched route template (axum's `MatchedPath`), or matches
     /// the path.
-    pub fn matches(&self, matched_template: Option<&str>, path: &str) -> bool {
+    pub(crate) fn matches(&self, matched_template: Option<&str>, path: &str) -> bool {
         matched_template == Some(self.source.as_str()) || self.matches_path(path)
     }
 
     /// Whether the pattern matches a URI path.
-    pub fn matches_path(&self, path: &str) -> bool {
+    pub(crate) fn matches_path(&self, path: &str) -> bool {
         let Some(path) = path.strip_prefix('/') else {
             return false;
         };

@@ -150,8 +150,9 @@ impl MemoryStore {
         Self::builder().capacity_bytes(bytes).build()
     }
 
-    /// Runs moka's pending maintenance (evictions, expirations, listener calls) now. Only
-    /// useful in tests and benchmarks that read exact figures.
+    /// Runs moka's pending maintenance (evictions, expirations, listener calls) now. For tests
+    /// and benchmarks that read exact figures; not part of the API.
+    #[doc(hidden)]
     pub async fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks().await;
     }

@@ -16,6 +16,7 @@ mod redis;
 #[cfg(feature = "redis")]
 mod tiered;
 
+pub use crate::entry::{DecodeError, Entry, FORMAT_VERSION};
 pub use memory::{Eviction, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -31,7 +32,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Entry, StoreKey};
+use crate::StoreKey;
 
 /// A boxed, sendable future (what [`DynStore`] returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

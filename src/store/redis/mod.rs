@@ -231,7 +231,8 @@ impl RedisStore {
         self.inner.keys.channel(name)
     }
 
-    /// The Redis key of an entry.
+    /// The Redis key of an entry. For tests that read Redis directly; not part of the API.
+    #[doc(hidden)]
     pub fn entry_key(&self, key: StoreKey) -> String {
         self.inner.keys.entry(key)
     }
