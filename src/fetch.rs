@@ -17,9 +17,9 @@ use tower_service::Service;
 
 use crate::background::{Background, Behind};
 use crate::bounds::{CachedBody, Inner};
+use crate::cache::{Cache, Disposition};
 use crate::coalesce::{FlightGuard, Role, Shared, Waiter};
 use crate::conditions::CONDITIONS;
-use crate::config::{Config, Disposition};
 use crate::fill::Miss;
 use crate::invalidate;
 use crate::key::{Target, normalized_head};
@@ -42,7 +42,7 @@ pub(crate) struct Pending<ReqB> {
 /// answers first answers every waiter. A response that varies sends the requests for other
 /// variants to a flight of their own variant.
 pub(crate) async fn coalesced<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     background: Arc<Background>,
     inner: S,
     mut pending: Pending<ReqB>,
@@ -57,9 +57,9 @@ where
 {
     // HEAD fills nothing, and coalescing needs tokio (tasks, timers).
     if pending.lookup.head || tokio::runtime::Handle::try_current().is_err() {
-        return direct(config, background, inner, pending, stale).await;
+        return direct(cache, background, inner, pending, stale).await;
     }
-    let epoch = config.store.remote_invalidations();
+    let epoch = cache.store.remote_invalidations();
     // Its credentials or its spelling decide what it gets: it may take what a fetch under
     // way shares, but never lead a fetch that others wait for.
     let leads = pending.lookup.facts.fills_for_others();
@@ -69,22 +69,22 @@ where
     let shared = loop {
         let key = pending.lookup.flight_key();
         let role = if leads {
-            config
+            cache
                 .flights
                 .join(key, epoch, || flight_tags(&pending.parts))
         } else {
-            match config.flights.follow(key, epoch) {
+            match cache.flights.follow(key, epoch) {
                 Some(waiter) => Role::Waiter(waiter),
-                None => return direct(config, background, inner, pending, stale).await,
+                None => return direct(cache, background, inner, pending, stale).await,
             }
         };
         let mut waiter = match role {
             Role::Leader(guard) => {
-                return lead(config, background, inner, pending, stale, guard, None).await;
+                return lead(cache, background, inner, pending, stale, guard, None).await;
             }
             Role::Waiter(waiter) => waiter,
         };
-        let policy = config.policies.get(pending.lookup.policy);
+        let policy = cache.policies.get(pending.lookup.policy);
         let mut wait = policy.max_coalesce_wait;
         // With a stale response to fall back on, a waiter gives the fetch no longer than its
         // leader does (`origin_timeout`), then answers stale and leaves the flight alone.
@@ -94,7 +94,7 @@ where
                 match tokio::time::timeout(limit, waiter.outcome()).await {
                     Ok(shared) => break 'waited shared,
                     Err(_) => {
-                        if let Some(response) = config.answer_stale(stale, &pending) {
+                        if let Some(response) = cache.answer_stale(stale, &pending) {
                             return Ok(response);
                         }
                         wait -= limit;
@@ -108,19 +108,18 @@ where
                 Err(_) => match leads.then(|| waiter.replace()).flatten() {
                     Some(guard) => {
                         let racing = Some(waiter);
-                        return lead(config, background, inner, pending, stale, guard, racing)
-                            .await;
+                        return lead(cache, background, inner, pending, stale, guard, racing).await;
                     }
                     // Another waiter replaces the fetch that overran: the first answer will do.
                     None => waiter.outcome().await,
                 },
             }
         };
-        let request = pending.lookup.request(&config, &pending.parts);
+        let request = pending.lookup.request(&cache, &pending.parts);
         let now = SystemTime::now();
         let taken = match &shared {
-            Shared::LookAgain => match config.lookup(&request, now).await {
-                Found::Fresh { entry, .. } => config
+            Shared::LookAgain => match cache.lookup(&request, now).await {
+                Found::Fresh { entry, .. } => cache
                     .answer(&entry, false, now, Disposition::Hit)
                     .map_or(Taken::No, Taken::Response),
                 // Not stored after all (refused, or gone already): once, join or lead the
@@ -141,11 +140,11 @@ where
                 restarted = true;
                 continue;
             }
-            _ => config.take_shared(&shared, &request, now),
+            _ => cache.take_shared(&shared, &request, now),
         };
         match taken {
             Taken::Response(response) => {
-                Counters::add(&config.counters.coalesced);
+                Counters::add(&cache.counters.coalesced);
                 return Ok(response);
             }
             // At most twice: a variant's fetch says which fields responses vary on.
@@ -157,19 +156,19 @@ where
         }
     };
     if let (Shared::Failed, Some(stale)) = (&shared, &stale) {
-        if let Some(response) = config.answer_stale(stale, &pending) {
+        if let Some(response) = cache.answer_stale(stale, &pending) {
             return Ok(response);
         }
     }
     // Not shareable, or failed without a stale fallback: this request asks the origin itself.
-    direct(config, background, inner, pending, stale).await
+    direct(cache, background, inner, pending, stale).await
 }
 
 /// The first request for a key (or the one that replaces a fetch that overran, `racing` its
 /// flight): fetches in a task of its own, so that the waiters get their answer even if this
 /// request's client goes away.
 async fn lead<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     background: Arc<Background>,
     inner: S,
     pending: Pending<ReqB>,
@@ -186,13 +185,13 @@ where
 {
     let (head, now) = (pending.lookup.head, pending.now);
     let key = pending.lookup.flight_key();
-    let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
+    let timeout = cache.policies.get(pending.lookup.policy).origin_timeout;
     // The lookup came before the flight was joined: a fill that ended in between has stored
     // what this request wants. Checked again when the store can tell at once (no wait).
-    let request = pending.lookup.request(&config, &pending.parts);
-    if let Now::Known(Found::Fresh { entry, .. }) = config.lookup_now(&request, SystemTime::now()) {
-        if let Some(response) = config.answer(&entry, head, SystemTime::now(), Disposition::Hit) {
-            Counters::add(&config.counters.coalesced);
+    let request = pending.lookup.request(&cache, &pending.parts);
+    if let Now::Known(Found::Fresh { entry, .. }) = cache.lookup_now(&request, SystemTime::now()) {
+        if let Some(response) = cache.answer(&entry, head, SystemTime::now(), Disposition::Hit) {
+            Counters::add(&cache.counters.coalesced);
             guard.publish(Shared::LookAgain);
             return Ok(response);
         }
@@ -206,20 +205,20 @@ where
         )
     });
     let (answer, answered) = oneshot::channel();
-    let (task_config, behind) = (Arc::clone(&config), background.behind());
+    let (task_config, behind) = (Arc::clone(&cache), background.behind());
     // The claim (a store round trip, or a wait for another instance's fill) and the fetch run
     // in the task: a client that goes away meanwhile leaves its waiters to the task, not
     // without a fetch. The runtime was checked by `coalesced`, so the task starts.
     background.spawn(async move {
-        let config = task_config;
-        let claim = match config.claim_or_wait(&pending.parts, &pending.lookup).await {
+        let cache = task_config;
+        let claim = match cache.claim_or_wait(&pending.parts, &pending.lookup).await {
             Claim::Mine => Some(key),
             Claim::GaveUp => None,
             Claim::Filled(entry) => {
                 // Another instance filled it: answer from the store, and tell the local waiters.
                 let now = SystemTime::now();
-                if let Some(response) = config.answer(&entry, head, now, Disposition::Hit) {
-                    Counters::add(&config.counters.coalesced);
+                if let Some(response) = cache.answer(&entry, head, now, Disposition::Hit) {
+                    Counters::add(&cache.counters.coalesced);
                     guard.publish(Shared::LookAgain);
                     let _ = answer.send(Ok(response));
                     return;
@@ -228,7 +227,7 @@ where
             }
         };
         let fetching = fetch(
-            Arc::clone(&config),
+            Arc::clone(&cache),
             behind,
             inner,
             pending,
@@ -252,21 +251,21 @@ where
         })
         .await;
         if let Some(shared) = shared {
-            let request = lookup.request_with(&config, &headers);
+            let request = lookup.request_with(&cache, &headers);
             let now = SystemTime::now();
-            if let Taken::Response(response) = config.take_shared(&shared, &request, now) {
-                Counters::add(&config.counters.coalesced);
+            if let Taken::Response(response) = cache.take_shared(&shared, &request, now) {
+                Counters::add(&cache.counters.coalesced);
                 return Ok(response);
             }
         }
     }
     if let Some(result) = own {
         let result = result.unwrap_or_else(|_| never_answered());
-        return config.settled(result, stale.as_deref(), head, now);
+        return cache.settled(result, stale.as_deref(), head, now);
     }
     // Too slow: the stale response now; the fetch's task refreshes the cache when it lands.
     let answer = async { answered.await.unwrap_or_else(|_| never_answered()) };
-    config
+    cache
         .within_origin_timeout(answer, stale.as_deref(), timeout, head, now)
         .await
 }
@@ -284,7 +283,7 @@ enum Claim {
 /// How often a waiting instance looks for another instance's fill.
 const CLAIM_POLL: Duration = Duration::from_millis(20);
 
-impl<St: Store + ?Sized, K> Config<St, K> {
+impl<St: Store + ?Sized, K> Cache<St, K> {
     /// Claims the fill of the request's key (its variant's, when known), or waits for the
     /// instance that holds the claim: until its entry appears, its claim ends (then this one
     /// claims), or the policy's `max_coalesce_wait` has passed.
@@ -314,7 +313,7 @@ impl<St: Store + ?Sized, K> Config<St, K> {
 /// A fetch nobody waits for and nobody else joins (hit-for-pass, HEAD, a request that may
 /// not lead).
 pub(crate) async fn direct<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     background: Arc<Background>,
     inner: S,
     pending: Pending<ReqB>,
@@ -327,10 +326,10 @@ where
     ResB: CachedBody,
 {
     let (head, now) = (pending.lookup.head, pending.now);
-    let timeout = config.policies.get(pending.lookup.policy).origin_timeout;
+    let timeout = cache.policies.get(pending.lookup.policy).origin_timeout;
     let behind = background.behind();
-    let fetching = fetch(Arc::clone(&config), behind, inner, pending, None, None);
-    config
+    let fetching = fetch(Arc::clone(&cache), behind, inner, pending, None, None);
+    cache
         .within_origin_timeout(fetching, stale.as_deref(), timeout, head, now)
         .await
 }
@@ -338,7 +337,7 @@ where
 /// Calls the inner service (unconditionally, for the whole body) and fills the cache with its
 /// response; tells the requests waiting for it (`guard`) what they may be given.
 pub(crate) fn fetch<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     behind: Behind,
     mut inner: S,
     pending: Pending<ReqB>,
@@ -364,9 +363,9 @@ where
     }
     let request_headers = parts.headers.clone();
     let tags = flight_tags(&parts);
-    let tagged_by_policy = config.policies.get(lookup.policy).tag_with.is_some();
+    let tagged_by_policy = cache.policies.get(lookup.policy).tag_with.is_some();
     let request_head = tagged_by_policy.then(|| normalized_head(&parts));
-    let ticket = config.generations.begin_fill();
+    let ticket = cache.generations.begin_fill();
     // Called here, not in the future: the service was polled ready for this call.
     let called = inner.call(Request::from_parts(parts, body));
     async move {
@@ -375,7 +374,7 @@ where
             Ok(response) => response,
             Err(error) => {
                 if let Some(key) = claim {
-                    config.store.release_fill(key).await;
+                    cache.store.release_fill(key).await;
                 }
                 return Err(error);
             }
@@ -393,7 +392,7 @@ where
             request: request_head,
             claim,
         };
-        Ok(config.fill(&behind, miss, response, guard).await)
+        Ok(cache.fill(&behind, miss, response, guard).await)
     }
 }
 
@@ -409,7 +408,7 @@ fn flight_tags(parts: &request::Parts) -> Vec<String> {
 /// that triggered it is answered from the cache; its parts become the refresh's request, made
 /// unconditional and for the whole body.
 pub(crate) fn refresh<S, St, K, ReqB, ResB>(
-    config: &Arc<Config<St, K>>,
+    cache: &Arc<Cache<St, K>>,
     background: &Arc<Background>,
     inner: S,
     mut pending: Pending<ReqB>,
@@ -427,9 +426,9 @@ pub(crate) fn refresh<S, St, K, ReqB, ResB>(
         tracing::debug!("background refresh skipped: the maximum are running");
         return;
     };
-    let epoch = config.store.remote_invalidations();
+    let epoch = cache.store.remote_invalidations();
     let key = pending.lookup.key.store_key();
-    let Some(guard) = config
+    let Some(guard) = cache
         .flights
         .lead(key, epoch, || flight_tags(&pending.parts))
     else {
@@ -439,7 +438,7 @@ pub(crate) fn refresh<S, St, K, ReqB, ResB>(
     pending.lookup.head = false;
     pending.now = SystemTime::now();
     let refreshing = fetch(
-        Arc::clone(config),
+        Arc::clone(cache),
         background.behind(),
         inner,
         pending,
@@ -453,7 +452,7 @@ pub(crate) fn refresh<S, St, K, ReqB, ResB>(
         }
     });
     if spawned {
-        Counters::add(&config.counters.refreshes);
+        Counters::add(&cache.counters.refreshes);
     }
 }
 
@@ -464,7 +463,7 @@ fn never_answered<T>() -> T {
     panic!("the inner service panicked or was cancelled while filling the cache")
 }
 
-impl<St: Store + ?Sized, K> Config<St, K> {
+impl<St: Store + ?Sized, K> Cache<St, K> {
     /// The fetch's outcome, or the stale response standing in for an origin slower than
     /// `limit` (the policy's `origin_timeout`), or for a failure, when one may (RFC 5861).
     async fn within_origin_timeout<B: Body, E>(

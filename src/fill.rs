@@ -18,8 +18,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::background::Behind;
 use crate::bounds::CachedBody;
 use crate::buffer::{Read, read_to_limit};
+use crate::cache::{Cache, Disposition};
 use crate::coalesce::{FlightGuard, Shared};
-use crate::config::{Config, Disposition};
 use crate::entry::StoredResponse;
 use crate::invalidate::{self, FillTicket};
 use crate::policy::PolicyId;
@@ -63,7 +63,7 @@ struct Head {
     declared: Option<u64>,
 }
 
-impl<St, K> Config<St, K>
+impl<St, K> Cache<St, K>
 where
     St: Store + ?Sized,
     K: Send + Sync + 'static,
@@ -141,7 +141,7 @@ where
                 body: Some(Arc::clone(&transfer)),
             });
         }
-        let config = Arc::clone(self);
+        let cache = Arc::clone(self);
         let writes = behind.writes.clone();
         let owner = behind.alive.clone();
         let pending = self.unsettled.enter();
@@ -150,7 +150,7 @@ where
         // the body, or when nobody reads a body it has no one to store for.
         tokio::spawn(async move {
             let driven = transfer::drive(&transfer, body, owner).await;
-            config.finish(&writes, miss, head, driven, guard).await;
+            cache.finish(&writes, miss, head, driven, guard).await;
             drop(pending);
         });
         Response::from_parts(parts, CacheBody::shared(reader))
@@ -345,15 +345,15 @@ where
         if !mark && miss.claim.is_none() {
             return;
         }
-        let config = Arc::clone(self);
+        let cache = Arc::clone(self);
         let pending = self.unsettled.enter();
         let task = async move {
             let _pending = pending;
             if mark {
-                config.mark_pass(&miss).await;
+                cache.mark_pass(&miss).await;
             }
             if let Some(key) = miss.claim {
-                config.store.release_fill(key).await;
+                cache.store.release_fill(key).await;
             }
         };
         if tokio::runtime::Handle::try_current().is_ok() {

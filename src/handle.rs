@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tower_service::Service;
 
 use crate::Store;
-use crate::config::Config;
+use crate::cache::Cache;
 use crate::invalidate;
 use crate::key::{normalize_authority, normalize_path};
 use crate::store::BoxFuture;
@@ -50,12 +50,12 @@ trait Invalidate: Send + Sync {
     fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
-impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Config<St, K> {
+impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Cache<St, K> {
     fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64> {
-        Box::pin(Config::invalidate(self, tags))
+        Box::pin(Cache::invalidate(self, tags))
     }
     fn clear(&self) -> BoxFuture<'_, u64> {
-        Box::pin(Config::clear(self))
+        Box::pin(Cache::clear(self))
     }
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.unsettled.settled())
@@ -64,9 +64,9 @@ impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Config<St, K> 
 
 impl CacheHandle {
     pub(crate) fn new<St: Store + ?Sized, K: Send + Sync + 'static>(
-        config: Arc<Config<St, K>>,
+        cache: Arc<Cache<St, K>>,
     ) -> Self {
-        CacheHandle { cache: config }
+        CacheHandle { cache }
     }
 
     /// Invalidates every entry stored for this URI: all its `Vary` variants, all its queries

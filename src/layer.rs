@@ -6,7 +6,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::background::Background;
-use crate::config::Config;
+use crate::cache::Cache;
 use crate::policy::Policies;
 use crate::stats::{CacheStats, Counters};
 use crate::{
@@ -38,14 +38,14 @@ const DEFAULT_MAX_PENDING_WRITES: usize = 1024;
 /// # let _ = (app, stats);
 /// ```
 pub struct CacheLayer<St: ?Sized, K = DefaultKey> {
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     background: Arc<Background>,
 }
 
 impl<St: ?Sized, K> Clone for CacheLayer<St, K> {
     fn clone(&self) -> Self {
         CacheLayer {
-            config: Arc::clone(&self.config),
+            cache: Arc::clone(&self.cache),
             background: Arc::clone(&self.background),
         }
     }
@@ -54,8 +54,8 @@ impl<St: ?Sized, K> Clone for CacheLayer<St, K> {
 impl<St: ?Sized, K> std::fmt::Debug for CacheLayer<St, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheLayer")
-            .field("default_policy", &self.config.policies.default)
-            .field("routes", &self.config.policies.routes)
+            .field("default_policy", &self.cache.policies.default)
+            .field("routes", &self.cache.policies.routes)
             .finish_non_exhaustive()
     }
 }
@@ -72,7 +72,7 @@ impl<St: Store + ?Sized> CacheLayer<St> {
     /// directly).
     pub fn from_shared_store(store: Arc<St>) -> Self {
         CacheLayer {
-            config: Arc::new(Config {
+            cache: Arc::new(Cache {
                 store,
                 keys: Arc::new(DefaultKey),
                 policies: Policies::default(),
@@ -96,8 +96,8 @@ impl<St: Store + ?Sized> CacheLayer<St> {
 }
 
 impl<St: Store + ?Sized, K> CacheLayer<St, K> {
-    fn configure(mut self, change: impl FnOnce(&mut Config<St, K>)) -> Self {
-        change(Arc::make_mut(&mut self.config));
+    fn configure(mut self, change: impl FnOnce(&mut Cache<St, K>)) -> Self {
+        change(Arc::make_mut(&mut self.cache));
         self
     }
 
@@ -169,22 +169,22 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     /// Uses `maker` to add parts to every key: a type implementing [`KeyMaker`] (a closure goes
     /// to [`key`](Self::key), where its parameter types are inferred).
     pub fn key_maker<K2: KeyMaker>(self, maker: K2) -> CacheLayer<St, K2> {
-        let config = Arc::unwrap_or_clone(self.config);
+        let cache = Arc::unwrap_or_clone(self.cache);
         CacheLayer {
-            config: Arc::new(Config {
-                store: config.store,
+            cache: Arc::new(Cache {
+                store: cache.store,
                 keys: Arc::new(maker),
-                policies: config.policies,
-                cache_header: config.cache_header,
-                override_header: config.override_header,
-                counters: config.counters,
-                flights: config.flights,
-                generations: config.generations,
-                unapplied: config.unapplied,
-                tag_header: config.tag_header,
-                keep_tag_header: config.keep_tag_header,
-                purge_token: config.purge_token,
-                unsettled: config.unsettled,
+                policies: cache.policies,
+                cache_header: cache.cache_header,
+                override_header: cache.override_header,
+                counters: cache.counters,
+                flights: cache.flights,
+                generations: cache.generations,
+                unapplied: cache.unapplied,
+                tag_header: cache.tag_header,
+                keep_tag_header: cache.keep_tag_header,
+                purge_token: cache.purge_token,
+                unsettled: cache.unsettled,
             }),
             background: self.background,
         }
@@ -234,9 +234,9 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
 
     /// A handle on this cache's counters, readable at any time.
     pub fn stats(&self) -> CacheStats {
-        let store = Arc::clone(&self.config.store);
+        let store = Arc::clone(&self.cache.store);
         CacheStats {
-            counters: Arc::clone(&self.config.counters),
+            counters: Arc::clone(&self.cache.counters),
             store: Arc::new(move || store.metrics()),
         }
     }
@@ -246,7 +246,7 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     where
         K: Send + Sync + 'static,
     {
-        CacheHandle::new(Arc::clone(&self.config))
+        CacheHandle::new(Arc::clone(&self.cache))
     }
 
     /// The name of the response header carrying tags (default `cache-tag`; `surrogate-key` is
@@ -291,10 +291,6 @@ impl<S, St: ?Sized, K> Layer<S> for CacheLayer<St, K> {
     type Service = CacheService<S, St, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::new(
-            inner,
-            Arc::clone(&self.config),
-            Arc::clone(&self.background),
-        )
+        CacheService::new(inner, Arc::clone(&self.cache), Arc::clone(&self.background))
     }
 }

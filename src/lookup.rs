@@ -6,8 +6,8 @@ use http_body::Body;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use crate::cache::{Cache, Disposition};
 use crate::coalesce::Shared;
-use crate::config::{Config, Disposition};
 use crate::entry::{Kind, Staleness, StoredResponse};
 use crate::semantics::RequestFacts;
 use crate::stats::Counters;
@@ -42,11 +42,11 @@ pub(crate) enum Found {
 /// What a synchronous lookup could tell.
 pub(crate) enum Now {
     Known(Found),
-    /// The store needs to wait: ask [`Config::lookup`].
+    /// The store needs to wait: ask [`Cache::lookup`].
     Wait,
 }
 
-impl<St: Store + ?Sized, K> Config<St, K> {
+impl<St: Store + ?Sized, K> Cache<St, K> {
     /// [`lookup`](Self::lookup) without waiting, when the store can answer at once
     /// ([`Store::get_now`]).
     pub(crate) fn lookup_now(&self, request: &Query<'_>, now: SystemTime) -> Now {

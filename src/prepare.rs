@@ -4,7 +4,7 @@
 use http::{Method, request};
 use http_body::Body;
 
-use crate::config::Config;
+use crate::cache::Cache;
 use crate::key::{Target, Unkeyed};
 use crate::lookup;
 use crate::policy::PolicyId;
@@ -33,27 +33,27 @@ impl Lookup {
 impl Lookup {
     pub(crate) fn request<'a, St: ?Sized, K>(
         &'a self,
-        config: &'a Config<St, K>,
+        cache: &'a Cache<St, K>,
         parts: &'a request::Parts,
     ) -> lookup::Query<'a> {
-        self.request_with(config, &parts.headers)
+        self.request_with(cache, &parts.headers)
     }
 
     pub(crate) fn request_with<'a, St: ?Sized, K>(
         &'a self,
-        config: &'a Config<St, K>,
+        cache: &'a Cache<St, K>,
         headers: &'a http::HeaderMap,
     ) -> lookup::Query<'a> {
         lookup::Query {
             key: &self.key,
             facts: &self.facts,
             headers,
-            policy: config.policies.get(self.policy),
+            policy: cache.policies.get(self.policy),
         }
     }
 }
 
-impl<St: Store + ?Sized, K: KeyMaker> Config<St, K> {
+impl<St: Store + ?Sized, K: KeyMaker> Cache<St, K> {
     /// Decides whether the request may use the cache, and builds its key. `has_body`: the
     /// request carries a body (or may: its length is not known to be zero).
     pub(crate) fn prepare(

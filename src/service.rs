@@ -23,8 +23,8 @@ use tower_service::Service;
 
 use crate::background::Background;
 use crate::bounds::{CachedBody, Inner};
+use crate::cache::{Cache, Disposition};
 use crate::conditions::Conditions;
-use crate::config::{Config, Disposition};
 use crate::fetch::{self, Pending};
 use crate::lookup::{Found, Now};
 use crate::prepare::has_body;
@@ -34,15 +34,15 @@ use crate::{CacheBody, DefaultKey, KeyMaker, ResponseFuture, Store};
 /// The cache in front of an inner service `S`; built by [`CacheLayer`](crate::CacheLayer).
 pub struct CacheService<S, St: ?Sized, K = DefaultKey> {
     inner: S,
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     background: Arc<Background>,
 }
 
 impl<S, St: ?Sized, K> CacheService<S, St, K> {
-    pub(crate) fn new(inner: S, config: Arc<Config<St, K>>, background: Arc<Background>) -> Self {
+    pub(crate) fn new(inner: S, cache: Arc<Cache<St, K>>, background: Arc<Background>) -> Self {
         CacheService {
             inner,
-            config,
+            cache,
             background,
         }
     }
@@ -82,7 +82,7 @@ impl<S: Clone, St: ?Sized, K> Clone for CacheService<S, St, K> {
     fn clone(&self) -> Self {
         CacheService {
             inner: self.inner.clone(),
-            config: Arc::clone(&self.config),
+            cache: Arc::clone(&self.cache),
             background: Arc::clone(&self.background),
         }
     }
@@ -118,20 +118,20 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        if parts.method.as_str() == "PURGE" && self.config.purge_token.is_some() {
+        if parts.method.as_str() == "PURGE" && self.cache.purge_token.is_some() {
             return ResponseFuture::flow(crate::purge::method::answer(
-                Arc::clone(&self.config),
+                Arc::clone(&self.cache),
                 parts,
             ));
         }
-        let lookup = match self.config.prepare(&parts, has_body(&parts.headers, &body)) {
+        let lookup = match self.cache.prepare(&parts, has_body(&parts.headers, &body)) {
             Ok(lookup) => lookup,
             Err(reason) => {
-                self.config.bypassed(reason);
+                self.cache.bypassed(reason);
                 let request = Request::from_parts(parts, body);
-                let config = Arc::clone(&self.config);
+                let cache = Arc::clone(&self.cache);
                 return ResponseFuture::flow(crate::write::pass_through(
-                    config,
+                    cache,
                     self.take_inner(),
                     request,
                 ));
@@ -139,8 +139,8 @@ where
         };
         let now = SystemTime::now();
         let found = self
-            .config
-            .lookup_now(&lookup.request(&self.config, &parts), now);
+            .cache
+            .lookup_now(&lookup.request(&self.cache, &parts), now);
         let pending = Pending {
             parts,
             body,
@@ -149,14 +149,14 @@ where
         };
         match found {
             Now::Known(found) => serve(
-                &self.config,
+                &self.cache,
                 &self.background,
                 || take(&mut self.inner),
                 found,
                 pending,
             ),
             Now::Wait => ResponseFuture::flow(looked_up_later(
-                Arc::clone(&self.config),
+                Arc::clone(&self.cache),
                 Arc::clone(&self.background),
                 self.take_inner(),
                 pending,
@@ -181,7 +181,7 @@ fn take<S: Clone>(inner: &mut S) -> S {
 /// Serves what the lookup found (step 3 above). `inner` is called at most once, and only when
 /// the inner service is needed.
 fn serve<S, St, K, ReqB, ResB>(
-    config: &Arc<Config<St, K>>,
+    cache: &Arc<Cache<St, K>>,
     background: &Arc<Background>,
     inner: impl FnOnce() -> S,
     found: Found,
@@ -198,20 +198,20 @@ where
     let now = pending.now;
     let (stale, pass) = match found {
         Found::Fresh { entry, refresh } => {
-            if let Some(response) = config.answer(&entry, head, now, Disposition::Hit) {
-                Counters::add(&config.counters.hits);
+            if let Some(response) = cache.answer(&entry, head, now, Disposition::Hit) {
+                Counters::add(&cache.counters.hits);
                 if refresh && pending.lookup.facts.fills_for_others() {
-                    fetch::refresh(config, background, inner(), pending);
+                    fetch::refresh(cache, background, inner(), pending);
                 }
                 return ResponseFuture::ready(response);
             }
             (None, false)
         }
         Found::Stale(entry) => {
-            if let Some(response) = config.answer(&entry, head, now, Disposition::Stale) {
-                Counters::add(&config.counters.stale);
+            if let Some(response) = cache.answer(&entry, head, now, Disposition::Stale) {
+                Counters::add(&cache.counters.stale);
                 if pending.lookup.facts.fills_for_others() {
-                    fetch::refresh(config, background, inner(), pending);
+                    fetch::refresh(cache, background, inner(), pending);
                 }
                 return ResponseFuture::ready(response);
             }
@@ -225,8 +225,8 @@ where
             (None, false)
         }
     };
-    Counters::add(&config.counters.misses);
-    let config = Arc::clone(config);
+    Counters::add(&cache.counters.misses);
+    let cache = Arc::clone(cache);
     let background = Arc::clone(background);
     // Its fetch asks for the whole response; its own conditions are answered from that.
     let conditions = pending
@@ -235,13 +235,13 @@ where
         .conditional
         .then(|| Conditions::of(&pending.parts))
         .flatten();
-    let cache_header = config.cache_header.clone();
+    let cache_header = cache.cache_header.clone();
     let inner = inner();
     let flow = async move {
         if pass {
-            fetch::direct(config, background, inner, pending, None).await
+            fetch::direct(cache, background, inner, pending, None).await
         } else {
-            fetch::coalesced(config, background, inner, pending, stale).await
+            fetch::coalesced(cache, background, inner, pending, stale).await
         }
     };
     match conditions {
@@ -255,7 +255,7 @@ where
 
 /// A request whose store had to be waited for: the same as `call`, after the lookup.
 async fn looked_up_later<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     background: Arc<Background>,
     inner: S,
     pending: Pending<ReqB>,
@@ -267,7 +267,7 @@ where
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
-    let request = pending.lookup.request(&config, &pending.parts);
-    let found = config.lookup(&request, pending.now).await;
-    serve(&config, &background, || inner, found, pending).await
+    let request = pending.lookup.request(&cache, &pending.parts);
+    let found = cache.lookup(&request, pending.now).await;
+    serve(&cache, &background, || inner, found, pending).await
 }

@@ -6,7 +6,7 @@ use http_body::Body;
 use std::sync::Arc;
 use tower_service::Service;
 
-use crate::config::{Config, Disposition};
+use crate::cache::{Cache, Disposition};
 use crate::invalidate;
 use crate::key::{Target, normalize_path, normalized_head, original_uri};
 use crate::{CacheBody, CacheOverride, Store};
@@ -16,7 +16,7 @@ use crate::{CacheBody, CacheOverride, Store};
 /// (RFC 9111 §4.4): the target URI, same-host `Location` and `Content-Location` URIs, and the
 /// tags the response names in the tag header. Error answers invalidate nothing.
 pub(crate) async fn pass_through<S, St, K, ReqB, ResB>(
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     mut inner: S,
     request: Request<ReqB>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
@@ -29,21 +29,21 @@ where
     let write = (!invalidate::is_safe(&parts.method)).then(|| normalized_head(&parts));
     let response = inner.call(Request::from_parts(parts, body)).await?;
     let (mut parts, body) = response.into_parts();
-    CacheOverride::take(&mut parts, config.override_header.as_ref());
+    CacheOverride::take(&mut parts, cache.override_header.as_ref());
     if let Some(write) = write {
-        let tags = config.written_tags(&write, &mut parts);
+        let tags = cache.written_tags(&write, &mut parts);
         if parts.status.is_success() || parts.status.is_redirection() {
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-            config.invalidate(&tags).await;
+            cache.invalidate(&tags).await;
         }
     } else {
-        config.strip_tag_header(&mut parts.headers);
+        cache.strip_tag_header(&mut parts.headers);
     }
-    config.mark(&mut parts.headers, Disposition::Bypass);
+    cache.mark(&mut parts.headers, Disposition::Bypass);
     Ok(Response::from_parts(parts, CacheBody::origin(body)))
 }
 
-impl<St: ?Sized, K> Config<St, K> {
+impl<St: ?Sized, K> Cache<St, K> {
     /// The tags a write covers: its target URI, same-host locations, and the tags the response
     /// names (the tag header is removed from the response unless configured otherwise).
     fn written_tags(

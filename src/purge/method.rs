@@ -4,20 +4,20 @@ use http::{Response, request};
 use http_body::Body;
 use std::sync::Arc;
 
-use crate::config::{Config, Disposition};
+use crate::cache::{Cache, Disposition};
 use crate::key::Target;
 use crate::{CacheBody, Store, invalidate};
 
 /// A `PURGE` request, answered by the cache itself (see `CacheLayer::purge_method`).
 pub(crate) async fn answer<St, K, ResB, E>(
-    config: Arc<Config<St, K>>,
+    cache: Arc<Cache<St, K>>,
     request: request::Parts,
 ) -> Result<Response<CacheBody<ResB>>, E>
 where
     St: Store + ?Sized,
     ResB: Body,
 {
-    let allowed = config
+    let allowed = cache
         .purge_token
         .as_ref()
         .is_some_and(|token| token.authorizes(&request.headers));
@@ -27,13 +27,13 @@ where
         match Target::of(&request) {
             Ok(target) => {
                 let tag = invalidate::uri_tag(&target.authority, &target.path);
-                let purged = config.invalidate(&[&tag]).await;
+                let purged = cache.invalidate(&[&tag]).await;
                 super::text(http::StatusCode::OK, format!("purged {purged} entries\n"))
             }
             Err(_) => super::text(http::StatusCode::BAD_REQUEST, "invalid Host\n"),
         }
     };
     let mut answer = answer.map(|body| CacheBody::buffered(body, None));
-    config.mark(answer.headers_mut(), Disposition::Bypass);
+    cache.mark(answer.headers_mut(), Disposition::Bypass);
     Ok(answer)
 }

@@ -294,13 +294,13 @@ impl RedisStore {
             };
             let connection = cell
                 .get_or_try_init(|| {
-                    let mut config = ConnectionManagerConfig::new()
+                    let mut cache = ConnectionManagerConfig::new()
                         .set_connection_timeout(inner.timeout)
                         .set_number_of_retries(1);
                     if let Some(timeout) = response_timeout {
-                        config = config.set_response_timeout(timeout);
+                        cache = cache.set_response_timeout(timeout);
                     }
-                    ConnectionManager::new_with_config(inner.client.clone(), config)
+                    ConnectionManager::new_with_config(inner.client.clone(), cache)
                 })
                 .await?
                 .clone();

@@ -1,4 +1,6 @@
-//! What a cache layer was configured with, shared by every service it builds.
+//! [`Cache`]: the shared state of one cache (store, key maker, policies, coalescing flights,
+//! fill generations, counters), held by its layer and every service built from it; with the
+//! operations on that state: invalidate, clear, mark.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
@@ -12,8 +14,9 @@ use crate::stats::Counters;
 use crate::unapplied::Unapplied;
 use crate::{BypassReason, NotStoredReason};
 
-/// The configuration and state of one cache: store, key maker, policies, header names, counters.
-pub(crate) struct Config<St: ?Sized, K> {
+/// The shared state of one cache: store, key maker, policies, header names, flights, generations,
+/// counters. One per layer; every service the layer builds holds it.
+pub(crate) struct Cache<St: ?Sized, K> {
     pub store: Arc<St>,
     pub keys: Arc<K>,
     pub policies: Policies,
@@ -39,9 +42,9 @@ pub(crate) struct Config<St: ?Sized, K> {
 }
 
 // Manual: the derive would require `St: Clone` and `K: Clone`, but both are behind `Arc`.
-impl<St: ?Sized, K> Clone for Config<St, K> {
+impl<St: ?Sized, K> Clone for Cache<St, K> {
     fn clone(&self) -> Self {
-        Config {
+        Cache {
             store: Arc::clone(&self.store),
             keys: Arc::clone(&self.keys),
             policies: self.policies.clone(),
@@ -69,7 +72,7 @@ pub(crate) enum Disposition {
     Bypass,
 }
 
-impl<St: ?Sized, K> Config<St, K> {
+impl<St: ?Sized, K> Cache<St, K> {
     /// Sets the `X-Cache` header, if configured.
     pub(crate) fn mark(&self, headers: &mut HeaderMap, disposition: Disposition) {
         if let Some(name) = &self.cache_header {
@@ -119,7 +122,7 @@ impl<St: ?Sized, K> Config<St, K> {
     }
 }
 
-impl<St: crate::Store + ?Sized, K> Config<St, K> {
+impl<St: crate::Store + ?Sized, K> Cache<St, K> {
     /// Invalidates every entry carrying one of `tags`: recorded first (so that fills in
     /// progress do not write back), then removed from the store. Store errors are logged and
     /// counted, and the invalidation is remembered: hidden from this instance's lookups at
