@@ -9,7 +9,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use crate::transfer::{BoxError, TransferBody};
+use crate::flow::transfer::{BoxError, TransferBody};
 
 pin_project! {
     /// The body of a response that went through the cache layer.

@@ -5,7 +5,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::transfer::BoxError;
+use crate::flow::transfer::BoxError;
 
 /// An inner service the flow can run in a task of its own: `Send + 'static`, with a `Send`
 /// future and error.

@@ -6,12 +6,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::coalesce::Flights;
+use crate::flow::coalesce::Flights;
+use crate::invalidate::unapplied::Unapplied;
 use crate::invalidate::{self, Generations};
 use crate::policy::Policies;
 use crate::purge::token::PurgeToken;
 use crate::stats::Counters;
-use crate::unapplied::Unapplied;
 use crate::{BypassReason, NotStoredReason};
 
 /// The shared state of one cache: store, key maker, policies, header names, flights, generations,
@@ -38,7 +38,7 @@ pub(crate) struct Cache<St: ?Sized, K> {
     /// When set, `PURGE` requests with this bearer token invalidate their URI.
     pub purge_token: Option<PurgeToken>,
     /// Writes still pending behind responses already returned.
-    pub unsettled: Arc<crate::background::Unsettled>,
+    pub unsettled: Arc<crate::flow::background::Unsettled>,
 }
 
 // Manual: the derive would require `St: Clone` and `K: Clone`, but both are behind `Arc`.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
 
-use crate::background::Background;
 use crate::cache::Cache;
+use crate::flow::background::Background;
 use crate::policy::Policies;
 use crate::stats::{CacheStats, Counters};
 use crate::{

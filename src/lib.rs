@@ -59,38 +59,29 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
-mod background;
 mod body;
 mod bounds;
-mod buffer;
 mod cache;
-mod coalesce;
-mod conditions;
 mod entry;
-mod fetch;
-mod fill;
+mod flow;
 mod future;
 mod handle;
 mod invalidate;
 mod key;
 mod layer;
-mod lookup;
 mod outcome;
 mod policy;
-mod prepare;
 mod purge;
 mod response_override;
 mod semantics;
 mod service;
 mod stats;
 pub mod store;
-mod transfer;
-mod unapplied;
-mod write;
 
 pub use body::CacheBody;
 pub(crate) use entry::Entry;
 pub use entry::MAX_LIFETIME;
+pub use flow::transfer::BoxError;
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;
 pub(crate) use key::CacheKey;
@@ -111,7 +102,6 @@ pub use store::{
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisFaults, RedisStore, RedisStoreBuilder, TieredStore};
-pub use transfer::BoxError;
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -21,13 +21,13 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 use tower_service::Service;
 
-use crate::background::Background;
 use crate::bounds::{CachedBody, Inner};
 use crate::cache::{Cache, Disposition};
-use crate::conditions::Conditions;
-use crate::fetch::{self, Pending};
-use crate::lookup::{Found, Now};
-use crate::prepare::has_body;
+use crate::flow::background::Background;
+use crate::flow::conditions::Conditions;
+use crate::flow::fetch::{self, Pending};
+use crate::flow::lookup::{Found, Now};
+use crate::flow::prepare::has_body;
 use crate::stats::Counters;
 use crate::{CacheBody, DefaultKey, KeyMaker, ResponseFuture, Store};
 
@@ -130,7 +130,7 @@ where
                 self.cache.bypassed(reason);
                 let request = Request::from_parts(parts, body);
                 let cache = Arc::clone(&self.cache);
-                return ResponseFuture::flow(crate::write::pass_through(
+                return ResponseFuture::flow(crate::flow::write::pass_through(
                     cache,
                     self.take_inner(),
                     request,

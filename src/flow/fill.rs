@@ -15,17 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::background::Behind;
 use crate::bounds::CachedBody;
-use crate::buffer::{Read, read_to_limit};
 use crate::cache::{Cache, Disposition};
-use crate::coalesce::{FlightGuard, Shared};
 use crate::entry::StoredResponse;
+use crate::flow::background::Behind;
+use crate::flow::buffer::{Read, read_to_limit};
+use crate::flow::coalesce::{FlightGuard, Shared};
+use crate::flow::transfer::{self, Driven, Transfer};
 use crate::invalidate::{self, FillTicket};
 use crate::policy::PolicyId;
 use crate::semantics::{self, RequestFacts, StoreDecision};
 use crate::stats::Counters;
-use crate::transfer::{self, Driven, Transfer};
 use crate::{
     CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, PutOutcome, Store, StoreKey,
 };
@@ -227,7 +227,7 @@ where
     /// looks the key up again otherwise); from then on, requests find the store's entry.
     async fn finish(
         &self,
-        writes: &crate::background::Writes,
+        writes: &crate::flow::background::Writes,
         miss: Miss,
         head: Head,
         driven: Driven,

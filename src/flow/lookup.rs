@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use crate::cache::{Cache, Disposition};
-use crate::coalesce::Shared;
 use crate::entry::{Kind, Staleness, StoredResponse};
+use crate::flow::coalesce::Shared;
 use crate::semantics::RequestFacts;
 use crate::stats::Counters;
 use crate::{CacheBody, CacheKey, Entry, Policy, Store};

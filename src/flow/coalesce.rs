@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
-use crate::transfer::Transfer;
+use crate::flow::transfer::Transfer;
 use crate::{Entry, StoreKey};
 
 /// What a fetch offers the requests that waited for it.

@@ -23,6 +23,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub(crate) mod unapplied;
+
 /// Internal tags start with a byte no user tag may contain.
 const INTERNAL: char = '\u{1}';
 /// How many path prefixes get a tag of their own (`/a/`, `/a/b/`, ...).

@@ -15,16 +15,16 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 use tower_service::Service;
 
-use crate::background::{Background, Behind};
 use crate::bounds::{CachedBody, Inner};
 use crate::cache::{Cache, Disposition};
-use crate::coalesce::{FlightGuard, Role, Shared, Waiter};
-use crate::conditions::CONDITIONS;
-use crate::fill::Miss;
+use crate::flow::background::{Background, Behind};
+use crate::flow::coalesce::{FlightGuard, Role, Shared, Waiter};
+use crate::flow::conditions::CONDITIONS;
+use crate::flow::fill::Miss;
+use crate::flow::lookup::{Found, Now, Taken};
+use crate::flow::prepare::Lookup;
 use crate::invalidate;
 use crate::key::{Target, normalized_head};
-use crate::lookup::{Found, Now, Taken};
-use crate::prepare::Lookup;
 use crate::stats::Counters;
 use crate::{CacheBody, Entry, Store, StoreKey};
 

@@ -5,8 +5,8 @@ use http::{Method, request};
 use http_body::Body;
 
 use crate::cache::Cache;
+use crate::flow::lookup;
 use crate::key::{Target, Unkeyed};
-use crate::lookup;
 use crate::policy::PolicyId;
 use crate::semantics::RequestFacts;
 use crate::{BypassReason, CacheKey, KeyBuilder, KeyMaker, Store};
