@@ -60,83 +60,55 @@ use tokio::time::{Instant, Sleep};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_response_cache::{AnyStore, CacheLayer, MemoryStore, Policy, PurgeService, PurgeToken};
 
-/// Everything the proxy can be told on its command line.
-#[derive(Clone, Debug)]
+/// A caching reverse proxy: every request goes to `--upstream`, cached by the origin's
+/// `Cache-Control` (RFC 9111, as a shared cache).
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "reverse_proxy")]
 struct Options {
+    /// The address to listen on (`127.0.0.1:0` picks a free port; the chosen one is printed).
+    #[arg(long)]
     listen: SocketAddr,
+    /// The origin, an `http://host:port` URL.
+    #[arg(long, value_parser = parse_upstream)]
     upstream: Uri,
+    /// How long responses the origin gives no lifetime are kept, in seconds (0: not at all).
+    #[arg(long = "default-ttl", value_name = "SECONDS", default_value = "0", value_parser = parse_seconds)]
     default_ttl: Duration,
+    /// The largest body stored, in bytes.
+    #[arg(long = "max-body", value_name = "BYTES", default_value_t = 1 << 20)]
     max_body: usize,
+    /// The memory store's capacity, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
     capacity: u64,
+    /// How long the origin may take to send a response head, or the next frame of its body
+    /// (`300ms`, `30s`, or plain seconds); then `504`, or the body is cut.
+    #[arg(long = "upstream-timeout", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     upstream_timeout: Duration,
+    /// The header the origin tags responses with.
+    #[arg(long = "tag-header", value_name = "NAME", default_value = "cache-tag")]
     tag_header: HeaderName,
+    /// The bearer token for `PURGE` requests and the purge endpoint (off without it).
+    #[arg(long = "purge-token", value_name = "TOKEN")]
     purge_token: Option<String>,
+    /// A Redis URL: cache in Redis as well (a tiered store); needs `--features redis`.
+    #[arg(long, value_name = "URL")]
     redis: Option<String>,
 }
 
-impl Options {
-    const USAGE: &'static str = "usage: reverse_proxy --listen ADDR --upstream URL \
-        [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES] \
-        [--upstream-timeout DURATION] [--tag-header NAME] [--purge-token TOKEN] [--redis URL]";
-
-    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
-        let mut listen = None;
-        let mut upstream = None;
-        let mut options = Options {
-            listen: ([127, 0, 0, 1], 8080).into(),
-            upstream: Uri::from_static("http://127.0.0.1:8000"),
-            default_ttl: Duration::ZERO,
-            max_body: 1 << 20,
-            capacity: 256 << 20,
-            upstream_timeout: Duration::from_secs(30),
-            tag_header: HeaderName::from_static("cache-tag"),
-            purge_token: None,
-            redis: None,
-        };
-        while let Some(flag) = args.next() {
-            let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--listen" => {
-                    listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?)
-                }
-                "--upstream" => upstream = Some(value()?),
-                "--default-ttl" => {
-                    let secs = value()?
-                        .parse()
-                        .map_err(|e| format!("--default-ttl: {e}"))?;
-                    options.default_ttl = Duration::from_secs(secs);
-                }
-                "--max-body" => {
-                    options.max_body = value()?.parse().map_err(|e| format!("--max-body: {e}"))?
-                }
-                "--capacity" => {
-                    options.capacity = value()?.parse().map_err(|e| format!("--capacity: {e}"))?
-                }
-                "--upstream-timeout" => {
-                    options.upstream_timeout =
-                        parse_duration(&value()?).map_err(|e| format!("--upstream-timeout: {e}"))?
-                }
-                "--tag-header" => {
-                    options.tag_header =
-                        value()?.parse().map_err(|e| format!("--tag-header: {e}"))?
-                }
-                "--purge-token" => options.purge_token = Some(value()?),
-                "--redis" => options.redis = Some(value()?),
-                "-h" | "--help" => return Err(Self::USAGE.to_owned()),
-                other => return Err(format!("unknown option {other}\n{}", Self::USAGE)),
-            }
-        }
-        options.listen = listen.ok_or(format!("--listen is required\n{}", Self::USAGE))?;
-        let upstream: Uri = upstream
-            .ok_or(format!("--upstream is required\n{}", Self::USAGE))?
-            .parse()
-            .map_err(|e| format!("--upstream: {e}"))?;
-        if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
-            return Err("--upstream must be an http://host:port URL".to_owned());
-        }
-        options.upstream = upstream;
-        Ok(options)
+/// `--upstream`: an `http://host:port` URL.
+fn parse_upstream(text: &str) -> Result<Uri, String> {
+    let upstream: Uri = text.parse().map_err(|e| format!("{e}"))?;
+    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+        return Err("must be an http://host:port URL".to_owned());
     }
+    Ok(upstream)
+}
+
+/// Plain seconds, zero allowed (`--default-ttl`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("{e}"))
 }
 
 /// A duration on the command line: `300ms`, `30s`, or plain seconds (`30`, as `--default-ttl`).
@@ -354,13 +326,7 @@ fn build_store(options: &Options) -> Result<AnyStore, String> {
 
 #[tokio::main]
 async fn main() {
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     let store = match build_store(&options) {
         Ok(store) => store,
         Err(message) => {
