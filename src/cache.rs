@@ -1,4 +1,4 @@
-//! [`Cache`]: the shared state of one cache (store, key maker, policies, coalescing flights,
+//! [`Cache`]: the shared state of one cache (store, policies, coalescing flights,
 //! fill generations, counters), held by its layer and every service built from it; with the
 //! operations on that state: invalidate, clear, mark.
 
@@ -14,11 +14,10 @@ use crate::purge::token::PurgeToken;
 use crate::stats::Counters;
 use crate::{BypassReason, NotStoredReason};
 
-/// The shared state of one cache: store, key maker, policies, header names, flights, generations,
+/// The shared state of one cache: store, policies, header names, flights, generations,
 /// counters. One per layer; every service the layer builds holds it.
-pub(crate) struct Cache<St: ?Sized, K> {
+pub(crate) struct Cache<St: ?Sized> {
     pub store: Arc<St>,
-    pub keys: Arc<K>,
     pub policies: Policies,
     /// `X-Cache` (or the configured name), or none.
     pub cache_header: Option<HeaderName>,
@@ -41,12 +40,11 @@ pub(crate) struct Cache<St: ?Sized, K> {
     pub unsettled: Arc<crate::flow::background::Unsettled>,
 }
 
-// Manual: the derive would require `St: Clone` and `K: Clone`, but both are behind `Arc`.
-impl<St: ?Sized, K> Clone for Cache<St, K> {
+// Manual: the derive would require `St: Clone`, but the store is behind an `Arc`.
+impl<St: ?Sized> Clone for Cache<St> {
     fn clone(&self) -> Self {
         Cache {
             store: Arc::clone(&self.store),
-            keys: Arc::clone(&self.keys),
             policies: self.policies.clone(),
             cache_header: self.cache_header.clone(),
             override_header: self.override_header.clone(),
@@ -72,7 +70,7 @@ pub(crate) enum Disposition {
     Bypass,
 }
 
-impl<St: ?Sized, K> Cache<St, K> {
+impl<St: ?Sized> Cache<St> {
     /// Sets the `X-Cache` header, if configured.
     pub(crate) fn mark(&self, headers: &mut HeaderMap, disposition: Disposition) {
         if let Some(name) = &self.cache_header {
@@ -122,7 +120,7 @@ impl<St: ?Sized, K> Cache<St, K> {
     }
 }
 
-impl<St: crate::Store + ?Sized, K> Cache<St, K> {
+impl<St: crate::Store + ?Sized> Cache<St> {
     /// Invalidates every entry carrying one of `tags`: recorded first (so that fills in
     /// progress do not write back), then removed from the store. Store errors are logged and
     /// counted, and the invalidation is remembered: hidden from this instance's lookups at

@@ -50,7 +50,7 @@ trait Invalidate: Send + Sync {
     fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
-impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Cache<St, K> {
+impl<St: Store + ?Sized> Invalidate for Cache<St> {
     fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64> {
         Box::pin(Cache::invalidate(self, tags))
     }
@@ -63,9 +63,7 @@ impl<St: Store + ?Sized, K: Send + Sync + 'static> Invalidate for Cache<St, K> {
 }
 
 impl CacheHandle {
-    pub(crate) fn new<St: Store + ?Sized, K: Send + Sync + 'static>(
-        cache: Arc<Cache<St, K>>,
-    ) -> Self {
+    pub(crate) fn new<St: Store + ?Sized>(cache: Arc<Cache<St>>) -> Self {
         CacheHandle { cache }
     }
 

@@ -38,7 +38,10 @@ const DEFAULT_MAX_PENDING_WRITES: usize = 1024;
 /// # let _ = (app, stats);
 /// ```
 pub struct CacheLayer<St: ?Sized, K = DefaultKey> {
-    cache: Arc<Cache<St, K>>,
+    cache: Arc<Cache<St>>,
+    /// Held beside the cache's state, not in it: only `call` makes keys, so nothing past it
+    /// carries the key maker's type.
+    keys: Arc<K>,
     background: Arc<Background>,
 }
 
@@ -46,6 +49,7 @@ impl<St: ?Sized, K> Clone for CacheLayer<St, K> {
     fn clone(&self) -> Self {
         CacheLayer {
             cache: Arc::clone(&self.cache),
+            keys: Arc::clone(&self.keys),
             background: Arc::clone(&self.background),
         }
     }
@@ -74,7 +78,6 @@ impl<St: Store + ?Sized> CacheLayer<St> {
         CacheLayer {
             cache: Arc::new(Cache {
                 store,
-                keys: Arc::new(DefaultKey),
                 policies: Policies::default(),
                 cache_header: Some(HeaderName::from_static("x-cache")),
                 override_header: Some(HeaderName::from_static("x-cache-override")),
@@ -87,6 +90,7 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 purge_token: None,
                 unsettled: Arc::default(),
             }),
+            keys: Arc::new(DefaultKey),
             background: Arc::new(Background::new(
                 DEFAULT_MAX_REFRESHES,
                 DEFAULT_MAX_PENDING_WRITES,
@@ -96,7 +100,7 @@ impl<St: Store + ?Sized> CacheLayer<St> {
 }
 
 impl<St: Store + ?Sized, K> CacheLayer<St, K> {
-    fn configure(mut self, change: impl FnOnce(&mut Cache<St, K>)) -> Self {
+    fn configure(mut self, change: impl FnOnce(&mut Cache<St>)) -> Self {
         change(Arc::make_mut(&mut self.cache));
         self
     }
@@ -169,23 +173,9 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     /// Uses `maker` to add parts to every key: a type implementing [`KeyMaker`] (a closure goes
     /// to [`key`](Self::key), where its parameter types are inferred).
     pub fn key_maker<K2: KeyMaker>(self, maker: K2) -> CacheLayer<St, K2> {
-        let cache = Arc::unwrap_or_clone(self.cache);
         CacheLayer {
-            cache: Arc::new(Cache {
-                store: cache.store,
-                keys: Arc::new(maker),
-                policies: cache.policies,
-                cache_header: cache.cache_header,
-                override_header: cache.override_header,
-                counters: cache.counters,
-                flights: cache.flights,
-                generations: cache.generations,
-                unapplied: cache.unapplied,
-                tag_header: cache.tag_header,
-                keep_tag_header: cache.keep_tag_header,
-                purge_token: cache.purge_token,
-                unsettled: cache.unsettled,
-            }),
+            cache: self.cache,
+            keys: Arc::new(maker),
             background: self.background,
         }
     }
@@ -291,6 +281,11 @@ impl<S, St: ?Sized, K> Layer<S> for CacheLayer<St, K> {
     type Service = CacheService<S, St, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::new(inner, Arc::clone(&self.cache), Arc::clone(&self.background))
+        CacheService::new(
+            inner,
+            Arc::clone(&self.cache),
+            Arc::clone(&self.keys),
+            Arc::clone(&self.background),
+        )
     }
 }

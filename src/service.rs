@@ -34,15 +34,22 @@ use crate::{CacheBody, DefaultKey, KeyMaker, ResponseFuture, Store};
 /// The cache in front of an inner service `S`; built by [`CacheLayer`](crate::CacheLayer).
 pub struct CacheService<S, St: ?Sized, K = DefaultKey> {
     inner: S,
-    cache: Arc<Cache<St, K>>,
+    cache: Arc<Cache<St>>,
+    keys: Arc<K>,
     background: Arc<Background>,
 }
 
 impl<S, St: ?Sized, K> CacheService<S, St, K> {
-    pub(crate) fn new(inner: S, cache: Arc<Cache<St, K>>, background: Arc<Background>) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        cache: Arc<Cache<St>>,
+        keys: Arc<K>,
+        background: Arc<Background>,
+    ) -> Self {
         CacheService {
             inner,
             cache,
+            keys,
             background,
         }
     }
@@ -83,6 +90,7 @@ impl<S: Clone, St: ?Sized, K> Clone for CacheService<S, St, K> {
         CacheService {
             inner: self.inner.clone(),
             cache: Arc::clone(&self.cache),
+            keys: Arc::clone(&self.keys),
             background: Arc::clone(&self.background),
         }
     }
@@ -124,7 +132,10 @@ where
                 parts,
             ));
         }
-        let lookup = match self.cache.prepare(&parts, has_body(&parts.headers, &body)) {
+        let lookup = match self
+            .cache
+            .prepare(&*self.keys, &parts, has_body(&parts.headers, &body))
+        {
             Ok(lookup) => lookup,
             Err(reason) => {
                 self.cache.bypassed(reason);
@@ -180,8 +191,8 @@ fn take<S: Clone>(inner: &mut S) -> S {
 
 /// Serves what the lookup found (step 3 above). `inner` is called at most once, and only when
 /// the inner service is needed.
-fn serve<S, St, K, ReqB, ResB>(
-    cache: &Arc<Cache<St, K>>,
+fn serve<S, St, ReqB, ResB>(
+    cache: &Arc<Cache<St>>,
     background: &Arc<Background>,
     inner: impl FnOnce() -> S,
     found: Found,
@@ -190,7 +201,6 @@ fn serve<S, St, K, ReqB, ResB>(
 where
     S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
-    K: KeyMaker,
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
@@ -254,8 +264,8 @@ where
 }
 
 /// A request whose store had to be waited for: the same as `call`, after the lookup.
-async fn looked_up_later<S, St, K, ReqB, ResB>(
-    cache: Arc<Cache<St, K>>,
+async fn looked_up_later<S, St, ReqB, ResB>(
+    cache: Arc<Cache<St>>,
     background: Arc<Background>,
     inner: S,
     pending: Pending<ReqB>,
@@ -263,7 +273,6 @@ async fn looked_up_later<S, St, K, ReqB, ResB>(
 where
     S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
-    K: KeyMaker,
     ReqB: Send + 'static,
     ResB: CachedBody,
 {

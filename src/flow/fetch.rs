@@ -41,8 +41,8 @@ pub(crate) struct Pending<ReqB> {
 /// the flight's one replacement fetch, or keeps waiting for the fetches under way: whichever
 /// answers first answers every waiter. A response that varies sends the requests for other
 /// variants to a flight of their own variant.
-pub(crate) async fn coalesced<S, St, K, ReqB, ResB>(
-    cache: Arc<Cache<St, K>>,
+pub(crate) async fn coalesced<S, St, ReqB, ResB>(
+    cache: Arc<Cache<St>>,
     background: Arc<Background>,
     inner: S,
     mut pending: Pending<ReqB>,
@@ -51,7 +51,6 @@ pub(crate) async fn coalesced<S, St, K, ReqB, ResB>(
 where
     S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
-    K: Send + Sync + 'static,
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
@@ -167,8 +166,8 @@ where
 /// The first request for a key (or the one that replaces a fetch that overran, `racing` its
 /// flight): fetches in a task of its own, so that the waiters get their answer even if this
 /// request's client goes away.
-async fn lead<S, St, K, ReqB, ResB>(
-    cache: Arc<Cache<St, K>>,
+async fn lead<S, St, ReqB, ResB>(
+    cache: Arc<Cache<St>>,
     background: Arc<Background>,
     inner: S,
     pending: Pending<ReqB>,
@@ -179,7 +178,6 @@ async fn lead<S, St, K, ReqB, ResB>(
 where
     S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
-    K: Send + Sync + 'static,
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
@@ -283,7 +281,7 @@ enum Claim {
 /// How often a waiting instance looks for another instance's fill.
 const CLAIM_POLL: Duration = Duration::from_millis(20);
 
-impl<St: Store + ?Sized, K> Cache<St, K> {
+impl<St: Store + ?Sized> Cache<St> {
     /// Claims the fill of the request's key (its variant's, when known), or waits for the
     /// instance that holds the claim: until its entry appears, its claim ends (then this one
     /// claims), or the policy's `max_coalesce_wait` has passed.
@@ -312,8 +310,8 @@ impl<St: Store + ?Sized, K> Cache<St, K> {
 
 /// A fetch nobody waits for and nobody else joins (hit-for-pass, HEAD, a request that may
 /// not lead).
-pub(crate) async fn direct<S, St, K, ReqB, ResB>(
-    cache: Arc<Cache<St, K>>,
+pub(crate) async fn direct<S, St, ReqB, ResB>(
+    cache: Arc<Cache<St>>,
     background: Arc<Background>,
     inner: S,
     pending: Pending<ReqB>,
@@ -322,7 +320,6 @@ pub(crate) async fn direct<S, St, K, ReqB, ResB>(
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     St: Store + ?Sized,
-    K: Send + Sync + 'static,
     ResB: CachedBody,
 {
     let (head, now) = (pending.lookup.head, pending.now);
@@ -336,8 +333,8 @@ where
 
 /// Calls the inner service (unconditionally, for the whole body) and fills the cache with its
 /// response; tells the requests waiting for it (`guard`) what they may be given.
-pub(crate) fn fetch<S, St, K, ReqB, ResB>(
-    cache: Arc<Cache<St, K>>,
+pub(crate) fn fetch<S, St, ReqB, ResB>(
+    cache: Arc<Cache<St>>,
     behind: Behind,
     mut inner: S,
     pending: Pending<ReqB>,
@@ -347,7 +344,6 @@ pub(crate) fn fetch<S, St, K, ReqB, ResB>(
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     St: Store + ?Sized,
-    K: Send + Sync + 'static,
     ResB: CachedBody,
 {
     let Pending {
@@ -407,15 +403,14 @@ fn flight_tags(parts: &request::Parts) -> Vec<String> {
 /// fetch of the key is already under way or the maximum of refreshes is running. The request
 /// that triggered it is answered from the cache; its parts become the refresh's request, made
 /// unconditional and for the whole body.
-pub(crate) fn refresh<S, St, K, ReqB, ResB>(
-    cache: &Arc<Cache<St, K>>,
+pub(crate) fn refresh<S, St, ReqB, ResB>(
+    cache: &Arc<Cache<St>>,
     background: &Arc<Background>,
     inner: S,
     mut pending: Pending<ReqB>,
 ) where
     S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
-    K: Send + Sync + 'static,
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
@@ -463,7 +458,7 @@ fn never_answered<T>() -> T {
     panic!("the inner service panicked or was cancelled while filling the cache")
 }
 
-impl<St: Store + ?Sized, K> Cache<St, K> {
+impl<St: Store + ?Sized> Cache<St> {
     /// The fetch's outcome, or the stale response standing in for an origin slower than
     /// `limit` (the policy's `origin_timeout`), or for a failure, when one may (RFC 5861).
     async fn within_origin_timeout<B: Body, E>(

@@ -63,10 +63,9 @@ struct Head {
     declared: Option<u64>,
 }
 
-impl<St, K> Cache<St, K>
+impl<St> Cache<St>
 where
     St: Store + ?Sized,
-    K: Send + Sync + 'static,
 {
     /// Stores the inner service's response when the rules allow, and returns it to the client:
     /// streamed as it arrives (see the module docs), or passed through when it may not be

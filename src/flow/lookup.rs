@@ -46,7 +46,7 @@ pub(crate) enum Now {
     Wait,
 }
 
-impl<St: Store + ?Sized, K> Cache<St, K> {
+impl<St: Store + ?Sized> Cache<St> {
     /// [`lookup`](Self::lookup) without waiting, when the store can answer at once
     /// ([`Store::get_now`]).
     pub(crate) fn lookup_now(&self, request: &Query<'_>, now: SystemTime) -> Now {

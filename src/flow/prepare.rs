@@ -31,17 +31,17 @@ impl Lookup {
 }
 
 impl Lookup {
-    pub(crate) fn request<'a, St: ?Sized, K>(
+    pub(crate) fn request<'a, St: ?Sized>(
         &'a self,
-        cache: &'a Cache<St, K>,
+        cache: &'a Cache<St>,
         parts: &'a request::Parts,
     ) -> lookup::Query<'a> {
         self.request_with(cache, &parts.headers)
     }
 
-    pub(crate) fn request_with<'a, St: ?Sized, K>(
+    pub(crate) fn request_with<'a, St: ?Sized>(
         &'a self,
-        cache: &'a Cache<St, K>,
+        cache: &'a Cache<St>,
         headers: &'a http::HeaderMap,
     ) -> lookup::Query<'a> {
         lookup::Query {
@@ -53,11 +53,12 @@ impl Lookup {
     }
 }
 
-impl<St: Store + ?Sized, K: KeyMaker> Cache<St, K> {
+impl<St: Store + ?Sized> Cache<St> {
     /// Decides whether the request may use the cache, and builds its key. `has_body`: the
     /// request carries a body (or may: its length is not known to be zero).
-    pub(crate) fn prepare(
+    pub(crate) fn prepare<K: KeyMaker>(
         &self,
+        keys: &K,
         parts: &request::Parts,
         has_body: bool,
     ) -> Result<Lookup, BypassReason> {
@@ -79,7 +80,7 @@ impl<St: Store + ?Sized, K: KeyMaker> Cache<St, K> {
         facts.canonical = target.canonical;
         facts.conditional = unkeyed.conditional;
         let mut key = KeyBuilder::new(parts);
-        self.keys.make_key(parts, &mut key);
+        keys.make_key(parts, &mut key);
         Ok(Lookup {
             policy: policy_id,
             facts,

@@ -15,8 +15,8 @@ use crate::{CacheBody, CacheOverride, Store};
 /// answers 2xx or 3xx, what it changed is invalidated before the response is returned
 /// (RFC 9111 §4.4): the target URI, same-host `Location` and `Content-Location` URIs, and the
 /// tags the response names in the tag header. Error answers invalidate nothing.
-pub(crate) async fn pass_through<S, St, K, ReqB, ResB>(
-    cache: Arc<Cache<St, K>>,
+pub(crate) async fn pass_through<S, St, ReqB, ResB>(
+    cache: Arc<Cache<St>>,
     mut inner: S,
     request: Request<ReqB>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
@@ -43,7 +43,7 @@ where
     Ok(Response::from_parts(parts, CacheBody::origin(body)))
 }
 
-impl<St: ?Sized, K> Cache<St, K> {
+impl<St: ?Sized> Cache<St> {
     /// The tags a write covers: its target URI, same-host locations, and the tags the response
     /// names (the tag header is removed from the response unless configured otherwise).
     fn written_tags(

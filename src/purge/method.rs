@@ -9,8 +9,8 @@ use crate::key::Target;
 use crate::{CacheBody, Store, invalidate};
 
 /// A `PURGE` request, answered by the cache itself (see `CacheLayer::purge_method`).
-pub(crate) async fn answer<St, K, ResB, E>(
-    cache: Arc<Cache<St, K>>,
+pub(crate) async fn answer<St, ResB, E>(
+    cache: Arc<Cache<St>>,
     request: request::Parts,
 ) -> Result<Response<CacheBody<ResB>>, E>
 where
