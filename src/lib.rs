@@ -54,6 +54,50 @@
 //!
 //! Every response carries `X-Cache: HIT | STALE | MISS | BYPASS` (configurable), and hits an
 //! `Age`.
+//!
+//! # How keys are made
+//!
+//! A key is the method (`HEAD` shares `GET`'s entries), the scheme, the authority (an absolute target's,
+//! else `Host`'s, lowercased, default port dropped), the path in one normal form (dot segments
+//! resolved, unreserved `%XX` decoded, so every spelling of a URI reaches one entry) and the
+//! query, plus what a [`KeyMaker`] adds (`CacheLayer::key(|req, key| { key.header("accept-language"); })`).
+//! A request not spelled in normal form may read the entry but never fills it. Stores file
+//! entries under a 128-bit hash ([`StoreKey`]); every hit is checked against the full key.
+//!
+//! # Coalescing and streaming
+//!
+//! Concurrent misses for one key (one variant, once `Vary` is known) make one origin request.
+//! The first client gets each frame as the origin sends it, and so does every request that
+//! waited or joins mid-transfer (the bytes so far, then the rest); the body is stored only if
+//! it completes within the policy's `max_body_bytes`, after the response is handed back. A
+//! waiter whose wait runs out (`Policy::max_coalesce_wait`) starts one replacement fetch, not
+//! one per waiter; a fetch that fails or stalls releases its waiters. A conditional or ranged
+//! first request still fetches the whole response, and gets its own `304`/`206` from it.
+//!
+//! # Stale serving
+//!
+//! Within a stale-while-revalidate window an expired entry is served at once while one
+//! background request refreshes it; refresh-ahead refreshes hot entries before they expire;
+//! within a stale-if-error window a stale entry stands in for an error, a `5xx`, or an origin
+//! slower than `Policy::origin_timeout` (RFC 5861). The origin's `Cache-Control` extensions set
+//! these windows, or the policy does.
+//!
+//! # Invalidation, and no stale write-back
+//!
+//! A write that passes through and succeeds invalidates, before its response returns, every
+//! variant of its URI, same-host `Location`/`Content-Location` URIs, and the tags its response
+//! names; [`CacheHandle`] and [`PurgeService`] invalidate by URI, prefix or tag. A fill that
+//! started before an invalidation never stores what it fetched, and a request sent after a write
+//! returned is never answered by a fetch made before it.
+//!
+//! # Many instances
+//!
+//! With the `redis` feature, `RedisStore` shares entries between instances: a write on one
+//! instance makes Redis refuse the slow fills of every other (invalidation records, with a clock
+//! margin), values carry an optional HMAC, and a circuit breaker turns a stalled Redis into
+//! misses. `TieredStore` keeps a memory tier in front, invalidated by Redis pub/sub; while the
+//! subscription is down the memory tier is not served unless
+//! `TieredStore::serve_local_while_disconnected` allows it for a bounded time.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
