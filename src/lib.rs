@@ -57,10 +57,11 @@
 //!
 //! # How keys are made
 //!
-//! A key is the method (`HEAD` shares `GET`'s entries), the scheme, the authority (an absolute target's,
-//! else `Host`'s, lowercased, default port dropped), the path in one normal form (dot segments
-//! resolved, unreserved `%XX` decoded, so every spelling of a URI reaches one entry) and the
-//! query, plus what a [`KeyMaker`] adds (`CacheLayer::key(|req, key| { key.header("accept-language"); })`).
+//! A key is the method (`HEAD` shares `GET`'s entries), the scheme, the authority (an absolute
+//! target's, else `Host`'s, lowercased, default port dropped), the path in one normal form (dot
+//! segments resolved, unreserved `%XX` decoded, so every spelling of a URI reaches one entry)
+//! and the query, plus what a [`KeyMaker`] adds:
+//! `CacheLayer::key(|req, key| { key.header("accept-language"); })`.
 //! A request not spelled in normal form may read the entry but never fills it. Stores file
 //! entries under a 128-bit hash ([`StoreKey`]); every hit is checked against the full key.
 //!
