@@ -7,7 +7,7 @@ mod common;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use common::{Calls, all_at_once, send};
+use common::{Calls, all_at_once, send, spawn_all_at_once, spawn_send};
 use http::{HeaderMap, Request};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,17 +89,11 @@ async fn a_leader_that_fails_releases_its_waiters_at_once() {
                 .ttl(Duration::from_secs(60))
                 .max_coalesce_wait(Duration::from_secs(3600)),
         ));
-    let first = tokio::spawn({
-        let app = app.clone();
-        async move { send(&app, plain("/item")).await }
-    });
+    let first = spawn_send(&app, plain("/item"));
     while calls.get() == 0 {
         tokio::task::yield_now().await;
     }
-    let waiters = tokio::spawn({
-        let app = app.clone();
-        async move { all_at_once(&app, (0..10).map(|_| plain("/item")).collect()).await }
-    });
+    let waiters = spawn_all_at_once(&app, (0..10).map(|_| plain("/item")).collect());
     tokio::time::sleep(Duration::from_millis(50)).await;
     gate.add_permits(1);
     assert_eq!(first.await.unwrap().status, 502);
@@ -150,10 +144,7 @@ async fn requests_for_each_variant_of_a_cold_key_are_coalesced_per_variant() {
                 )
             })
             .collect();
-        let running = tokio::spawn({
-            let app = app.clone();
-            async move { all_at_once(&app, requests).await }
-        });
+        let running = spawn_all_at_once(&app, requests);
         tokio::time::sleep(Duration::from_millis(50 + 20 * round)).await;
         gate.add_permits(1000);
         let got = running.await.unwrap();
@@ -212,18 +203,11 @@ async fn a_conditional_or_ranged_first_request_fills_the_cache_for_everyone() {
         let gate = Arc::new(Semaphore::new(0));
         let seen = Arc::default();
         let app = validated_origin(&calls, &gate, &seen).layer(layer(Policy::new()));
-        let first = tokio::spawn({
-            let app = app.clone();
-            let request = with("/item", name, value);
-            async move { send(&app, request).await }
-        });
+        let first = spawn_send(&app, with("/item", name, value));
         while calls.get() == 0 {
             tokio::task::yield_now().await;
         }
-        let others = tokio::spawn({
-            let app = app.clone();
-            async move { all_at_once(&app, (0..30).map(|_| plain("/item")).collect()).await }
-        });
+        let others = spawn_all_at_once(&app, (0..30).map(|_| plain("/item")).collect());
         tokio::time::sleep(Duration::from_millis(50)).await;
         gate.add_permits(1000);
         let first = first.await.unwrap();
@@ -281,18 +265,12 @@ async fn a_follower_whose_wait_runs_out_does_not_use_up_the_replacement() {
     let app = first_call_hangs(&calls, &gate).layer(layer(
         Policy::new().max_coalesce_wait(Duration::from_millis(100)),
     ));
-    let leader = tokio::spawn({
-        let app = app.clone();
-        async move { send(&app, Request::get("/item").body(Body::empty()).unwrap()).await }
-    });
+    let leader = spawn_send(&app, Request::get("/item").body(Body::empty()).unwrap());
     while calls.get() == 0 {
         tokio::task::yield_now().await;
     }
     // Follows the flight (credentials: it may not lead) and gives up waiting after 100 ms.
-    let follower = tokio::spawn({
-        let app = app.clone();
-        async move { send(&app, with("/item", "authorization", "Bearer x")).await }
-    });
+    let follower = spawn_send(&app, with("/item", "authorization", "Bearer x"));
     tokio::time::sleep(Duration::from_millis(250)).await;
     // May lead: its wait runs out after 100 ms and it should start the replacement.
     let later = tokio::time::timeout(Duration::from_secs(3), {
@@ -473,10 +451,7 @@ async fn a_waiter_with_a_stale_fallback_gets_it_after_the_origin_timeout_like_it
         "answer 1"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let leader = tokio::spawn({
-        let app = app.clone();
-        async move { send(&app, Request::get("/item").body(Body::empty()).unwrap()).await }
-    });
+    let leader = spawn_send(&app, Request::get("/item").body(Body::empty()).unwrap());
     while calls.get() < 2 {
         tokio::task::yield_now().await;
     }
@@ -565,10 +540,7 @@ async fn a_leader_whose_client_leaves_while_claiming_does_not_release_a_stampede
             CacheLayer::new(SlowClaims(MemoryStore::with_capacity_bytes(16 << 20)))
                 .policy(Policy::new()),
         );
-    let leader = tokio::spawn({
-        let app = app.clone();
-        async move { send(&app, Request::get("/item").body(Body::empty()).unwrap()).await }
-    });
+    let leader = spawn_send(&app, Request::get("/item").body(Body::empty()).unwrap());
     tokio::time::sleep(Duration::from_millis(50)).await;
     let waiters = tokio::spawn({
         let app = app.clone();

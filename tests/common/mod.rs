@@ -66,6 +66,21 @@ pub async fn send(app: &Router, request: Request<Body>) -> Got {
     read(app.clone().oneshot(request).await.unwrap()).await
 }
 
+/// [`send`] in a task of its own: a request under way while the test goes on.
+pub fn spawn_send(app: &Router, request: Request<Body>) -> tokio::task::JoinHandle<Got> {
+    let app = app.clone();
+    tokio::spawn(async move { send(&app, request).await })
+}
+
+/// [`all_at_once`] in a task of its own.
+pub fn spawn_all_at_once(
+    app: &Router,
+    requests: Vec<Request<Body>>,
+) -> tokio::task::JoinHandle<Vec<Got>> {
+    let app = app.clone();
+    tokio::spawn(async move { all_at_once(&app, requests).await })
+}
+
 pub fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
