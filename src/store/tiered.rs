@@ -449,7 +449,6 @@ async fn apply(shared: &State, payload: &[u8]) {
         return;
     }
     let rest = parts.next().unwrap_or("");
-    shared.remote.fetch_add(1, SeqCst);
     shared.note_invalidation();
     // Recorded before L1 is touched, as this instance's own invalidations are.
     match kind {
@@ -477,6 +476,8 @@ async fn apply(shared: &State, payload: &[u8]) {
         }
         _ => {}
     }
+    // Counted once applied: whoever sees the count sees L1 without what the message named.
+    shared.remote.fetch_add(1, SeqCst);
 }
 
 /// Keeps the subscription up for as long as the store lives: on every loss, clears L1 and
@@ -534,8 +535,6 @@ async fn subscribe(store: Weak<State>) {
                 shared.note_invalidation();
                 shared.subscribed.store(false, SeqCst);
             }
-            // Messages may be lost while cut off: treat it as a remote invalidation.
-            shared.remote.fetch_add(1, SeqCst);
             shared.generations.record_everything();
             match shared.local_bound() {
                 None => {
@@ -552,6 +551,8 @@ async fn subscribe(store: Weak<State>) {
                 }
                 Some(_) => {}
             }
+            // Messages may be lost while cut off: counted as a remote invalidation, applied.
+            shared.remote.fetch_add(1, SeqCst);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
