@@ -18,16 +18,15 @@ use http::{Request, Response};
 use http_body::Body;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 use tower_service::Service;
 
 use crate::bounds::{CachedBody, Inner};
 use crate::cache::{Cache, Disposition};
 use crate::flow::background::Background;
+use crate::flow::cacheable::Cacheable;
 use crate::flow::conditions::Conditions;
-use crate::flow::fetch::{self, Pending};
+use crate::flow::fetch::{self, Origin};
 use crate::flow::lookup::{Found, Now};
-use crate::flow::prepare::has_body;
 use crate::stats::Counters;
 use crate::{CacheBody, DefaultKey, KeyMaker, ResponseFuture, Store};
 
@@ -132,45 +131,37 @@ where
                 parts,
             ));
         }
-        let lookup = match self
-            .cache
-            .prepare(&*self.keys, &parts, has_body(&parts.headers, &body))
-        {
-            Ok(lookup) => lookup,
+        let request = match self.cache.prepare(&*self.keys, &parts, &body) {
+            Ok(described) => Cacheable::new(parts, described),
             Err(reason) => {
                 self.cache.bypassed(reason);
-                let request = Request::from_parts(parts, body);
                 let cache = Arc::clone(&self.cache);
                 return ResponseFuture::flow(crate::flow::write::pass_through(
                     cache,
                     self.take_inner(),
-                    request,
+                    Request::from_parts(parts, body),
                 ));
             }
         };
-        let now = SystemTime::now();
-        let found = self
-            .cache
-            .lookup_now(&lookup.request(&self.cache, &parts), now);
-        let pending = Pending {
-            parts,
-            body,
-            lookup,
-            now,
-        };
-        match found {
+        match self.cache.lookup_now(&request, request.now) {
             Now::Known(found) => serve(
                 &self.cache,
                 &self.background,
-                || take(&mut self.inner),
+                || Origin {
+                    inner: take(&mut self.inner),
+                    body,
+                },
                 found,
-                pending,
+                request,
             ),
             Now::Wait => ResponseFuture::flow(looked_up_later(
                 Arc::clone(&self.cache),
                 Arc::clone(&self.background),
-                self.take_inner(),
-                pending,
+                Origin {
+                    inner: self.take_inner(),
+                    body,
+                },
+                request,
             )),
         }
     }
@@ -189,14 +180,14 @@ fn take<S: Clone>(inner: &mut S) -> S {
     std::mem::replace(inner, clone)
 }
 
-/// Serves what the lookup found (step 3 above). `inner` is called at most once, and only when
-/// the inner service is needed.
+/// Serves what the lookup found (step 3 above). `origin` is called at most once, and only when
+/// the inner service is needed (a hit does not even clone it).
 fn serve<S, St, ReqB, ResB>(
     cache: &Arc<Cache<St>>,
     background: &Arc<Background>,
-    inner: impl FnOnce() -> S,
+    origin: impl FnOnce() -> Origin<S, ReqB>,
     found: Found,
-    mut pending: Pending<ReqB>,
+    mut request: Cacheable,
 ) -> ResponseFuture<ResB, S::Error>
 where
     S: Inner<ReqB, ResB>,
@@ -204,14 +195,13 @@ where
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
-    let head = pending.lookup.head;
-    let now = pending.now;
+    let (head, now) = (request.head, request.now);
     let (stale, pass) = match found {
         Found::Fresh { entry, refresh } => {
             if let Some(response) = cache.answer(&entry, head, now, Disposition::Hit) {
                 Counters::add(&cache.counters.hits);
-                if refresh && pending.lookup.facts.fills_for_others() {
-                    fetch::refresh(cache, background, inner(), pending);
+                if refresh && request.facts.fills_for_others() {
+                    fetch::refresh(cache, background, origin(), request);
                 }
                 return ResponseFuture::ready(response);
             }
@@ -220,8 +210,8 @@ where
         Found::Stale(entry) => {
             if let Some(response) = cache.answer(&entry, head, now, Disposition::Stale) {
                 Counters::add(&cache.counters.stale);
-                if pending.lookup.facts.fills_for_others() {
-                    fetch::refresh(cache, background, inner(), pending);
+                if request.facts.fills_for_others() {
+                    fetch::refresh(cache, background, origin(), request);
                 }
                 return ResponseFuture::ready(response);
             }
@@ -231,7 +221,7 @@ where
         Found::Pass => (None, true),
         Found::Missing => (None, false),
         Found::MissingVariant(variant) => {
-            pending.lookup.variant = Some(variant);
+            request.variant = Some(variant);
             (None, false)
         }
     };
@@ -239,19 +229,18 @@ where
     let cache = Arc::clone(cache);
     let background = Arc::clone(background);
     // Its fetch asks for the whole response; its own conditions are answered from that.
-    let conditions = pending
-        .lookup
+    let conditions = request
         .facts
         .conditional
-        .then(|| Conditions::of(&pending.parts))
+        .then(|| Conditions::of(&request.parts))
         .flatten();
     let cache_header = cache.cache_header.clone();
-    let inner = inner();
+    let origin = origin();
     let flow = async move {
         if pass {
-            fetch::direct(cache, background, inner, pending, None).await
+            fetch::direct(cache, background, origin, request, None).await
         } else {
-            fetch::coalesced(cache, background, inner, pending, stale).await
+            fetch::coalesced(cache, background, origin, request, stale).await
         }
     };
     match conditions {
@@ -267,8 +256,8 @@ where
 async fn looked_up_later<S, St, ReqB, ResB>(
     cache: Arc<Cache<St>>,
     background: Arc<Background>,
-    inner: S,
-    pending: Pending<ReqB>,
+    origin: Origin<S, ReqB>,
+    request: Cacheable,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Inner<ReqB, ResB>,
@@ -276,7 +265,6 @@ where
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
-    let request = pending.lookup.request(&cache, &pending.parts);
-    let found = cache.lookup(&request, pending.now).await;
-    serve(&cache, &background, || inner, found, pending).await
+    let found = cache.lookup(&request, request.now).await;
+    serve(&cache, &background, || origin, found, request).await
 }

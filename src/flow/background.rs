@@ -51,12 +51,12 @@ pub(crate) struct Unsettled {
 }
 
 /// One piece of pending work; done when dropped.
-pub(crate) struct Pending(Arc<Unsettled>);
+pub(crate) struct Settling(Arc<Unsettled>);
 
 impl Unsettled {
-    pub(crate) fn enter(self: &Arc<Self>) -> Pending {
+    pub(crate) fn enter(self: &Arc<Self>) -> Settling {
         self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Pending(Arc::clone(self))
+        Settling(Arc::clone(self))
     }
 
     /// Waits until nothing is pending.
@@ -73,7 +73,7 @@ impl Unsettled {
     }
 }
 
-impl Drop for Pending {
+impl Drop for Settling {
     fn drop(&mut self) {
         if self
             .0

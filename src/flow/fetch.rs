@@ -18,22 +18,21 @@ use tower_service::Service;
 use crate::bounds::{CachedBody, Inner};
 use crate::cache::{Cache, Disposition};
 use crate::flow::background::{Background, Behind};
+use crate::flow::cacheable::Cacheable;
 use crate::flow::coalesce::{FlightGuard, Role, Shared, Waiter};
 use crate::flow::conditions::CONDITIONS;
 use crate::flow::fill::Miss;
 use crate::flow::lookup::{Found, Now, Taken};
-use crate::flow::prepare::Lookup;
 use crate::invalidate;
-use crate::key::{Target, normalized_head};
+use crate::key::Target;
 use crate::stats::Counters;
 use crate::{CacheBody, Entry, Store, StoreKey};
 
-/// A cacheable request on its way to the origin.
-pub(crate) struct Pending<ReqB> {
-    pub parts: request::Parts,
-    pub body: ReqB,
-    pub lookup: Lookup,
-    pub now: SystemTime,
+/// The origin call a request may make: the inner service (polled ready) and the request's
+/// body.
+pub(crate) struct Origin<S, B> {
+    pub inner: S,
+    pub body: B,
 }
 
 /// A miss: waits for another request's fetch of the key if there is one, or fetches and lets
@@ -44,8 +43,8 @@ pub(crate) struct Pending<ReqB> {
 pub(crate) async fn coalesced<S, St, ReqB, ResB>(
     cache: Arc<Cache<St>>,
     background: Arc<Background>,
-    inner: S,
-    mut pending: Pending<ReqB>,
+    origin: Origin<S, ReqB>,
+    mut request: Cacheable,
     stale: Option<Arc<Entry>>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
@@ -55,35 +54,35 @@ where
     ResB: CachedBody,
 {
     // HEAD fills nothing, and coalescing needs tokio (tasks, timers).
-    if pending.lookup.head || tokio::runtime::Handle::try_current().is_err() {
-        return direct(cache, background, inner, pending, stale).await;
+    if request.head || tokio::runtime::Handle::try_current().is_err() {
+        return direct(cache, background, origin, request, stale).await;
     }
     let epoch = cache.store.remote_invalidations();
     // Its credentials or its spelling decide what it gets: it may take what a fetch under
     // way shares, but never lead a fetch that others wait for.
-    let leads = pending.lookup.facts.fills_for_others();
+    let leads = request.facts.fills_for_others();
     let mut other_variants = 0;
     let mut looked_again = false;
     let mut restarted = false;
     let shared = loop {
-        let key = pending.lookup.flight_key();
+        let key = request.flight_key();
         let role = if leads {
             cache
                 .flights
-                .join(key, epoch, || flight_tags(&pending.parts))
+                .join(key, epoch, || flight_tags(&request.parts))
         } else {
             match cache.flights.follow(key, epoch) {
                 Some(waiter) => Role::Waiter(waiter),
-                None => return direct(cache, background, inner, pending, stale).await,
+                None => return direct(cache, background, origin, request, stale).await,
             }
         };
         let mut waiter = match role {
             Role::Leader(guard) => {
-                return lead(cache, background, inner, pending, stale, guard, None).await;
+                return lead(cache, background, origin, request, stale, guard, None).await;
             }
             Role::Waiter(waiter) => waiter,
         };
-        let policy = cache.policies.get(pending.lookup.policy);
+        let policy = cache.policies.get(request.policy);
         let mut wait = policy.max_coalesce_wait;
         // With a stale response to fall back on, a waiter gives the fetch no longer than its
         // leader does (`origin_timeout`), then answers stale and leaves the flight alone.
@@ -93,7 +92,7 @@ where
                 match tokio::time::timeout(limit, waiter.outcome()).await {
                     Ok(shared) => break 'waited shared,
                     Err(_) => {
-                        if let Some(response) = cache.answer_stale(stale, &pending) {
+                        if let Some(response) = cache.answer_stale(stale, &request) {
                             return Ok(response);
                         }
                         wait -= limit;
@@ -107,14 +106,14 @@ where
                 Err(_) => match leads.then(|| waiter.replace()).flatten() {
                     Some(guard) => {
                         let racing = Some(waiter);
-                        return lead(cache, background, inner, pending, stale, guard, racing).await;
+                        return lead(cache, background, origin, request, stale, guard, racing)
+                            .await;
                     }
                     // Another waiter replaces the fetch that overran: the first answer will do.
                     None => waiter.outcome().await,
                 },
             }
         };
-        let request = pending.lookup.request(&cache, &pending.parts);
         let now = SystemTime::now();
         let taken = match &shared {
             Shared::LookAgain => match cache.lookup(&request, now).await {
@@ -149,18 +148,18 @@ where
             // At most twice: a variant's fetch says which fields responses vary on.
             Taken::OtherVariant(variant) if other_variants < 2 => {
                 other_variants += 1;
-                pending.lookup.variant = Some(variant);
+                request.variant = Some(variant);
             }
             Taken::OtherVariant(_) | Taken::No => break shared,
         }
     };
     if let (Shared::Failed, Some(stale)) = (&shared, &stale) {
-        if let Some(response) = cache.answer_stale(stale, &pending) {
+        if let Some(response) = cache.answer_stale(stale, &request) {
             return Ok(response);
         }
     }
     // Not shareable, or failed without a stale fallback: this request asks the origin itself.
-    direct(cache, background, inner, pending, stale).await
+    direct(cache, background, origin, request, stale).await
 }
 
 /// The first request for a key (or the one that replaces a fetch that overran, `racing` its
@@ -169,8 +168,8 @@ where
 async fn lead<S, St, ReqB, ResB>(
     cache: Arc<Cache<St>>,
     background: Arc<Background>,
-    inner: S,
-    pending: Pending<ReqB>,
+    origin: Origin<S, ReqB>,
+    request: Cacheable,
     stale: Option<Arc<Entry>>,
     guard: FlightGuard,
     racing: Option<Waiter>,
@@ -181,12 +180,11 @@ where
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
-    let (head, now) = (pending.lookup.head, pending.now);
-    let key = pending.lookup.flight_key();
-    let timeout = cache.policies.get(pending.lookup.policy).origin_timeout;
+    let (head, now) = (request.head, request.now);
+    let key = request.flight_key();
+    let timeout = cache.policies.get(request.policy).origin_timeout;
     // The lookup came before the flight was joined: a fill that ended in between has stored
     // what this request wants. Checked again when the store can tell at once (no wait).
-    let request = pending.lookup.request(&cache, &pending.parts);
     if let Now::Known(Found::Fresh { entry, .. }) = cache.lookup_now(&request, SystemTime::now()) {
         if let Some(response) = cache.answer(&entry, head, SystemTime::now(), Disposition::Hit) {
             Counters::add(&cache.counters.coalesced);
@@ -195,13 +193,7 @@ where
         }
     }
     // What the replacing request needs to take the flight's answer instead of its own.
-    let racing = racing.map(|waiter| {
-        (
-            waiter,
-            pending.parts.headers.clone(),
-            pending.lookup.clone(),
-        )
-    });
+    let racing = racing.map(|waiter| (waiter, request.copy(false)));
     let (answer, answered) = oneshot::channel();
     let (task_config, behind) = (Arc::clone(&cache), background.behind());
     // The claim (a store round trip, or a wait for another instance's fill) and the fetch run
@@ -209,7 +201,7 @@ where
     // without a fetch. The runtime was checked by `coalesced`, so the task starts.
     background.spawn(async move {
         let cache = task_config;
-        let claim = match cache.claim_or_wait(&pending.parts, &pending.lookup).await {
+        let claim = match cache.claim_or_wait(&request).await {
             Claim::Mine => Some(key),
             Claim::GaveUp => None,
             Claim::Filled(entry) => {
@@ -227,8 +219,8 @@ where
         let fetching = fetch(
             Arc::clone(&cache),
             behind,
-            inner,
-            pending,
+            origin,
+            request,
             Some(guard),
             claim,
         );
@@ -237,7 +229,7 @@ where
     });
     let mut answered = answered;
     let mut own = None;
-    if let Some((mut waiter, headers, lookup)) = racing {
+    if let Some((mut waiter, copy)) = racing {
         // Whichever comes first: this fetch's answer, or the flight's (the fetch it replaces).
         let mut outcome = std::pin::pin!(waiter.outcome());
         let shared = std::future::poll_fn(|cx| {
@@ -249,9 +241,8 @@ where
         })
         .await;
         if let Some(shared) = shared {
-            let request = lookup.request_with(&cache, &headers);
             let now = SystemTime::now();
-            if let Taken::Response(response) = cache.take_shared(&shared, &request, now) {
+            if let Taken::Response(response) = cache.take_shared(&shared, &copy, now) {
                 Counters::add(&cache.counters.coalesced);
                 return Ok(response);
             }
@@ -285,17 +276,16 @@ impl<St: Store + ?Sized> Cache<St> {
     /// Claims the fill of the request's key (its variant's, when known), or waits for the
     /// instance that holds the claim: until its entry appears, its claim ends (then this one
     /// claims), or the policy's `max_coalesce_wait` has passed.
-    async fn claim_or_wait(&self, parts: &request::Parts, lookup: &Lookup) -> Claim {
-        let key = lookup.flight_key();
-        let wait = self.policies.get(lookup.policy).max_coalesce_wait;
+    async fn claim_or_wait(&self, request: &Cacheable) -> Claim {
+        let key = request.flight_key();
+        let wait = self.policies.get(request.policy).max_coalesce_wait;
         if self.store.claim_fill(key, wait).await {
             return Claim::Mine;
         }
         let deadline = crate::entry::deadline(Instant::now(), wait);
         loop {
             tokio::time::sleep(CLAIM_POLL).await;
-            let request = lookup.request(self, parts);
-            if let Found::Fresh { entry, .. } = self.lookup(&request, SystemTime::now()).await {
+            if let Found::Fresh { entry, .. } = self.lookup(request, SystemTime::now()).await {
                 return Claim::Filled(entry);
             }
             if Instant::now() >= deadline {
@@ -313,8 +303,8 @@ impl<St: Store + ?Sized> Cache<St> {
 pub(crate) async fn direct<S, St, ReqB, ResB>(
     cache: Arc<Cache<St>>,
     background: Arc<Background>,
-    inner: S,
-    pending: Pending<ReqB>,
+    origin: Origin<S, ReqB>,
+    request: Cacheable,
     stale: Option<Arc<Entry>>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
@@ -322,10 +312,10 @@ where
     St: Store + ?Sized,
     ResB: CachedBody,
 {
-    let (head, now) = (pending.lookup.head, pending.now);
-    let timeout = cache.policies.get(pending.lookup.policy).origin_timeout;
+    let (head, now) = (request.head, request.now);
+    let timeout = cache.policies.get(request.policy).origin_timeout;
     let behind = background.behind();
-    let fetching = fetch(Arc::clone(&cache), behind, inner, pending, None, None);
+    let fetching = fetch(Arc::clone(&cache), behind, origin, request, None, None);
     cache
         .within_origin_timeout(fetching, stale.as_deref(), timeout, head, now)
         .await
@@ -336,8 +326,8 @@ where
 pub(crate) fn fetch<S, St, ReqB, ResB>(
     cache: Arc<Cache<St>>,
     behind: Behind,
-    mut inner: S,
-    pending: Pending<ReqB>,
+    origin: Origin<S, ReqB>,
+    mut request: Cacheable,
     guard: Option<FlightGuard>,
     claim: Option<StoreKey>,
 ) -> impl Future<Output = Result<Response<CacheBody<ResB>>, S::Error>>
@@ -346,24 +336,18 @@ where
     St: Store + ?Sized,
     ResB: CachedBody,
 {
-    let Pending {
-        mut parts,
-        body,
-        lookup,
-        now,
-    } = pending;
     // A fetch that fills the cache asks for the whole, current response; the request's own
     // conditions are answered from it (`conditions.rs`).
     for name in CONDITIONS {
-        parts.headers.remove(name);
+        request.parts.headers.remove(name);
     }
-    let request_headers = parts.headers.clone();
-    let tags = flight_tags(&parts);
-    let tagged_by_policy = cache.policies.get(lookup.policy).tag_with.is_some();
-    let request_head = tagged_by_policy.then(|| normalized_head(&parts));
+    let tags = flight_tags(&request.parts);
+    let tagged_by_policy = cache.policies.get(request.policy).tag_with.is_some();
+    let sent = request.copy(tagged_by_policy);
     let ticket = cache.generations.begin_fill();
     // Called here, not in the future: the service was polled ready for this call.
-    let called = inner.call(Request::from_parts(parts, body));
+    let Origin { mut inner, body } = origin;
+    let called = inner.call(Request::from_parts(request.parts, body));
     async move {
         // On an error the guard is dropped, which tells the waiters the fetch failed.
         let response = match called.await {
@@ -376,16 +360,10 @@ where
             }
         };
         let miss = Miss {
-            policy: lookup.policy,
-            facts: lookup.facts,
-            key: lookup.key,
-            head: lookup.head,
-            request_headers,
-            requested_at: now,
-            now: SystemTime::now(),
+            request: sent,
+            responded_at: SystemTime::now(),
             ticket,
             tags,
-            request: request_head,
             claim,
         };
         Ok(cache.fill(&behind, miss, response, guard).await)
@@ -406,8 +384,8 @@ fn flight_tags(parts: &request::Parts) -> Vec<String> {
 pub(crate) fn refresh<S, St, ReqB, ResB>(
     cache: &Arc<Cache<St>>,
     background: &Arc<Background>,
-    inner: S,
-    mut pending: Pending<ReqB>,
+    origin: Origin<S, ReqB>,
+    mut request: Cacheable,
 ) where
     S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
@@ -422,21 +400,21 @@ pub(crate) fn refresh<S, St, ReqB, ResB>(
         return;
     };
     let epoch = cache.store.remote_invalidations();
-    let key = pending.lookup.key.store_key();
+    let key = request.key.store_key();
     let Some(guard) = cache
         .flights
-        .lead(key, epoch, || flight_tags(&pending.parts))
+        .lead(key, epoch, || flight_tags(&request.parts))
     else {
         return;
     };
-    pending.parts.method = Method::GET;
-    pending.lookup.head = false;
-    pending.now = SystemTime::now();
+    request.parts.method = Method::GET;
+    request.head = false;
+    request.now = SystemTime::now();
     let refreshing = fetch(
         Arc::clone(cache),
         background.behind(),
-        inner,
-        pending,
+        origin,
+        request,
         Some(guard),
         None,
     );
@@ -529,12 +507,12 @@ impl<St: Store + ?Sized> Cache<St> {
         }
     }
 
-    fn answer_stale<B: Body, ReqB>(
+    fn answer_stale<B: Body>(
         &self,
         stale: &Entry,
-        pending: &Pending<ReqB>,
+        request: &Cacheable,
     ) -> Option<Response<CacheBody<B>>> {
-        self.answer_stale_at(stale, pending.lookup.head, SystemTime::now())
+        self.answer_stale_at(stale, request.head, SystemTime::now())
     }
 
     fn answer_stale_at<B: Body>(

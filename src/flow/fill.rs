@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, HeaderMap, HeaderValue};
-use http::{Response, request, response};
+use http::{Response, response};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -20,34 +20,28 @@ use crate::cache::{Cache, Disposition};
 use crate::entry::StoredResponse;
 use crate::flow::background::Behind;
 use crate::flow::buffer::{Read, read_to_limit};
+use crate::flow::cacheable::Cacheable;
 use crate::flow::coalesce::{FlightGuard, Shared};
 use crate::flow::transfer::{self, Driven, Transfer};
 use crate::invalidate::{self, FillTicket};
-use crate::policy::PolicyId;
-use crate::semantics::{self, RequestFacts, StoreDecision};
+use crate::semantics::{self, StoreDecision};
 use crate::stats::Counters;
 use crate::{
     CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, PutOutcome, Store, StoreKey,
 };
 
-/// What the flow knows about a cacheable request when its response arrives.
+/// A cacheable request whose response has arrived: what the fill decides and stores with.
 pub(crate) struct Miss {
-    pub policy: PolicyId,
-    pub facts: RequestFacts,
-    pub key: CacheKey,
-    pub head: bool,
-    /// The request's headers, for the `Vary` fields of the variant key.
-    pub request_headers: HeaderMap,
-    /// When the request was sent to the origin.
-    pub requested_at: SystemTime,
+    /// The request as it went to the origin, without its body: its key, facts and policy, its
+    /// headers for the `Vary` fields of the variant key (the copy taggers see, when the policy
+    /// tags), and when it was sent.
+    pub request: Cacheable,
     /// When the response arrived: entries are timed from here (RFC 9111 §4.2.3).
-    pub now: SystemTime,
+    pub responded_at: SystemTime,
     /// Started before the origin was called: tells whether an invalidation overtook the fill.
     pub ticket: FillTicket,
     /// The entry's tags so far: the internal ones of its URI; the origin's are added here.
     pub tags: Vec<String>,
-    /// The request's head, when the policy derives tags from it.
-    pub request: Option<request::Parts>,
     /// The cluster-wide claim on filling this key, released when the fill is over.
     pub claim: Option<StoreKey>,
 }
@@ -81,12 +75,13 @@ where
         let (mut parts, body) = response.into_parts();
         let overrides = CacheOverride::take(&mut parts, self.override_header.as_ref());
         self.mark(&mut parts.headers, Disposition::Miss);
-        let policy = self.policies.get(miss.policy);
+        let policy = self.policies.get(miss.request.policy);
         let tagged = self.take_tags(&mut parts, &mut miss.tags).and_then(|()| {
-            let (Some(tagger), Some(request)) = (&policy.tag_with, &miss.request) else {
+            let Some(tagger) = &policy.tag_with else {
                 return Ok(());
             };
-            let derived = tagger.0.tags(request, &parts);
+            // `fetch` made the request's copy in normal form for the tagger.
+            let derived = tagger.0.tags(&miss.request.parts, &parts);
             let origin = miss
                 .tags
                 .iter()
@@ -101,15 +96,26 @@ where
             miss.tags.extend(derived);
             Ok(())
         });
-        let decision = if miss.head {
+        let decision = if miss.request.head {
             Err(NotStoredReason::Head)
         } else {
-            let seed = xxh3_64_with_seed(miss.key.as_bytes(), crate::entry::unix_nanos(miss.now));
+            let seed = xxh3_64_with_seed(
+                miss.request.key.as_bytes(),
+                crate::entry::unix_nanos(miss.responded_at),
+            );
             let delay = miss
-                .now
-                .duration_since(miss.requested_at)
+                .responded_at
+                .duration_since(miss.request.now)
                 .unwrap_or_default();
-            semantics::decide(policy, miss.facts, &parts, overrides, miss.now, delay, seed)
+            semantics::decide(
+                policy,
+                miss.request.facts,
+                &parts,
+                overrides,
+                miss.responded_at,
+                delay,
+                seed,
+            )
         };
         let limit = policy.max_body_bytes;
         let decision = decision
@@ -143,14 +149,14 @@ where
         let cache = Arc::clone(self);
         let writes = behind.writes.clone();
         let owner = behind.alive.clone();
-        let pending = self.unsettled.enter();
+        let settling = self.unsettled.enter();
         // Not one of the layer's tasks: the clients may still be reading after the last
         // service is dropped (a `oneshot` call returns before its body is read). It ends with
         // the body, or when nobody reads a body it has no one to store for.
         tokio::spawn(async move {
             let driven = transfer::drive(&transfer, body, owner).await;
             cache.finish(&writes, miss, head, driven, guard).await;
-            drop(pending);
+            drop(settling);
         });
         Response::from_parts(parts, CacheBody::shared(reader))
     }
@@ -176,26 +182,29 @@ where
         };
         let tags = || miss.tags.iter().map(String::as_str);
         let (target, variants) = if decision.vary.is_empty() {
-            (miss.key.clone(), None)
+            (miss.request.key.clone(), None)
         } else {
-            let variant = miss.key.variant(&decision.vary, &miss.request_headers);
+            let variant = miss
+                .request
+                .key
+                .variant(&decision.vary, &miss.request.parts.headers);
             let list = Entry::variants(
-                miss.key.full(),
+                miss.request.key.full(),
                 decision.vary.clone(),
-                miss.now,
+                miss.responded_at,
                 decision.lifetime,
             );
-            let list = list.with_tags(tags()).requested_at(miss.requested_at);
+            let list = list.with_tags(tags()).requested_at(miss.request.now);
             (variant, Some(Arc::new(list)))
         };
         let entry = Entry::response(
             target.full(),
             stored,
-            miss.now,
+            miss.responded_at,
             decision.lifetime,
             decision.initial_age,
         );
-        let entry = Arc::new(entry.with_tags(tags()).requested_at(miss.requested_at));
+        let entry = Arc::new(entry.with_tags(tags()).requested_at(miss.request.now));
         Head {
             decision,
             target,
@@ -250,7 +259,7 @@ where
             }
             Driven::TooLarge => {
                 self.not_stored(NotStoredReason::TooLarge);
-                if miss.facts.fills_for_others() && head.decision.vary.is_empty() {
+                if miss.request.facts.fills_for_others() && head.decision.vary.is_empty() {
                     self.mark_pass(&miss).await;
                 }
             }
@@ -270,7 +279,7 @@ where
         head: Head,
         guard: Option<FlightGuard>,
     ) -> Response<CacheBody<B>> {
-        let limit = self.policies.get(miss.policy).max_body_bytes;
+        let limit = self.policies.get(miss.request.policy).max_body_bytes;
         let (data, trailers) = match read_to_limit(body, limit).await {
             Read::Complete { data, trailers } => (data, trailers),
             Read::Incomplete { body, reason } => {
@@ -326,14 +335,14 @@ where
         reason: NotStoredReason,
     ) -> Shared {
         self.not_stored(reason);
-        let shareable_status = !miss.head && !parts.status.is_server_error();
+        let shareable_status = !miss.request.head && !parts.status.is_server_error();
         if !shareable_status || !reason.is_unshareable() {
             self.release_off_path(miss, false).await;
             return Shared::Failed;
         }
         // Unshareable for this request, or for this variant: the others for the key keep
         // what is stored, and waiters ask the origin themselves.
-        let mark = miss.facts.fills_for_others() && !varies_per_request(parts);
+        let mark = miss.request.facts.fills_for_others() && !varies_per_request(parts);
         self.release_off_path(miss, mark).await;
         Shared::Pass
     }
@@ -345,9 +354,9 @@ where
             return;
         }
         let cache = Arc::clone(self);
-        let pending = self.unsettled.enter();
+        let settling = self.unsettled.enter();
         let task = async move {
-            let _pending = pending;
+            let _settling = settling;
             if mark {
                 cache.mark_pass(&miss).await;
             }
@@ -367,14 +376,14 @@ where
     /// Marks the key hit-for-pass for the policy's `hit_for_pass` time, unless an
     /// invalidation overtook the fill.
     async fn mark_pass(&self, miss: &Miss) {
-        let ttl = self.policies.get(miss.policy).hit_for_pass;
+        let ttl = self.policies.get(miss.request.policy).hit_for_pass;
         if ttl.is_zero() {
             return;
         }
-        let marker = Entry::pass(miss.key.full(), miss.now, ttl)
+        let marker = Entry::pass(miss.request.key.full(), miss.responded_at, ttl)
             .with_tags(miss.tags.iter().map(String::as_str))
-            .requested_at(miss.requested_at);
-        let key = miss.key.store_key();
+            .requested_at(miss.request.now);
+        let key = miss.request.key.store_key();
         let writing = self.generations.writing().await;
         if !miss.ticket.overtaken(miss.tags.iter().map(String::as_str)) {
             self.put(key, marker, ttl).await;
@@ -421,11 +430,11 @@ where
         let entry = Entry::response(
             target.full(),
             stored,
-            miss.now,
+            miss.responded_at,
             lifetime,
             decision.initial_age,
         );
-        let entry = Arc::new(entry.with_tags(tags()).requested_at(miss.requested_at));
+        let entry = Arc::new(entry.with_tags(tags()).requested_at(miss.request.now));
         // Shared with waiters whatever happens below: it answers the requests that waited for it.
         let shared = Shared::Entry {
             variants: variants.clone(),
@@ -443,8 +452,9 @@ where
         let mut written = Vec::with_capacity(2);
         if let Some(list) = variants {
             // The list first: a reader that finds it before the variant just misses.
-            self.put_shared(miss.key.store_key(), list, ttl).await;
-            written.push(miss.key.store_key());
+            self.put_shared(miss.request.key.store_key(), list, ttl)
+                .await;
+            written.push(miss.request.key.store_key());
         }
         let put = self.put_shared(target.store_key(), entry, ttl).await;
         written.push(target.store_key());

@@ -1,17 +1,21 @@
 //! The request pipeline, one file per step, in the order a request meets them:
 //!
 //! 1. [`prepare`]: may the request use the cache (method, body, route policy, credentials), and
-//!    its key; or [`write`]: it passes by, and a write that succeeds invalidates what it changed.
+//!    its key: it goes on as a [`Cacheable`](cacheable::Cacheable), the one context every later
+//!    step reads; or [`write`]: it passes by, and a write that succeeds invalidates what it
+//!    changed.
 //! 2. [`lookup`]: get, verify the full key, follow `Vary`, classify (fresh, stale, pass,
-//!    missing), and turn an entry into a response (`Age`, status field).
+//!    missing); [`answer`] turns an entry into a response (`Age`, the cache header).
 //! 3. [`fetch`]: go to the origin, coalesced ([`coalesce`]) or direct, in a task of the layer's
 //!    ([`background`]); stale fallbacks; background refresh. A conditional or ranged request's
 //!    own answer is computed from the full response ([`conditions`]).
 //! 4. [`fill`]: decide on the response's head, stream its body to every client ([`transfer`];
 //!    [`buffer`] without a runtime), store it behind the response.
 
+pub(crate) mod answer;
 pub(crate) mod background;
 pub(crate) mod buffer;
+pub(crate) mod cacheable;
 pub(crate) mod coalesce;
 pub(crate) mod conditions;
 pub(crate) mod fetch;

@@ -16,7 +16,7 @@ mod target;
 mod unkeyed;
 
 pub(crate) use normalize::{normalize_authority, normalize_path};
-pub(crate) use target::{Target, normalized_head, original_uri};
+pub(crate) use target::{Target, bare_head, normalized_head, original_uri};
 pub(crate) use unkeyed::Unkeyed;
 
 /// The fixed-size hash under which a store files an entry.

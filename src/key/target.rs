@@ -112,16 +112,23 @@ impl<'a> Target<'a> {
     }
 }
 
-/// A copy of a request's head whose URI (and axum's `OriginalUri`) is the original URI in
-/// normal form, for policies and taggers: they then see what keys and tags see, whatever the
-/// spelling and whatever nested router the layer runs in. The copy as it was when the target
-/// cannot be read.
-pub(crate) fn normalized_head(request: &request::Parts) -> request::Parts {
+/// A copy of a request's method, URI, version and headers (`request::Parts` is not `Clone`:
+/// its extensions are left out, as they need not be cloneable cheaply).
+pub(crate) fn bare_head(request: &request::Parts) -> request::Parts {
     let (mut head, ()) = http::Request::new(()).into_parts();
     head.method = request.method.clone();
     head.uri = request.uri.clone();
     head.version = request.version;
     head.headers = request.headers.clone();
+    head
+}
+
+/// A copy of a request's head whose URI (and axum's `OriginalUri`) is the original URI in
+/// normal form, for policies and taggers: they then see what keys and tags see, whatever the
+/// spelling and whatever nested router the layer runs in. The copy as it was when the target
+/// cannot be read.
+pub(crate) fn normalized_head(request: &request::Parts) -> request::Parts {
+    let mut head = bare_head(request);
     head.extensions = request.extensions.clone();
     if let Some(uri) = Target::of(request).ok().and_then(|t| t.uri()) {
         #[cfg(feature = "axum")]
