@@ -1,17 +1,22 @@
-//! [`TieredStore`]: a per-instance memory tier in front of a shared Redis tier.
+//! [`TieredStore`]: a per-instance memory tier in front of a shared Redis tier. The store
+//! here; the state it shares with its subscription task in `state.rs`; the task in
+//! `subscription.rs`; the messages between instances in `message.rs`.
 
-use futures_util::StreamExt;
+mod message;
+mod state;
+mod subscription;
+
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::task::AbortHandle;
 
 use super::{MemoryStore, PutOutcome, RedisStore, Store, StoreError, StoreMetrics};
-use crate::invalidate::{FillTicket, Generations};
+use crate::invalidate::FillTicket;
 use crate::{Entry, StoreKey};
-
-const CHANNEL: &str = "invalidations";
+use message::{Message, key_tag};
+use state::{State, nanos};
+use subscription::{CHANNEL, subscribe};
 
 /// A memory tier (L1, this instance's) in front of a Redis tier (L2, shared by all instances).
 ///
@@ -52,65 +57,6 @@ const CHANNEL: &str = "invalidations";
 #[derive(Clone)]
 pub struct TieredStore {
     shared: Arc<State>,
-}
-
-struct State {
-    l1: MemoryStore,
-    l2: RedisStore,
-    /// Tells this instance's messages from others'.
-    instance: u64,
-    subscribed: AtomicBool,
-    resubscribed: AtomicU64,
-    /// Invalidations heard from other instances (and subscription losses, which may hide some).
-    remote: AtomicU64,
-    /// Wall-clock nanoseconds (Unix) of the latest invalidation made or heard here, or
-    /// subscription lost or made: an entry whose fill started before it is not kept in L1 alone.
-    invalidated_at: AtomicU64,
-    /// How long L1 may serve while the subscription is down, in nanoseconds (0: not at all).
-    local_bound: AtomicU64,
-    /// The origin of `lost_at`.
-    epoch: Instant,
-    /// When the subscription was last lost, in nanoseconds after `epoch` plus one (0: never).
-    /// Meaningful while `subscribed` is false; set before it is.
-    lost_at: AtomicU64,
-    /// Every invalidation of L1 (this instance's and the others'), recorded before it is applied,
-    /// against which copies into L1 are checked.
-    generations: Arc<Generations>,
-    subscriber: OnceLock<AbortHandle>,
-}
-
-impl State {
-    fn local_bound(&self) -> Option<Duration> {
-        match self.local_bound.load(SeqCst) {
-            0 => None,
-            nanos => Some(Duration::from_nanos(nanos)),
-        }
-    }
-
-    /// Now, as stored in `lost_at` (never 0).
-    fn monotonic(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch)).saturating_add(1)
-    }
-
-    /// An invalidation was made or heard (or may have been missed) now. Called before it is
-    /// recorded in the generations.
-    fn note_invalidation(&self) {
-        self.invalidated_at
-            .fetch_max(crate::entry::unix_nanos(SystemTime::now()), SeqCst);
-    }
-
-    /// Whether an invalidation was noted at or after `at`.
-    fn invalidated_since(&self, at: SystemTime) -> bool {
-        self.invalidated_at.load(SeqCst) >= crate::entry::unix_nanos(at)
-    }
-}
-
-impl Drop for State {
-    fn drop(&mut self) {
-        if let Some(subscriber) = self.subscriber.get() {
-            subscriber.abort();
-        }
-    }
 }
 
 impl fmt::Debug for TieredStore {
@@ -393,201 +339,5 @@ impl Store for TieredStore {
 
     fn remote_invalidations(&self) -> u64 {
         self.shared.remote.load(SeqCst)
-    }
-}
-
-/// An invalidation on the wire: `<instance> key <hex>`, `<instance> tags <len>:<tag><len>:<tag>...`
-/// (each tag length-prefixed: a tag may hold any character, a newline included),
-/// `<instance> clear`.
-enum Message<'a> {
-    Key(StoreKey),
-    Tags(&'a [&'a str]),
-    Clear,
-}
-
-impl Message<'_> {
-    fn encode(&self, instance: u64) -> Vec<u8> {
-        match self {
-            Message::Key(key) => format!("{instance:016x} key {key}").into_bytes(),
-            Message::Tags(tags) => {
-                let mut out = format!("{instance:016x} tags ");
-                for tag in *tags {
-                    out.push_str(&tag.len().to_string());
-                    out.push(':');
-                    out.push_str(tag);
-                }
-                out.into_bytes()
-            }
-            Message::Clear => format!("{instance:016x} clear").into_bytes(),
-        }
-    }
-}
-
-/// The tags of a `tags` message (`<len>:<tag>` repeated), or `None` if it is malformed.
-fn decode_tags(mut rest: &str) -> Option<Vec<&str>> {
-    let mut tags = Vec::new();
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_once(':')?;
-        let len: usize = len.parse().ok()?;
-        let tag = tail.get(..len)?;
-        tags.push(tag);
-        rest = &tail[len..];
-    }
-    Some(tags)
-}
-
-/// Applies an invalidation from another instance to L1.
-async fn apply(shared: &State, payload: &[u8]) {
-    let Ok(text) = std::str::from_utf8(payload) else {
-        return;
-    };
-    let mut parts = text.splitn(3, ' ');
-    let (Some(from), Some(kind)) = (parts.next(), parts.next()) else {
-        return;
-    };
-    if u64::from_str_radix(from, 16).ok() == Some(shared.instance) {
-        return;
-    }
-    let rest = parts.next().unwrap_or("");
-    shared.note_invalidation();
-    // Recorded before L1 is touched, as this instance's own invalidations are.
-    match kind {
-        "tags" => match decode_tags(rest) {
-            Some(tags) => {
-                shared.generations.record(tags.iter().copied());
-                let _ = shared.l1.invalidate_tags(&tags).await;
-            }
-            None => {
-                // Unreadable: it named something, so everything goes (safe, never stale).
-                shared.generations.record_everything();
-                let _ = shared.l1.clear().await;
-            }
-        },
-        "key" => {
-            if let Ok(hash) = u128::from_str_radix(rest, 16) {
-                let key = StoreKey::from_u128(hash);
-                shared.generations.record([key_tag(key).as_str()]);
-                let _ = shared.l1.remove(key).await;
-            }
-        }
-        "clear" => {
-            shared.generations.record_everything();
-            let _ = shared.l1.clear().await;
-        }
-        _ => {}
-    }
-    // Counted once applied: whoever sees the count sees L1 without what the message named.
-    shared.remote.fetch_add(1, SeqCst);
-}
-
-/// Keeps the subscription up for as long as the store lives: on every loss, clears L1 and
-/// stops using it (or, serving locally while disconnected, keeps it, and clears it once the
-/// bound has passed, as nothing in it from before the loss may be served then); on every
-/// (re)subscription, clears it once more and starts using it again.
-async fn subscribe(store: Weak<State>) {
-    let mut backoff = Duration::from_millis(50);
-    // L1 was cleared since the loss, once past the bound.
-    let mut past_bound_cleared = false;
-    loop {
-        let (client, channel) = match store.upgrade() {
-            Some(shared) => (shared.l2.client().clone(), shared.l2.channel(CHANNEL)),
-            None => return,
-        };
-        let connected = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), connected).await {
-            Ok(Ok(pubsub)) => {
-                backoff = Duration::from_millis(50);
-                {
-                    let Some(shared) = store.upgrade() else {
-                        return;
-                    };
-                    // Whatever was in L1 may have missed invalidations before this point.
-                    shared.note_invalidation();
-                    shared.generations.record_everything();
-                    let _ = shared.l1.clear().await;
-                    shared.resubscribed.fetch_add(1, SeqCst);
-                    shared.subscribed.store(true, SeqCst);
-                    past_bound_cleared = false;
-                }
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    let Some(shared) = store.upgrade() else {
-                        return;
-                    };
-                    apply(&shared, message.get_payload_bytes()).await;
-                }
-                tracing::warn!("cache invalidation subscription lost; memory tier cleared");
-            }
-            Ok(Err(error)) => tracing::debug!(%error, "cannot subscribe to cache invalidations"),
-            Err(_) => tracing::debug!("subscribing to cache invalidations timed out"),
-        }
-        {
-            let Some(shared) = store.upgrade() else {
-                return;
-            };
-            if shared.subscribed.load(SeqCst) {
-                // The bound of local serving counts from here, set before L1 serves by it.
-                shared.lost_at.store(shared.monotonic(), SeqCst);
-                shared.note_invalidation();
-                shared.subscribed.store(false, SeqCst);
-            }
-            shared.generations.record_everything();
-            match shared.local_bound() {
-                None => {
-                    let _ = shared.l1.clear().await;
-                }
-                Some(bound) if !past_bound_cleared => {
-                    // Memory only (lookups check the bound): what L1 held from before the
-                    // loss would otherwise take room from the fills made since.
-                    let lost = shared.lost_at.load(SeqCst);
-                    if lost != 0 && shared.monotonic() >= lost.saturating_add(nanos(bound)) {
-                        let _ = shared.l1.clear().await;
-                        past_bound_cleared = true;
-                    }
-                }
-                Some(_) => {}
-            }
-            // Messages may be lost while cut off: counted as a remote invalidation, applied.
-            shared.remote.fetch_add(1, SeqCst);
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// What a removal of `key` is recorded as, among the tags: nothing else can have this name (tags
-/// are visible ASCII, internal ones start with U+0001).
-fn key_tag(key: StoreKey) -> String {
-    format!("\u{0}key {key}")
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tag_messages_carry_any_character() {
-        let tags = [
-            "plain",
-            "with\nnewline",
-            "\u{1}uri h/x\n\u{1}host h",
-            "",
-            "12:34",
-        ];
-        let message = Message::Tags(&tags).encode(7);
-        let text = std::str::from_utf8(&message).unwrap();
-        let rest = text.splitn(3, ' ').nth(2).unwrap();
-        assert_eq!(decode_tags(rest).unwrap(), tags);
-        for malformed in ["5:abc", "x:abc", "3abc", "2:\u{e9}x"] {
-            assert_eq!(decode_tags(malformed), None, "{malformed:?}");
-        }
     }
 }

@@ -1,0 +1,247 @@
+//! The in-memory store, on moka's concurrent cache: the store and its builder here, what it
+//! keeps for each entry in `slot.rs`, its tag index in `tag_index.rs`.
+
+mod slot;
+mod tag_index;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
+
+use super::{PutOutcome, Store, StoreError, StoreMetrics};
+use crate::{Entry, StoreKey};
+use slot::{PerEntryTtl, Slot, Stored, weigh};
+use tag_index::TagIndex;
+
+/// Which entry goes first when the store is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Eviction {
+    /// TinyLFU (the default): admits a new entry only if it is likely to be used more than the
+    /// one it would evict, so a scan of one-off URLs cannot flush the hot set.
+    #[default]
+    TinyLfu,
+    /// Least recently used.
+    Lru,
+}
+
+/// An in-memory [`Store`] bounded in bytes, on [moka](https://docs.rs/moka)'s `future::Cache`.
+///
+/// Capacity is weighed in bytes: what an entry occupies ([`Entry::weight`]: the entry, its key,
+/// tags, header fields and body) plus what the store keeps for it (moka's structures and the
+/// entry's slot, about 450 bytes, and about 50 bytes a tag in the tag index), so the store's
+/// memory stays within its capacity. Each entry expires after its own storage lifetime. Cloning is cheap and shares
+/// the contents.
+///
+/// Its [`metrics`](Store::metrics) count what was put minus what moka reported removed (for any
+/// cause), so a put shows at once; an entry that expired or was evicted counts until moka's
+/// maintenance drops it, which happens as the store is used.
+///
+/// ```
+/// use tower_response_cache::{Eviction, MemoryStore};
+///
+/// let store = MemoryStore::builder()
+///     .capacity_bytes(256 << 20)
+///     .eviction(Eviction::Lru)
+///     .build();
+/// # let _ = store;
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Cache<StoreKey, Stored>,
+    tags: Arc<TagIndex>,
+    counts: Arc<Counts>,
+    next_id: Arc<AtomicU64>,
+}
+
+/// What the store holds, kept up to date by puts and by moka's removal notifications.
+#[derive(Debug, Default)]
+struct Counts {
+    entries: AtomicU64,
+    bytes: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("metrics", &self.metrics())
+            .finish()
+    }
+}
+
+/// Builds a [`MemoryStore`].
+#[derive(Clone, Debug)]
+pub struct MemoryStoreBuilder {
+    capacity_bytes: u64,
+    eviction: Eviction,
+}
+
+impl MemoryStoreBuilder {
+    /// The most bytes the store holds (default 64 MiB): its entries and its own structures
+    /// for them.
+    pub fn capacity_bytes(mut self, bytes: u64) -> Self {
+        self.capacity_bytes = bytes;
+        self
+    }
+
+    /// The eviction policy (default TinyLFU).
+    pub fn eviction(mut self, eviction: Eviction) -> Self {
+        self.eviction = eviction;
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        let tags = Arc::new(TagIndex::default());
+        let counts = Arc::new(Counts::default());
+        let listener_tags = Arc::clone(&tags);
+        let listener_counts = Arc::clone(&counts);
+        let policy = match self.eviction {
+            Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
+            Eviction::Lru => EvictionPolicy::lru(),
+        };
+        let cache = Cache::builder()
+            .max_capacity(self.capacity_bytes)
+            .weigher(|_, slot: &Stored| slot.weight)
+            .expire_after(PerEntryTtl)
+            .eviction_policy(policy)
+            // Called once for every value put, whatever removes it (replaced, invalidated,
+            // expired, evicted), after the put counted it.
+            .eviction_listener(move |key: Arc<StoreKey>, slot: Stored, cause| {
+                if cause == RemovalCause::Size {
+                    listener_counts.evictions.fetch_add(1, Relaxed);
+                }
+                listener_counts.entries.fetch_sub(1, Relaxed);
+                listener_counts
+                    .bytes
+                    .fetch_sub(u64::from(slot.weight), Relaxed);
+                // Let go of the entry now, not when moka reclaims its copy (see `Slot`).
+                if let Some(entry) = slot.take() {
+                    listener_tags.forget(*key, &entry, slot.id);
+                }
+            })
+            .build();
+        MemoryStore {
+            cache,
+            tags,
+            counts,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A builder, for the capacity and the eviction policy.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            capacity_bytes: 64 << 20,
+            eviction: Eviction::TinyLfu,
+        }
+    }
+
+    /// A TinyLFU store holding at most `bytes` bytes.
+    pub fn with_capacity_bytes(bytes: u64) -> Self {
+        Self::builder().capacity_bytes(bytes).build()
+    }
+
+    /// Runs moka's pending maintenance (evictions, expirations, listener calls) now. For tests
+    /// and benchmarks that read exact figures; not part of the API.
+    #[doc(hidden)]
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+}
+
+impl Store for MemoryStore {
+    async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        Ok(self.cache.get(&key).await.and_then(|slot| slot.entry()))
+    }
+
+    /// moka's `get` is asynchronous only to take a maintenance lock when it must; nearly always
+    /// it is ready on its first poll. If not, the future is dropped (moka's operations are
+    /// cancellation-safe) and the layer awaits [`get`](Store::get) instead.
+    fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
+        let lookup = std::pin::pin!(self.cache.get(&key));
+        match lookup.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(slot) => Some(Ok(slot.and_then(|s| s.entry()))),
+            Poll::Pending => None,
+        }
+    }
+
+    async fn put(
+        &self,
+        key: StoreKey,
+        entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> Result<PutOutcome, StoreError> {
+        let weight = weigh(&entry);
+        let id = self.next_id.fetch_add(1, Relaxed);
+        // Counted and indexed before it is visible, so a removal right after the insert
+        // uncounts and unindexes it.
+        self.counts.entries.fetch_add(1, Relaxed);
+        let bytes = self.counts.bytes.fetch_add(u64::from(weight), Relaxed) + u64::from(weight);
+        self.tags.remember(key, &entry, id);
+        let slot = Slot::new(entry, ttl, id, weight);
+        self.cache.insert(key, Arc::new(slot)).await;
+        // moka evicts in batches as its write log fills, so large entries could overshoot the
+        // capacity by megabytes before the next batch; a put that finds the store over its
+        // capacity by more than 1/64 runs the pending evictions itself.
+        let capacity = self.cache.policy().max_capacity().unwrap_or(u64::MAX);
+        if bytes > capacity.saturating_add(capacity / 64) {
+            self.cache.run_pending_tasks().await;
+        }
+        Ok(PutOutcome::Stored)
+    }
+
+    async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
+        self.cache.invalidate(&key).await;
+        Ok(())
+    }
+
+    async fn invalidate_tags<'a>(&'a self, tags: &'a [&'a str]) -> Result<u64, StoreError> {
+        let inserts = self.tags.inserts(tags);
+        let mut removed = 0;
+        for (key, id) in inserts {
+            // Only the insert that carries the tag: one that replaced it without the tag (its
+            // removal not yet reported) stays. A put landing between this check and the
+            // removal goes too: more than asked, never less.
+            let live = self.cache.get(&key).await;
+            if live.is_some_and(|slot| slot.id == id && slot.entry().is_some()) {
+                removed += 1;
+                self.cache.invalidate(&key).await;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the entries one by one (moka's `invalidate_all` would not say how many there
+    /// were); each leaves the tag index as it goes.
+    async fn clear(&self) -> Result<u64, StoreError> {
+        let keys: Vec<StoreKey> = self.cache.iter().map(|(key, _)| *key).collect();
+        let mut removed = 0;
+        for key in keys {
+            if self.cache.remove(&key).await.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn metrics(&self) -> StoreMetrics {
+        StoreMetrics::new(
+            self.counts.entries.load(Relaxed),
+            self.counts.bytes.load(Relaxed),
+            self.counts.evictions.load(Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
