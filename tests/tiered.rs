@@ -9,7 +9,7 @@ use axum::routing::get;
 use common::redis_server::RedisServer;
 use common::{Calls, send};
 use std::time::{Duration, Instant};
-use tower_response_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, Store, TieredStore};
+use tower_response_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore};
 
 fn tiered(server: &RedisServer) -> TieredStore {
     let l2 = RedisStore::builder(server.url())
@@ -268,7 +268,6 @@ async fn after_a_remote_write_no_request_joins_an_older_fetch() {
 async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use tower_response_cache::Store;
     let server = RedisServer::start();
     let patient = || {
         let l2 = RedisStore::builder(server.url())
@@ -330,7 +329,7 @@ async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
         };
         let (read_a, read_b) = (read(&a), read(&b));
         tokio::time::sleep(Duration::from_millis(random(6))).await;
-        let heard = b_store.remote_invalidations();
+        let heard = b_store.remote_invalidations_applied();
         assert_eq!(send(&a, common::req("PUT", "/item", &[])).await.status, 200);
         let written = format!("v{}", version.load(Ordering::SeqCst));
 
@@ -349,7 +348,7 @@ async fn after_a_write_returns_no_instance_serves_what_it_replaced() {
         );
         // Another instance, once the write's message reached it.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while b_store.remote_invalidations() == heard {
+        while b_store.remote_invalidations_applied() == heard {
             assert!(Instant::now() < deadline, "the write never reached B");
             tokio::task::yield_now().await;
         }
@@ -414,10 +413,10 @@ async fn stats_report_both_tiers() {
     assert_eq!((s.entries, s.shared_entries), (0, Some(0)), "{s:?}");
 }
 
-/// Waits (up to 10 s) until `store` has heard `n` invalidations from other instances.
+/// Waits (up to 10 s) until `store` has applied `n` invalidations from other instances.
 async fn heard(store: &TieredStore, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.remote_invalidations() < n {
+    while store.remote_invalidations_applied() < n {
         assert!(Instant::now() < deadline, "the message never arrived");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -438,7 +437,7 @@ async fn invalidation_messages_carry_any_path_whole() {
     }
     b_handle.flush().await;
     assert_eq!(l1_entries(&b_store).await, 3);
-    let before = b_store.remote_invalidations();
+    let before = b_store.remote_invalidations_applied();
     send(&a, on("POST", "/x%0A%01host%20shop.example")).await;
     send(&a, on("POST", "/x%0Apages")).await;
     heard(&b_store, before + 2).await;
@@ -533,7 +532,7 @@ async fn a_large_entry_stays_in_l1_only_and_is_invalidated_everywhere() {
     assert_eq!(calls.get(), 2);
 
     // An invalidation on A reaches both memories.
-    let heard_by_b = b_store.remote_invalidations();
+    let heard_by_b = b_store.remote_invalidations_applied();
     a_handle.invalidate_tags(&["big"]).await;
     // (A fill that started in the millisecond of an invalidation A made or heard of is not kept
     // in memory alone: fill start times are to the millisecond.)
@@ -547,7 +546,7 @@ async fn a_large_entry_stays_in_l1_only_and_is_invalidated_everywhere() {
 
     // So does a write on B.
     assert_eq!(hits(&a).await, "HIT");
-    let heard_by_a = a_store.remote_invalidations();
+    let heard_by_a = a_store.remote_invalidations_applied();
     send(&b, common::req("POST", "/big/1", &[])).await;
     heard(&a_store, heard_by_a + 1).await;
     assert_eq!(hits(&a).await, "MISS");
@@ -579,7 +578,7 @@ async fn a_remote_invalidation_during_a_large_fill_keeps_it_out_of_l1() {
         assert!(Instant::now() < deadline, "the fill never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let before = a_store.remote_invalidations();
+    let before = a_store.remote_invalidations_applied();
     b_handle.invalidate_tags(&["big"]).await;
     heard(&a_store, before + 1).await;
     gate.add_permits(1);

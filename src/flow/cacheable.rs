@@ -25,8 +25,9 @@ pub(crate) struct Cacheable {
     pub variant: Option<CacheKey>,
     /// A `HEAD` request: answered without a body, fills nothing.
     pub head: bool,
-    /// When the request was looked up; for a fetch, when it went to the origin (entries are
-    /// timed from it, RFC 9111 §4.2.3).
+    /// When the request was looked up (a background refresh resets it when it starts): the
+    /// request time of the age calculation (RFC 9111 §4.2.3) and the entry's `requested_at`.
+    /// Entries are timed from when the response arrived (`Miss::responded_at`).
     pub now: SystemTime,
 }
 
@@ -54,10 +55,11 @@ impl Cacheable {
         self.variant.as_ref().unwrap_or(&self.key).store_key()
     }
 
-    /// A copy, for what comes after the request went to the origin (the fill's `Vary` fields,
-    /// a racing request's lookup). Its head is a copy of method, URI, version and headers;
-    /// `for_policy`: the copy policies and taggers see instead, in normal form and with the
-    /// extensions (which cost a map clone).
+    /// A copy, for what needs the request once its head has gone to the origin: the fill
+    /// (`Vary` fields, tags) and a request racing its own fetch (its lookup of the flight's
+    /// answer). Its head is a copy of method, URI, version and headers; `for_policy`: the copy
+    /// the policy's tagger sees instead, URI in normal form and extensions included (which
+    /// cost a map clone).
     pub(crate) fn copy(&self, for_policy: bool) -> Cacheable {
         let parts = if for_policy {
             normalized_head(&self.parts)

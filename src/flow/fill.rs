@@ -32,9 +32,9 @@ use crate::{
 
 /// A cacheable request whose response has arrived: what the fill decides and stores with.
 pub(crate) struct Miss {
-    /// The request as it went to the origin, without its body: its key, facts and policy, its
-    /// headers for the `Vary` fields of the variant key (the copy taggers see, when the policy
-    /// tags), and when it was sent.
+    /// A copy of the request whose fetch this is (`Cacheable::copy`): its key, facts and
+    /// policy; its headers as sent (without the client's conditions), for the `Vary` fields of
+    /// the variant key; the head the policy's tagger sees, when it tags; its request time.
     pub request: Cacheable,
     /// When the response arrived: entries are timed from here (RFC 9111 §4.2.3).
     pub responded_at: SystemTime,

@@ -114,9 +114,11 @@ pub trait Store: Send + Sync + 'static {
         std::future::ready(())
     }
 
-    /// How many invalidations made on other instances this store has heard of and applied (0, the default,
+    /// How many invalidations made on other instances this store has heard of (0, the default,
     /// for a store of one instance). The layer does not let a request wait for a fetch that
-    /// began before the latest one: that fetch's response may predate the write.
+    /// began before the latest one: that fetch's response may predate the write. Count an
+    /// invalidation as it arrives, before applying it, so that no request joins an older fetch
+    /// while it is being applied.
     fn remote_invalidations(&self) -> u64 {
         0
     }

@@ -81,6 +81,7 @@ impl TieredStore {
             subscribed: AtomicBool::new(false),
             resubscribed: AtomicU64::new(0),
             remote: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
             invalidated_at: AtomicU64::new(0),
             local_bound: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -92,6 +93,14 @@ impl TieredStore {
         let task = runtime.spawn(subscribe(Arc::downgrade(&shared)));
         let _ = shared.subscriber.set(task.abort_handle());
         Ok(TieredStore { shared })
+    }
+
+    /// How many invalidations made on other instances (and subscription losses, which may
+    /// hide some) this instance has applied to its memory tier. Once it has passed the figure
+    /// read before a write on another instance returned, that write is in effect here: no
+    /// request on this instance is answered with what it replaced.
+    pub fn remote_invalidations_applied(&self) -> u64 {
+        self.shared.applied.load(SeqCst)
     }
 
     /// Whether the invalidation subscription is up (L1 in use).

@@ -17,9 +17,12 @@ pub(super) struct State {
     pub(super) instance: u64,
     pub(super) subscribed: AtomicBool,
     pub(super) resubscribed: AtomicU64,
-    /// Invalidations heard from other instances and applied to L1 (and subscription losses,
-    /// which may hide some).
+    /// Invalidations heard from other instances (and subscription losses, which may hide some),
+    /// counted as they arrive, before they reach L1: the epoch a request reads before joining a
+    /// flight (`Store::remote_invalidations`).
     pub(super) remote: AtomicU64,
+    /// The same, counted once applied to L1.
+    pub(super) applied: AtomicU64,
     /// Wall-clock nanoseconds (Unix) of the latest invalidation made or heard here, or
     /// subscription lost or made: an entry whose fill started before it is not kept in L1 alone.
     pub(super) invalidated_at: AtomicU64,

@@ -27,6 +27,9 @@ async fn apply(shared: &State, payload: &[u8]) {
         return;
     }
     let rest = parts.next().unwrap_or("");
+    // Counted as it arrives: from here, no request joins a flight that began before it, even
+    // while L1 is being invalidated below.
+    shared.remote.fetch_add(1, SeqCst);
     shared.note_invalidation();
     // Recorded before L1 is touched, as this instance's own invalidations are.
     match kind {
@@ -54,8 +57,8 @@ async fn apply(shared: &State, payload: &[u8]) {
         }
         _ => {}
     }
-    // Counted once applied: whoever sees the count sees L1 without what the message named.
-    shared.remote.fetch_add(1, SeqCst);
+    // And once applied: whoever sees this count sees L1 without what the message named.
+    shared.applied.fetch_add(1, SeqCst);
 }
 
 /// Keeps the subscription up for as long as the store lives: on every loss, clears L1 and
@@ -113,6 +116,8 @@ pub(super) async fn subscribe(store: Weak<State>) {
                 shared.note_invalidation();
                 shared.subscribed.store(false, SeqCst);
             }
+            // Messages may be lost while cut off: a remote invalidation.
+            shared.remote.fetch_add(1, SeqCst);
             shared.generations.record_everything();
             match shared.local_bound() {
                 None => {
@@ -129,8 +134,7 @@ pub(super) async fn subscribe(store: Weak<State>) {
                 }
                 Some(_) => {}
             }
-            // Messages may be lost while cut off: counted as a remote invalidation, applied.
-            shared.remote.fetch_add(1, SeqCst);
+            shared.applied.fetch_add(1, SeqCst);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
