@@ -19,21 +19,10 @@ impl<St: Store + ?Sized> Cache<St> {
         parts: &request::Parts,
         body: &B,
     ) -> Result<Described, BypassReason> {
-        self.describe(keys, parts, has_body(&parts.headers, body))
-    }
-
-    /// The request's policy, facts and key, or why it bypasses the cache. `has_body`: the
-    /// request carries a body (or may: its length is not known to be zero).
-    fn describe<K: KeyMaker>(
-        &self,
-        keys: &K,
-        parts: &request::Parts,
-        has_body: bool,
-    ) -> Result<Described, BypassReason> {
         if parts.method != Method::HEAD && parts.method != Method::GET {
             return Err(BypassReason::Method);
         }
-        if has_body {
+        if has_body(&parts.headers, body) {
             return Err(BypassReason::RequestBody);
         }
         let unkeyed = Unkeyed::scan(&parts.headers);
