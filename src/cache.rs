@@ -11,6 +11,7 @@ use crate::invalidate::unapplied::Unapplied;
 use crate::invalidate::{self, Generations};
 use crate::policy::Policies;
 use crate::purge::token::PurgeToken;
+use crate::semantics::CacheStatus;
 use crate::stats::Counters;
 use crate::{BypassReason, NotStoredReason};
 
@@ -21,6 +22,12 @@ pub(crate) struct Cache<St: ?Sized> {
     pub policies: Policies,
     /// `X-Cache` (or the configured name), or none.
     pub cache_header: Option<HeaderName>,
+    /// This cache's name in `Cache-Status` (RFC 9211), as written there; none: no field.
+    pub cache_status: Option<Box<str>>,
+    /// The targeted cache-control field this cache follows (RFC 9213), if any.
+    pub targeted: Option<HeaderName>,
+    /// Whether the targeted field is removed from responses (it is by default).
+    pub strip_targeted: bool,
     /// The per-response override header, or none.
     pub override_header: Option<HeaderName>,
     pub counters: Arc<Counters>,
@@ -47,6 +54,9 @@ impl<St: ?Sized> Clone for Cache<St> {
             store: Arc::clone(&self.store),
             policies: self.policies.clone(),
             cache_header: self.cache_header.clone(),
+            cache_status: self.cache_status.clone(),
+            targeted: self.targeted.clone(),
+            strip_targeted: self.strip_targeted,
             override_header: self.override_header.clone(),
             counters: Arc::clone(&self.counters),
             flights: Arc::clone(&self.flights),
@@ -59,6 +69,9 @@ impl<St: ?Sized> Clone for Cache<St> {
         }
     }
 }
+
+/// The `Cache-Status` field (RFC 9211).
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// What the cache did with a request, as the `X-Cache` header says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +119,20 @@ impl<St: ?Sized> Cache<St> {
     /// Removes the tag header, unless configured to pass it on.
     pub(crate) fn strip_tag_header(&self, headers: &mut HeaderMap) {
         if let Some(name) = self.tag_header.as_ref().filter(|_| !self.keep_tag_header) {
+            headers.remove(name);
+        }
+    }
+
+    /// Appends this cache's member to `Cache-Status`, if configured.
+    pub(crate) fn status(&self, headers: &mut HeaderMap, status: CacheStatus) {
+        if let Some(name) = &self.cache_status {
+            headers.append(CACHE_STATUS, status.value(name));
+        }
+    }
+
+    /// Removes the targeted field (RFC 9213) from a response, unless configured to keep it.
+    pub(crate) fn strip_targeted(&self, headers: &mut HeaderMap) {
+        if let Some(name) = self.targeted.as_ref().filter(|_| self.strip_targeted) {
             headers.remove(name);
         }
     }

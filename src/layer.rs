@@ -64,6 +64,9 @@ impl<St: ?Sized, K> std::fmt::Debug for CacheLayer<St, K> {
     }
 }
 
+/// The name the cache gives itself in `Cache-Status` unless told otherwise.
+const DEFAULT_CACHE_NAME: &str = "tower-response-cache";
+
 impl<St: Store> CacheLayer<St> {
     /// A cache over `store` with the default [`Policy`] and key.
     pub fn new(store: St) -> Self {
@@ -80,6 +83,9 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 store,
                 policies: Policies::default(),
                 cache_header: Some(HeaderName::from_static("x-cache")),
+                cache_status: Some(DEFAULT_CACHE_NAME.into()),
+                targeted: None,
+                strip_targeted: true,
                 override_header: Some(HeaderName::from_static("x-cache-override")),
                 counters: Arc::new(Counters::default()),
                 flights: Arc::default(),
@@ -188,6 +194,44 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     /// Sends no `HIT`/`MISS`/`BYPASS` header.
     pub fn without_cache_header(self) -> Self {
         self.configure(|c| c.cache_header = None)
+    }
+
+    /// The name this cache gives itself in `Cache-Status` (RFC 9211; default
+    /// `tower-response-cache`). Every response carries that field: `hit` and its `ttl`, or
+    /// why it went to the origin (`fwd=uri-miss`, `vary-miss`, `stale`, `request`, `bypass`,
+    /// `method`), the origin's status (`fwd-status`), whether it was `stored` or `collapsed`
+    /// into another request's fetch, and why it was not stored or bypassed the cache
+    /// (`detail=cookie`, `detail=too-large`...). A name that is not a token is quoted.
+    ///
+    /// # Panics
+    ///
+    /// When `name` has characters other than printable ASCII: a programming error found at
+    /// start-up.
+    pub fn cache_status_name(self, name: &str) -> Self {
+        let Some(name) = crate::semantics::cache_name(name) else {
+            panic!("a Cache-Status cache name must be printable ASCII: {name:?}");
+        };
+        self.configure(|c| c.cache_status = Some(name.into()))
+    }
+
+    /// Sends no `Cache-Status` field.
+    pub fn without_cache_status(self) -> Self {
+        self.configure(|c| c.cache_status = None)
+    }
+
+    /// Follows the targeted cache-control field `name` (RFC 9213: `CDN-Cache-Control`, or a
+    /// name of this cache's own): when a response carries it and it is a valid structured
+    /// dictionary, its directives take the place of `Cache-Control` for this cache. It is
+    /// removed from the response before it leaves, unless
+    /// [`keep_targeted_field`](Self::keep_targeted_field) says otherwise.
+    pub fn targeted_field(self, name: HeaderName) -> Self {
+        self.configure(|c| c.targeted = Some(name))
+    }
+
+    /// Passes the targeted field on to clients (for a cache in front of another cache that
+    /// should see it too).
+    pub fn keep_targeted_field(self) -> Self {
+        self.configure(|c| c.strip_targeted = false)
     }
 
     /// The name of the per-response override header handlers may set (default

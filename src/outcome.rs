@@ -15,8 +15,6 @@ pub enum BypassReason {
     /// The request carries `Authorization` and the policy says
     /// [`Authorization::Bypass`](crate::Authorization).
     Authorization,
-    /// The request said `Cache-Control: no-store`.
-    RequestNoStore,
     /// The `Host` header is missing a valid authority, or there are several.
     InvalidHost,
     /// The request target names an authority (absolute form, HTTP/2 `:authority`) and the
@@ -43,7 +41,6 @@ impl BypassReason {
             BypassReason::Policy => "policy",
             BypassReason::Cookie => "cookie",
             BypassReason::Authorization => "authorization",
-            BypassReason::RequestNoStore => "request-no-store",
             BypassReason::InvalidHost => "invalid-host",
             BypassReason::HostMismatch => "host-mismatch",
             BypassReason::MethodOverride => "method-override",
@@ -64,13 +61,15 @@ impl fmt::Display for BypassReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum NotStoredReason {
-    /// The status is not in the policy's set.
+    /// The status is interim (1xx), partial (206) or `304`; or, without explicit freshness,
+    /// not in the policy's set (RFC 9111 §3).
     Status,
     /// `Cache-Control: no-store`.
     NoStore,
     /// `Cache-Control: private`.
     Private,
-    /// `Cache-Control: no-cache` (needs revalidation on every use).
+    /// `Cache-Control: no-cache` (validated before every reuse) with no validator to do it
+    /// with, or a policy that keeps nothing to revalidate (`Policy::keep` zero).
     NoCache,
     /// `Cache-Control` or `Vary` could not be read safely.
     Malformed,
@@ -80,7 +79,8 @@ pub enum NotStoredReason {
     SetCookie,
     /// The request carried `Authorization` and the response is not explicitly shareable.
     Authorization,
-    /// The response was already stale, or its lifetime is zero.
+    /// The response was already stale, or its lifetime is zero, and it has no validator to be
+    /// revalidated with (or the policy keeps nothing to revalidate).
     NotFresh,
     /// The handler said so ([`CacheOverride::no_store`](crate::CacheOverride::no_store)).
     Override,
@@ -92,6 +92,9 @@ pub enum NotStoredReason {
     Head,
     /// The origin's tags were too many, too long or not ASCII.
     Tags,
+    /// The request said `Cache-Control: no-store` (it may still be answered from the cache,
+    /// RFC 9111 §5.2.1.5).
+    RequestNoStore,
     /// The request spelled its target other than in normal form (`/items/%31`,
     /// `Host: SHOP.example:80`): it may be answered from the normal form's entry, but the inner
     /// service may have routed the spelling differently, so its response is not stored.
@@ -137,6 +140,7 @@ impl NotStoredReason {
             NotStoredReason::Head => "head",
             NotStoredReason::Tags => "tags",
             NotStoredReason::Spelling => "spelling",
+            NotStoredReason::RequestNoStore => "request-no-store",
         }
     }
 }

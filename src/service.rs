@@ -21,14 +21,16 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use crate::bounds::{CachedBody, Inner};
-use crate::cache::{Cache, Disposition};
+use crate::cache::Cache;
+use crate::flow::answer::Served;
 use crate::flow::background::Background;
 use crate::flow::cacheable::Cacheable;
 use crate::flow::conditions::Conditions;
 use crate::flow::fetch::{self, Origin};
 use crate::flow::lookup::{Found, Now};
+use crate::semantics::Forward;
 use crate::stats::Counters;
-use crate::{CacheBody, DefaultKey, KeyMaker, ResponseFuture, Store};
+use crate::{CacheBody, DefaultKey, Entry, KeyMaker, ResponseFuture, Store};
 
 /// The cache in front of an inner service `S`; built by [`CacheLayer`](crate::CacheLayer).
 pub struct CacheService<S, St: ?Sized, K = DefaultKey> {
@@ -140,6 +142,7 @@ where
                     cache,
                     self.take_inner(),
                     Request::from_parts(parts, body),
+                    reason,
                 ));
             }
         };
@@ -196,11 +199,25 @@ where
     ResB: CachedBody,
 {
     let (head, now) = (request.head, request.now);
+    // Its own preconditions and range are answered from whatever answers it (RFC 9110 §13).
+    let conditions = request
+        .facts
+        .conditional
+        .then(|| Conditions::of(&request.parts))
+        .flatten();
+    let answered = |served: Served, entry: &Entry| {
+        let response = cache.answer(entry, head, now, served)?;
+        Some(match &conditions {
+            None => response,
+            Some(conditions) => conditions.answer(response, cache.cache_header.as_ref()),
+        })
+    };
     let (stale, pass) = match found {
         Found::Fresh { entry, refresh } => {
-            if let Some(response) = cache.answer(&entry, head, now, Disposition::Hit) {
+            if let Some(response) = answered(Served::Hit, &entry) {
                 Counters::add(&cache.counters.hits);
                 if refresh && request.facts.fills_for_others() {
+                    request.prior = Some(entry);
                     fetch::refresh(cache, background, origin(), request);
                 }
                 return ResponseFuture::ready(response);
@@ -208,48 +225,76 @@ where
             (None, false)
         }
         Found::Stale(entry) => {
-            if let Some(response) = cache.answer(&entry, head, now, Disposition::Stale) {
+            if let Some(response) = answered(Served::Stale, &entry) {
                 Counters::add(&cache.counters.stale);
                 if request.facts.fills_for_others() {
+                    request.prior = Some(entry);
                     fetch::refresh(cache, background, origin(), request);
                 }
                 return ResponseFuture::ready(response);
             }
             (None, false)
         }
-        Found::StaleIfError(entry) => (Some(entry), false),
-        Found::Pass => (None, true),
+        Found::StaleIfError(entry) => {
+            request.forward = Forward::Stale;
+            request.prior = Some(Arc::clone(&entry));
+            (Some(entry), false)
+        }
+        Found::Validate(entry) => {
+            // Fresh, yet to be validated: the request's directives said so.
+            let forced = entry.is_fresh(now);
+            request.forward = if forced {
+                Forward::Request
+            } else {
+                Forward::Stale
+            };
+            request.prior = Some(entry);
+            (None, false)
+        }
+        Found::Pass => {
+            request.forward = Forward::Bypass;
+            (None, true)
+        }
         Found::Missing => (None, false),
         Found::MissingVariant(variant) => {
+            request.forward = Forward::VaryMiss;
             request.variant = Some(variant);
             (None, false)
         }
     };
     Counters::add(&cache.counters.misses);
+    // RFC 9111 §5.2.1.7: nothing stored will do, and the origin may not be asked.
+    if request.facts.limits.is_some_and(|l| l.only_if_cached) {
+        return ResponseFuture::ready(cache.gateway_timeout(None, "only-if-cached"));
+    }
+    // §4.2.4, §5.2.2.2: a response that must be revalidated is never served stale; if its
+    // revalidation fails, the client gets a 504.
+    let strict = request
+        .prior
+        .as_deref()
+        .and_then(Entry::stored)
+        .is_some_and(|stored| stored.must_revalidate);
     let cache = Arc::clone(cache);
     let background = Arc::clone(background);
-    // Its fetch asks for the whole response; its own conditions are answered from that.
-    let conditions = request
-        .facts
-        .conditional
-        .then(|| Conditions::of(&request.parts))
-        .flatten();
-    let cache_header = cache.cache_header.clone();
     let origin = origin();
-    let flow = async move {
-        if pass {
-            fetch::direct(cache, background, origin, request, None).await
+    ResponseFuture::flow(async move {
+        let cache_header = cache.cache_header.clone();
+        let flow_cache = Arc::clone(&cache);
+        let fetched = if pass {
+            fetch::direct(flow_cache, background, origin, request, None).await
         } else {
-            fetch::coalesced(cache, background, origin, request, stale).await
-        }
-    };
-    match conditions {
-        None => ResponseFuture::flow(flow),
-        Some(conditions) => ResponseFuture::flow(async move {
-            let response = flow.await?;
-            Ok(conditions.answer(response, cache_header.as_ref()))
-        }),
-    }
+            fetch::coalesced(flow_cache, background, origin, request, stale).await
+        };
+        let response = match fetched {
+            Ok(response) => response,
+            Err(_) if strict => cache.gateway_timeout(Some(Forward::Stale), "revalidation-failed"),
+            Err(error) => return Err(error),
+        };
+        Ok(match conditions {
+            None => response,
+            Some(conditions) => conditions.answer(response, cache_header.as_ref()),
+        })
+    })
 }
 
 /// A request whose store had to be waited for: the same as `call`, after the lookup.

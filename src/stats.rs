@@ -17,6 +17,7 @@ pub(crate) struct Counters {
     pub store_errors: AtomicU64,
     pub stale: AtomicU64,
     pub coalesced: AtomicU64,
+    pub revalidated: AtomicU64,
     pub refreshes: AtomicU64,
     pub invalidations: AtomicU64,
 }
@@ -29,6 +30,12 @@ impl Counters {
     /// A request counted as a miss when it was looked up is answered stale after all (its
     /// stale-if-error entry stood in for the origin): it moves from `misses` to `stale`, so that
     /// it is counted once.
+    /// A request counted as a miss whose fetch revalidated a stored response instead.
+    pub(crate) fn miss_revalidated(&self) {
+        self.revalidated.fetch_add(1, Relaxed);
+        self.misses.fetch_sub(1, Relaxed);
+    }
+
     pub(crate) fn miss_answered_stale(&self) {
         self.stale.fetch_add(1, Relaxed);
         self.misses.fetch_sub(1, Relaxed);
@@ -56,6 +63,7 @@ impl CacheStats {
             store_errors: self.counters.store_errors.load(Relaxed),
             stale: self.counters.stale.load(Relaxed),
             coalesced: self.counters.coalesced.load(Relaxed),
+            revalidated: self.counters.revalidated.load(Relaxed),
             refreshes: self.counters.refreshes.load(Relaxed),
             invalidations: self.counters.invalidations.load(Relaxed),
             evictions: store.evictions,
@@ -109,6 +117,10 @@ pub struct StatsSnapshot {
     /// Misses answered with the response another request fetched (no origin call of their
     /// own), in this instance or, with cluster-wide coalescing, another one.
     pub coalesced: u64,
+    /// Requests answered with a stored response the origin confirmed (`304 Not Modified` to
+    /// the cache's `If-None-Match` / `If-Modified-Since`, RFC 9111 §4.3): an origin call, but
+    /// no body sent. Not counted among the misses.
+    pub revalidated: u64,
     /// Background refreshes started (stale-while-revalidate and refresh-ahead).
     pub refreshes: u64,
     /// Invalidations done (by a write passing through, a purge, or the handle).
@@ -129,9 +141,10 @@ pub struct StatsSnapshot {
 
 impl StatsSnapshot {
     /// The share of cacheable requests answered from the cache: hits, stale answers and
-    /// coalesced misses, over hits, stale answers and misses. 0 when there were none.
+    /// coalesced misses, over hits, stale answers, misses and revalidations. 0 when there
+    /// were none.
     pub fn hit_ratio(&self) -> f64 {
-        let cacheable = self.hits + self.stale + self.misses;
+        let cacheable = self.hits + self.stale + self.misses + self.revalidated;
         if cacheable == 0 {
             0.0
         } else {

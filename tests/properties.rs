@@ -90,8 +90,9 @@ fn allocation_bound(len: usize) -> usize {
 #[derive(Clone, Debug)]
 struct Spec {
     kind: u8,
-    shared: bool,
-    times: [u64; 6],
+    /// The reuse flags of a response (credentials, must-revalidate, immutable).
+    flags: u8,
+    times: [u64; 7],
     key: Vec<u8>,
     tags: Vec<String>,
     status: u16,
@@ -104,9 +105,9 @@ struct Spec {
 
 /// The encoding, and where its counts and lengths are (offset, width in bytes).
 fn encode(spec: &Spec) -> (Vec<u8>, Vec<(usize, usize)>) {
-    let mut out = b"TRC\x02".to_vec();
+    let mut out = b"TRC\x03".to_vec();
     let mut counts = Vec::new();
-    out.push(spec.kind | if spec.shared { 0x80 } else { 0 });
+    out.push(spec.kind | spec.flags);
     for t in spec.times {
         out.extend_from_slice(&t.to_be_bytes());
     }
@@ -174,7 +175,7 @@ fn fields() -> impl Strategy<Value = Vec<(String, Vec<Vec<u8>>)>> {
 
 fn spec() -> impl Strategy<Value = Spec> {
     (
-        (0u8..3, any::<bool>(), any::<[u64; 6]>()),
+        (0u8..3, any::<u8>(), any::<[u64; 7]>()),
         prop::collection::vec(any::<u8>(), 0..40),
         prop::collection::vec(token(16), 0..5),
         (
@@ -188,9 +189,9 @@ fn spec() -> impl Strategy<Value = Spec> {
         ),
     )
         .prop_map(
-            |((kind, shared, times), key, tags, (status, headers, body), (trailers, names))| Spec {
+            |((kind, flags, times), key, tags, (status, headers, body), (trailers, names))| Spec {
                 kind,
-                shared: shared && kind == 0,
+                flags: if kind == 0 { flags & 0xe0 } else { 0 },
                 times,
                 key,
                 tags,
@@ -366,8 +367,8 @@ fn decoding_mutated_encodings_never_panics_nor_over_allocates() {
 fn a_short_input_claiming_huge_counts_is_refused_at_once() {
     let spec = Spec {
         kind: 0,
-        shared: false,
-        times: [0; 6],
+        flags: 0,
+        times: [0; 7],
         key: b"k".to_vec(),
         tags: vec!["t".into()],
         status: 200,

@@ -902,13 +902,13 @@ async fn a_fill_slower_than_the_memory_of_invalidations_is_refused() {
     let s = store(&server.url());
     let value = filled_entry_bytes(&server, &s).await;
     // The same entry, as if its fill had started (and been stored) `ago`: bytes 5..13 and
-    // 45..53 of the encoding, big-endian Unix ms.
+    // 53..61 of the encoding, big-endian Unix ms.
     let started = |ago: Duration| {
         let mut bytes = value.clone();
         let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() - ago;
         let at = (at.as_millis() as u64).to_be_bytes();
         bytes[5..13].copy_from_slice(&at);
-        bytes[45..53].copy_from_slice(&at);
+        bytes[53..61].copy_from_slice(&at);
         let entry = Entry::decode(Bytes::from(bytes)).unwrap();
         assert!(entry.fill_started_at() < SystemTime::now() - ago + Duration::from_secs(1));
         Arc::new(entry)

@@ -239,8 +239,8 @@ async fn a_write_in_authority_form_with_a_relative_location() {
 /// A valid encoding's first 4 bytes (magic and version), then a response entry whose header
 /// section declares `names.len()` fields, each a name from `names` with an empty value.
 fn crafted_entry(names: impl ExactSizeIterator<Item = String>) -> Vec<u8> {
-    let mut out = b"TRC\x02\x00".to_vec(); // magic, version 2, kind: response
-    out.extend_from_slice(&[0; 48]); // six u64 times
+    let mut out = b"TRC\x03\x00".to_vec(); // magic, version 3, kind: response
+    out.extend_from_slice(&[0; 56]); // seven u64 times
     out.extend_from_slice(&1u32.to_be_bytes()); // key "k"
     out.push(b'k');
     out.extend_from_slice(&0u16.to_be_bytes()); // no tags

@@ -17,7 +17,7 @@ use super::{Entry, Kind, StoredResponse, Tags};
 
 const MAGIC: &[u8; 3] = b"TRC";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// The version byte of an entry that did not fit the format (see [`Entry::encode`]).
 const TOO_LARGE: u8 = 0;
@@ -26,6 +26,10 @@ const KIND_RESPONSE: u8 = 0;
 const KIND_VARIANTS: u8 = 1;
 const KIND_PASS: u8 = 2;
 const FLAG_SHARED_WITH_CREDENTIALS: u8 = 0x80;
+const FLAG_MUST_REVALIDATE: u8 = 0x40;
+const FLAG_IMMUTABLE: u8 = 0x20;
+/// The flags a response's reuse rules take; the low bits are the kind.
+const FLAGS: u8 = FLAG_SHARED_WITH_CREDENTIALS | FLAG_MUST_REVALIDATE | FLAG_IMMUTABLE;
 /// The size of a length prefix: every tag, name or value takes at least this many bytes.
 const LEN_BYTES: usize = 4;
 /// At most this many header fields are allocated for ahead of reading them: beyond that the
@@ -60,23 +64,24 @@ impl Entry {
         let mut out = Vec::with_capacity(self.weight() + 64);
         out.put_slice(MAGIC);
         out.put_u8(FORMAT_VERSION);
-        let (kind, shared) = match &self.kind {
-            Kind::Response(r) => (KIND_RESPONSE, r.shared_with_credentials),
-            Kind::Variants(_) => (KIND_VARIANTS, false),
-            Kind::Pass => (KIND_PASS, false),
+        let flag = |set: bool, flag: u8| if set { flag } else { 0 };
+        let kind = match &self.kind {
+            Kind::Response(r) => {
+                KIND_RESPONSE
+                    | flag(r.shared_with_credentials, FLAG_SHARED_WITH_CREDENTIALS)
+                    | flag(r.must_revalidate, FLAG_MUST_REVALIDATE)
+                    | flag(r.immutable, FLAG_IMMUTABLE)
+            }
+            Kind::Variants(_) => KIND_VARIANTS,
+            Kind::Pass => KIND_PASS,
         };
-        out.put_u8(
-            kind | if shared {
-                FLAG_SHARED_WITH_CREDENTIALS
-            } else {
-                0
-            },
-        );
+        out.put_u8(kind);
         for n in [
             self.stored_at_ms,
             self.fresh_until_ms,
             self.stale_while_revalidate_ms,
             self.stale_if_error_ms,
+            self.keep_ms,
             self.initial_age,
             self.requested_at_ms,
         ] {
@@ -128,6 +133,7 @@ impl Entry {
         let fresh_until_ms = r.u64()?;
         let stale_while_revalidate_ms = r.u64()?;
         let stale_if_error_ms = r.u64()?;
+        let keep_ms = r.u64()?;
         let initial_age = r.u64()?;
         // When its fill asked the origin: what an instance that reads it back checks against
         // invalidations it could not pass on (`unapplied.rs`).
@@ -142,7 +148,7 @@ impl Entry {
                 .into();
             tags.push(tag);
         }
-        let kind = match flags & !FLAG_SHARED_WITH_CREDENTIALS {
+        let kind = match flags & !FLAGS {
             KIND_RESPONSE => {
                 let status =
                     StatusCode::from_u16(r.u16()?).map_err(|_| DecodeError("bad status"))?;
@@ -159,8 +165,11 @@ impl Entry {
                     body,
                     trailers,
                     shared_with_credentials: flags & FLAG_SHARED_WITH_CREDENTIALS != 0,
+                    must_revalidate: flags & FLAG_MUST_REVALIDATE != 0,
+                    immutable: flags & FLAG_IMMUTABLE != 0,
                 })
             }
+            _ if flags & FLAGS != 0 => return Err(DecodeError("flags on a non-response")),
             KIND_VARIANTS => {
                 let count = r.u16()?;
                 let mut names =
@@ -186,6 +195,7 @@ impl Entry {
             fresh_until_ms,
             stale_while_revalidate_ms,
             stale_if_error_ms,
+            keep_ms,
             initial_age,
             tags: Tags::new(tags),
             kind,
@@ -301,12 +311,15 @@ mod tests {
                 body: Bytes::from(vec![7u8; 100_000]),
                 trailers: Some(trailers),
                 shared_with_credentials: true,
+                must_revalidate: true,
+                immutable: false,
             },
             SystemTime::now(),
             Lifetime {
                 fresh_for: Duration::from_secs(60),
                 stale_while_revalidate: Duration::from_secs(5),
                 stale_if_error: Duration::from_secs(600),
+                keep: Duration::from_secs(3600),
             },
             42,
         )
@@ -332,7 +345,7 @@ mod tests {
         assert_eq!(r.headers.get_all("set-thing").iter().count(), 2);
         assert_eq!(r.body.len(), 100_000);
         assert_eq!(r.trailers.as_ref().unwrap()["grpc-status"], "0");
-        assert!(r.shared_with_credentials);
+        assert!(r.shared_with_credentials && r.must_revalidate && !r.immutable);
 
         let now = SystemTime::now();
         for e in [
@@ -413,7 +426,7 @@ mod tests {
             .encode()[..4]
             .to_vec();
         out.push(KIND_RESPONSE);
-        out.extend_from_slice(&[0; 48]); // six u64 times
+        out.extend_from_slice(&[0; 56]); // seven u64 times
         put_bytes(&mut out, b"k").unwrap();
         out.put_u16(0);
         out.put_u16(200);

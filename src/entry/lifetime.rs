@@ -62,13 +62,16 @@ pub(crate) fn at_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.min(MAX_UNIX_MS))
 }
 
-/// How long an entry is fresh, and how long after that it may still be served stale. Each part
-/// is at most [`MAX_LIFETIME`].
+/// How long an entry is fresh, how long after that it may still be served stale, and how long
+/// after that it is kept to be revalidated. Each part is at most [`MAX_LIFETIME`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Lifetime {
     pub fresh_for: Duration,
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
+    /// How long after `fresh_for` the entry is kept to be revalidated with its validators
+    /// (RFC 9111 §4.3; Varnish's "keep"): never served from then on without a `304`.
+    pub keep: Duration,
 }
 
 impl Lifetime {
@@ -82,7 +85,14 @@ impl Lifetime {
             fresh_for: capped(fresh_for),
             stale_while_revalidate: capped(stale_while_revalidate),
             stale_if_error: capped(stale_if_error),
+            keep: Duration::ZERO,
         }
+    }
+
+    /// This lifetime, kept `keep` (capped) past its freshness to be revalidated.
+    pub(crate) fn kept(mut self, keep: Duration) -> Self {
+        self.keep = capped(keep);
+        self
     }
 
     /// Fresh for `fresh_for` (capped), never stale.
@@ -97,15 +107,18 @@ impl Lifetime {
             self.stale_while_revalidate,
             self.stale_if_error,
         )
+        .kept(self.keep)
     }
 
-    /// How long a store must keep the entry: fresh, then as long as it may be served stale (at
-    /// most twice [`MAX_LIFETIME`]).
+    /// How long a store must keep the entry: fresh, then as long as it may be served stale or
+    /// revalidated (at most twice [`MAX_LIFETIME`]).
     pub(crate) fn storage_ttl(&self) -> Duration {
         let capped = self.capped();
-        capped
-            .fresh_for
-            .saturating_add(capped.stale_while_revalidate.max(capped.stale_if_error))
+        let after = capped
+            .stale_while_revalidate
+            .max(capped.stale_if_error)
+            .max(capped.keep);
+        capped.fresh_for.saturating_add(after)
     }
 }
 
@@ -141,6 +154,7 @@ mod tests {
             fresh_for: Duration::MAX,
             stale_while_revalidate: Duration::MAX,
             stale_if_error: Duration::from_secs(1),
+            keep: Duration::MAX,
         };
         assert_eq!(l.storage_ttl(), year * 2);
         assert_eq!(

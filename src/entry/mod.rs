@@ -39,6 +39,8 @@ pub struct Entry {
     stale_while_revalidate_ms: u64,
     /// How long after `fresh_until` it may be served stale when the origin fails (RFC 5861).
     stale_if_error_ms: u64,
+    /// How long after `fresh_until` it is kept to be revalidated (RFC 9111 §4.3).
+    keep_ms: u64,
     /// The response's age in seconds when it was stored (RFC 9111 §4.2.3).
     initial_age: u64,
     tags: Tags,
@@ -66,7 +68,9 @@ pub(crate) enum Staleness {
     Revalidate,
     /// Stale, past that window but within the stale-if-error one.
     IfError,
-    /// Too old to serve at all.
+    /// Stale, past both windows but kept to be revalidated: served only after a `304`.
+    Kept,
+    /// Too old to serve or revalidate.
     Expired,
 }
 
@@ -80,6 +84,12 @@ pub(crate) struct StoredResponse {
     /// The origin marked it shareable with requests carrying `Authorization` (`public`,
     /// `s-maxage` or `must-revalidate`, RFC 9111 §3.5).
     pub shared_with_credentials: bool,
+    /// Once stale, never served without a successful revalidation, whatever a policy or a
+    /// request's `max-stale` allows; a revalidation that fails gives `504` (RFC 9111
+    /// §4.2.4, §5.2.2.2: `must-revalidate`, `proxy-revalidate`, `s-maxage`, `no-cache`).
+    pub must_revalidate: bool,
+    /// `immutable` (RFC 8246): a request cannot force its revalidation while it is fresh.
+    pub immutable: bool,
 }
 
 impl Entry {
@@ -93,6 +103,7 @@ impl Entry {
             fresh_until_ms: stored_at_ms.saturating_add(millis(lifetime.fresh_for)),
             stale_while_revalidate_ms: millis(lifetime.stale_while_revalidate),
             stale_if_error_ms: millis(lifetime.stale_if_error),
+            keep_ms: millis(lifetime.keep),
             initial_age,
             tags: Tags::default(),
             kind,
@@ -207,17 +218,39 @@ impl Entry {
             Staleness::Revalidate
         } else if stale_for < self.stale_if_error_ms {
             Staleness::IfError
+        } else if stale_for < self.keep_ms {
+            Staleness::Kept
         } else {
             Staleness::Expired
         }
     }
 
-    /// How much longer the entry may be served at all (fresh or stale) after `now`.
+    /// How long it has been stale at `now` (zero while fresh).
+    pub(crate) fn stale_for(&self, now: SystemTime) -> Duration {
+        Duration::from_millis(unix_ms(now).saturating_sub(self.fresh_until_ms))
+    }
+
+    /// How long it stays fresh after `now` (zero once stale).
+    pub(crate) fn fresh_for(&self, now: SystemTime) -> Duration {
+        Duration::from_millis(self.fresh_until_ms.saturating_sub(unix_ms(now)))
+    }
+
+    /// How much longer the entry may be served or revalidated at all after `now`.
     pub fn remaining_lifetime(&self, now: SystemTime) -> Duration {
-        let end = self
-            .fresh_until_ms
-            .saturating_add(self.stale_while_revalidate_ms.max(self.stale_if_error_ms));
+        let after = self
+            .stale_while_revalidate_ms
+            .max(self.stale_if_error_ms)
+            .max(self.keep_ms);
+        let end = self.fresh_until_ms.saturating_add(after);
         Duration::from_millis(end.saturating_sub(unix_ms(now)))
+    }
+
+    /// The stored response, for a response entry.
+    pub(crate) fn stored(&self) -> Option<&StoredResponse> {
+        match &self.kind {
+            Kind::Response(r) => Some(r),
+            Kind::Variants(_) | Kind::Pass => None,
+        }
     }
 
     /// The share of its fresh lifetime the entry has lived at `now` (0.0 to 1.0 and beyond).
@@ -252,6 +285,8 @@ mod tests {
                 body: Bytes::from(vec![0u8; 1000]),
                 trailers: None,
                 shared_with_credentials: false,
+                must_revalidate: false,
+                immutable: false,
             },
             SystemTime::now(),
             Lifetime::fresh(fresh_for),
@@ -276,18 +311,25 @@ mod tests {
         let mut e = entry(Duration::from_secs(10), 0);
         e.stale_while_revalidate_ms = 5_000;
         e.stale_if_error_ms = 20_000;
+        e.keep_ms = 40_000;
         let at = |s: u64| e.staleness(now + Duration::from_secs(s));
         assert_eq!(at(0), Staleness::Fresh);
         assert_eq!(at(12), Staleness::Revalidate);
         assert_eq!(at(20), Staleness::IfError);
-        assert_eq!(at(31), Staleness::Expired);
+        assert_eq!(at(31), Staleness::Kept);
+        assert_eq!(at(51), Staleness::Expired);
         assert!((e.lived(now + Duration::from_secs(8)) - 0.8).abs() < 0.01);
         let l = Lifetime {
             fresh_for: Duration::from_secs(10),
             stale_while_revalidate: Duration::from_secs(5),
             stale_if_error: Duration::from_secs(20),
+            keep: Duration::ZERO,
         };
         assert_eq!(l.storage_ttl(), Duration::from_secs(30));
+        assert_eq!(
+            l.kept(Duration::from_secs(60)).storage_ttl(),
+            Duration::from_secs(70)
+        );
     }
 
     #[test]

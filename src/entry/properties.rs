@@ -42,17 +42,21 @@ fn kind() -> impl Strategy<Value = Kind> {
         fields(),
         prop::collection::vec(any::<u8>(), 0..300),
         prop::option::of(fields()),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
     )
-        .prop_map(|(status, headers, body, trailers, shared)| {
-            Kind::Response(StoredResponse {
-                status: StatusCode::from_u16(status).unwrap(),
-                headers,
-                body: Bytes::from(body),
-                trailers,
-                shared_with_credentials: shared,
-            })
-        });
+        .prop_map(
+            |(status, headers, body, trailers, (shared, strict, immutable))| {
+                Kind::Response(StoredResponse {
+                    status: StatusCode::from_u16(status).unwrap(),
+                    headers,
+                    body: Bytes::from(body),
+                    trailers,
+                    shared_with_credentials: shared,
+                    must_revalidate: strict,
+                    immutable,
+                })
+            },
+        );
     prop_oneof![
         3 => response,
         1 => prop::collection::vec(field_name(), 0..6)
@@ -74,14 +78,14 @@ fn time() -> impl Strategy<Value = u64> {
 fn entry() -> impl Strategy<Value = Entry> {
     (
         prop::collection::vec(any::<u8>(), 0..64),
-        (time(), time(), time(), time(), time()),
+        (time(), time(), time(), time(), time(), time()),
         prop::collection::vec(
             prop::collection::vec(any::<char>(), 0..24).prop_map(String::from_iter),
             0..6,
         ),
         kind(),
     )
-        .prop_map(|(key, (stored, fresh, swr, sie, age), tags, kind)| {
+        .prop_map(|(key, (stored, fresh, swr, sie, keep, age), tags, kind)| {
             Entry {
                 key: Bytes::from(key),
                 stored_at_ms: stored,
@@ -89,6 +93,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                 fresh_until_ms: fresh,
                 stale_while_revalidate_ms: swr,
                 stale_if_error_ms: sie,
+                keep_ms: keep,
                 initial_age: age,
                 tags: super::Tags::default(),
                 kind,

@@ -1,28 +1,91 @@
 //! Answering from a stored entry: its status, headers and trailers, its body shared (none
 //! for `HEAD`), a current `Age`, and the cache header.
 
-use http::Response;
-use http::header::{AGE, HeaderValue};
+use http::header::{AGE, CONTENT_LENGTH, HeaderValue};
+use http::{Response, StatusCode};
 use http_body::Body;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use crate::cache::{Cache, Disposition};
 use crate::entry::{Kind, StoredResponse};
+use crate::semantics::{CacheStatus, Forward};
 use crate::{CacheBody, Entry};
+
+/// How a stored response comes to answer a request: what `X-Cache` and `Cache-Status` say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Fresh, from the store.
+    Hit,
+    /// Stale, within a window that allows it (stale-while-revalidate, a request's
+    /// `max-stale`); refreshed behind it.
+    Stale,
+    /// Stale, standing in for an origin that failed (stale-if-error).
+    StaleFallback,
+    /// The answer of another request's fetch, which went forward for this reason.
+    Collapsed(Forward),
+    /// Confirmed by the origin (`304`) after going forward for this reason.
+    Revalidated(Forward),
+}
+
+impl Served {
+    fn disposition(self) -> Disposition {
+        match self {
+            Served::Hit | Served::Collapsed(_) => Disposition::Hit,
+            Served::Stale | Served::StaleFallback => Disposition::Stale,
+            Served::Revalidated(_) => Disposition::Miss,
+        }
+    }
+
+    fn status(self, entry: &Entry, now: SystemTime) -> CacheStatus {
+        let fresh = entry.fresh_for(now).as_secs();
+        let ttl = if fresh > 0 {
+            i64::try_from(fresh).unwrap_or(i64::MAX)
+        } else {
+            -i64::try_from(entry.stale_for(now).as_secs()).unwrap_or(i64::MAX)
+        };
+        let status = CacheStatus {
+            ttl: Some(ttl),
+            ..CacheStatus::default()
+        };
+        match self {
+            Served::Hit | Served::Stale => CacheStatus {
+                hit: true,
+                ..status
+            },
+            Served::StaleFallback => CacheStatus {
+                fwd: Some(Forward::Stale),
+                detail: Some("stale-if-error"),
+                ..status
+            },
+            Served::Collapsed(forward) => CacheStatus {
+                fwd: Some(forward),
+                fwd_status: entry.status().map(|s| s.as_u16()),
+                collapsed: true,
+                ..status
+            },
+            Served::Revalidated(forward) => CacheStatus {
+                fwd: Some(forward),
+                fwd_status: Some(304),
+                stored: true,
+                ..status
+            },
+        }
+    }
+}
 
 impl<St: ?Sized> Cache<St> {
     /// The response from a stored entry: stored status, headers and trailers, shared body
-    /// bytes (none for HEAD), a current `Age`, and `X-Cache` as `disposition` says. `None` for an
-    /// entry that is not a response.
+    /// bytes (none for HEAD), a current `Age`, and `X-Cache` and `Cache-Status` as `served`
+    /// says. `None` for an entry that is not a response.
     pub(crate) fn answer<B: Body>(
         &self,
         entry: &Entry,
         head: bool,
         now: SystemTime,
-        disposition: Disposition,
+        served: Served,
     ) -> Option<Response<CacheBody<B>>> {
-        self.answer_with(entry, now, disposition, |stored| {
+        self.answer_with(entry, now, served, |stored| {
             if head {
                 CacheBody::empty()
             } else {
@@ -36,7 +99,7 @@ impl<St: ?Sized> Cache<St> {
         &self,
         entry: &Entry,
         now: SystemTime,
-        disposition: Disposition,
+        served: Served,
         body: impl FnOnce(&StoredResponse) -> CacheBody<B>,
     ) -> Option<Response<CacheBody<B>>> {
         let Kind::Response(stored) = entry.kind() else {
@@ -49,10 +112,38 @@ impl<St: ?Sized> Cache<St> {
         // Stored headers already hold `age` and the cache header (saying HIT), so these replace
         // in place and the cloned map never grows (a growth would copy every field).
         headers.insert(AGE, age_value(entry.age(now)));
+        let disposition = served.disposition();
         if disposition != Disposition::Hit {
             self.mark(headers, disposition);
         }
+        if self.cache_status.is_some() {
+            self.status(headers, served.status(entry, now));
+        }
         Some(response)
+    }
+}
+
+impl<St: ?Sized> Cache<St> {
+    /// A `504 Gateway Timeout` of the cache's own: nothing stored would do and the origin
+    /// could not be asked (`only-if-cached`), or failed to revalidate a response that may not
+    /// be served stale (RFC 9111 §5.2.2.2).
+    pub(crate) fn gateway_timeout<B: Body>(
+        &self,
+        forward: Option<Forward>,
+        detail: &'static str,
+    ) -> Response<CacheBody<B>> {
+        let mut response = Response::new(CacheBody::empty());
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        self.mark(headers, Disposition::Miss);
+        let status = CacheStatus {
+            fwd: forward,
+            detail: Some(detail),
+            ..CacheStatus::default()
+        };
+        self.status(headers, status);
+        response
     }
 }
 

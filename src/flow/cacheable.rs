@@ -2,12 +2,13 @@
 //! `prepare` to the fill.
 
 use http::request;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::key::{bare_head, normalized_head};
 use crate::policy::PolicyId;
-use crate::semantics::RequestFacts;
-use crate::{CacheKey, StoreKey};
+use crate::semantics::{Forward, RequestFacts};
+use crate::{CacheKey, Entry, StoreKey};
 
 /// A request that may use the cache: its head and what `prepare` made of it. Lookups read it;
 /// a fetch sends its head to the origin (with the body, which travels beside it: a borrow of
@@ -29,6 +30,13 @@ pub(crate) struct Cacheable {
     /// request time of the age calculation (RFC 9111 §4.2.3) and the entry's `requested_at`.
     /// Entries are timed from when the response arrived (`Miss::responded_at`).
     pub now: SystemTime,
+    /// The stored response its fetch revalidates: its validators are sent (never the
+    /// client's), and a `304` refreshes it (RFC 9111 §4.3).
+    pub prior: Option<Arc<Entry>>,
+    /// Why it goes to the origin, for `Cache-Status` (RFC 9211 `fwd`).
+    pub forward: Forward,
+    /// A background refresh: no client waits for it, and its outcome counts no request.
+    pub refreshing: bool,
 }
 
 /// What `prepare` makes of a request that may use the cache: its route's policy, what it
@@ -47,6 +55,9 @@ impl Cacheable {
             key,
             variant: None,
             now: SystemTime::now(),
+            prior: None,
+            forward: Forward::UriMiss,
+            refreshing: false,
         }
     }
 
@@ -74,6 +85,9 @@ impl Cacheable {
             variant: self.variant.clone(),
             head: self.head,
             now: self.now,
+            prior: self.prior.clone(),
+            forward: self.forward,
+            refreshing: self.refreshing,
         }
     }
 }

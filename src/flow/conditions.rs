@@ -5,10 +5,11 @@
 
 use http::header::{CONTENT_LENGTH, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE};
 use http::header::{IF_UNMODIFIED_SINCE, RANGE};
-use http::{HeaderMap, HeaderName, Method, Response, request};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, request};
 use http_body::Body;
 
 use crate::CacheBody;
+use crate::cache::CACHE_STATUS;
 use crate::semantics::conditional::{self, Evaluated};
 
 /// The request fields that make a request conditional or ranged.
@@ -44,7 +45,7 @@ impl Conditions {
 
     /// The answer to the request, from the full `response`; the response itself when its
     /// conditions do not apply to it, or when its body cannot be cut to a range without
-    /// reading it. `cache_header`: the cache's own header, kept on a 304.
+    /// reading it. `cache_header`: the cache's own header, kept on a 304, as `Cache-Status` is.
     pub(crate) fn answer<B>(
         &self,
         response: Response<CacheBody<B>>,
@@ -88,9 +89,21 @@ impl Conditions {
             | Evaluated::Unsatisfiable { .. } => CacheBody::empty(),
         };
         let marked = cache_header.and_then(|name| Some((name, parts.headers.get(name)?.clone())));
+        let status: Vec<HeaderValue> = match evaluated {
+            Evaluated::Full | Evaluated::Partial { .. } => Vec::new(),
+            _ => parts
+                .headers
+                .get_all(CACHE_STATUS)
+                .iter()
+                .cloned()
+                .collect(),
+        };
         conditional::apply(&evaluated, &mut parts);
         if let Some((name, value)) = marked {
             parts.headers.insert(name.clone(), value);
+        }
+        for value in status {
+            parts.headers.append(CACHE_STATUS, value);
         }
         Response::from_parts(parts, body)
     }

@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 use tower_service::Service;
 
 use crate::bounds::{CachedBody, Inner};
-use crate::cache::{Cache, Disposition};
+use crate::cache::Cache;
+use crate::flow::answer::Served;
 use crate::flow::background::{Background, Behind};
 use crate::flow::cacheable::Cacheable;
 use crate::flow::coalesce::{FlightGuard, Role, Shared, Waiter};
@@ -118,7 +119,7 @@ where
         let taken = match &shared {
             Shared::LookAgain => match cache.lookup(&request, now).await {
                 Found::Fresh { entry, .. } => cache
-                    .answer(&entry, false, now, Disposition::Hit)
+                    .answer(&entry, false, now, Served::Collapsed(request.forward))
                     .map_or(Taken::No, Taken::Response),
                 // Not stored after all (refused, or gone already): once, join or lead the
                 // next fetch rather than each going to the origin.
@@ -180,13 +181,18 @@ where
     ReqB: Send + 'static,
     ResB: CachedBody,
 {
-    let (head, now) = (request.head, request.now);
+    let (head, now, forward) = (request.head, request.now, request.forward);
     let key = request.flight_key();
     let timeout = cache.policies.get(request.policy).origin_timeout;
     // The lookup came before the flight was joined: a fill that ended in between has stored
     // what this request wants. Checked again when the store can tell at once (no wait).
     if let Now::Known(Found::Fresh { entry, .. }) = cache.lookup_now(&request, SystemTime::now()) {
-        if let Some(response) = cache.answer(&entry, head, SystemTime::now(), Disposition::Hit) {
+        if let Some(response) = cache.answer(
+            &entry,
+            head,
+            SystemTime::now(),
+            Served::Collapsed(request.forward),
+        ) {
             Counters::add(&cache.counters.coalesced);
             guard.publish(Shared::LookAgain);
             return Ok(response);
@@ -207,7 +213,8 @@ where
             Claim::Filled(entry) => {
                 // Another instance filled it: answer from the store, and tell the local waiters.
                 let now = SystemTime::now();
-                if let Some(response) = cache.answer(&entry, head, now, Disposition::Hit) {
+                if let Some(response) = cache.answer(&entry, head, now, Served::Collapsed(forward))
+                {
                     Counters::add(&cache.counters.coalesced);
                     guard.publish(Shared::LookAgain);
                     let _ = answer.send(Ok(response));
@@ -344,6 +351,11 @@ where
     let tags = flight_tags(&request.parts);
     let tagged_by_policy = cache.policies.get(request.policy).tag_with.is_some();
     let sent = request.copy(tagged_by_policy);
+    // Revalidating a stored response: its own validators, never the client's (RFC 9111
+    // §4.3.1).
+    if let Some(stored) = request.prior.as_deref().and_then(Entry::stored) {
+        validators(&stored.headers, &mut request.parts.headers);
+    }
     let ticket = cache.generations.begin_fill();
     // Called here, not in the future: the service was polled ready for this call.
     let Origin { mut inner, body } = origin;
@@ -367,6 +379,19 @@ where
             claim,
         };
         Ok(cache.fill(&behind, miss, response, guard).await)
+    }
+}
+
+/// The conditions that ask the origin whether a stored response (its fields `stored`) is still
+/// current: `If-None-Match` with its `ETag`, `If-Modified-Since` with its `Last-Modified`
+/// (both when it has both, §4.3.1).
+fn validators(stored: &http::HeaderMap, request: &mut http::HeaderMap) {
+    use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+    if let Some(etag) = stored.get(ETAG) {
+        request.insert(IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(modified) = stored.get(LAST_MODIFIED) {
+        request.insert(IF_MODIFIED_SINCE, modified.clone());
     }
 }
 
@@ -410,6 +435,7 @@ pub(crate) fn refresh<S, St, ReqB, ResB>(
     request.parts.method = Method::GET;
     request.head = false;
     request.now = SystemTime::now();
+    request.refreshing = true;
     let refreshing = fetch(
         Arc::clone(cache),
         background.behind(),
@@ -521,7 +547,7 @@ impl<St: Store + ?Sized> Cache<St> {
         head: bool,
         now: SystemTime,
     ) -> Option<Response<CacheBody<B>>> {
-        let response = self.answer(stale, head, now, Disposition::Stale)?;
+        let response = self.answer(stale, head, now, Served::StaleFallback)?;
         // Only misses get here: the request was counted as one when it was looked up.
         self.counters.miss_answered_stale();
         Some(response)

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, HeaderMap, HeaderValue};
-use http::{Response, response};
+use http::{Response, StatusCode, response};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -24,7 +24,7 @@ use crate::flow::cacheable::Cacheable;
 use crate::flow::coalesce::{FlightGuard, Shared};
 use crate::flow::transfer::{self, Driven, Transfer};
 use crate::invalidate::{self, FillTicket};
-use crate::semantics::{self, StoreDecision};
+use crate::semantics::{self, CacheStatus, Forward, Received, StoreDecision};
 use crate::stats::Counters;
 use crate::{
     CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, PutOutcome, Store, StoreKey,
@@ -46,9 +46,28 @@ pub(crate) struct Miss {
     pub claim: Option<StoreKey>,
 }
 
+/// A complete entry to store: under which key, after which variants list, for how long.
+pub(crate) struct Complete {
+    pub target: CacheKey,
+    pub variants: Option<Arc<Entry>>,
+    pub entry: Arc<Entry>,
+    pub ttl: Duration,
+}
+
+impl Complete {
+    /// What the requests waiting for its fetch are given: the complete entry.
+    pub(crate) fn shared(&self) -> Shared {
+        Shared::Entry {
+            variants: self.variants.clone(),
+            entry: Arc::clone(&self.entry),
+            body: None,
+        }
+    }
+}
+
 /// A response that may be stored, before its body is in: the entry as it will be stored
 /// (without its body), and the variants list it goes under, if it varies.
-struct Head {
+pub(crate) struct Head {
     decision: StoreDecision,
     target: CacheKey,
     variants: Option<Arc<Entry>>,
@@ -75,6 +94,18 @@ where
         let (mut parts, body) = response.into_parts();
         let overrides = CacheOverride::take(&mut parts, self.override_header.as_ref());
         self.mark(&mut parts.headers, Disposition::Miss);
+        // The fetch revalidated a stored response (it sent that response's validators).
+        if let Some(prior) = miss.request.prior.clone() {
+            if parts.status == StatusCode::NOT_MODIFIED {
+                let revalidated = self.revalidated(behind, miss, parts, prior, overrides, guard);
+                return revalidated.await;
+            }
+            if miss.request.head && parts.status == StatusCode::OK {
+                return self
+                    .head_answered(behind, miss, parts, body, prior, overrides)
+                    .await;
+            }
+        }
         let policy = self.policies.get(miss.request.policy);
         let tagged = self.take_tags(&mut parts, &mut miss.tags).and_then(|()| {
             let Some(tagger) = &policy.tag_with else {
@@ -99,31 +130,22 @@ where
         let decision = if miss.request.head {
             Err(NotStoredReason::Head)
         } else {
-            let seed = xxh3_64_with_seed(
-                miss.request.key.as_bytes(),
-                crate::entry::unix_nanos(miss.responded_at),
-            );
-            let delay = miss
-                .responded_at
-                .duration_since(miss.request.now)
-                .unwrap_or_default();
             semantics::decide(
                 policy,
                 miss.request.facts,
-                &parts,
+                &self.received(&miss, &parts),
                 overrides,
-                miss.responded_at,
-                delay,
-                seed,
             )
         };
         let limit = policy.max_body_bytes;
         let decision = decision
             .and_then(|d| tagged.map(|()| d))
             .and_then(|d| within_limit(&parts, limit, d));
+        let forward = miss.request.forward;
         let decision = match decision {
             Ok(decision) => decision,
             Err(reason) => {
+                self.leaving(&mut parts, forward, Err(reason));
                 let shared = self.not_shared(miss, &parts, reason).await;
                 if let Some(guard) = guard {
                     guard.publish(shared);
@@ -131,7 +153,9 @@ where
                 return Response::from_parts(parts, CacheBody::origin(body));
             }
         };
+        let ttl = decision.lifetime.fresh_for;
         let head = self.head(&miss, &parts, body.size_hint().exact(), decision);
+        self.leaving(&mut parts, forward, Ok(ttl));
         if tokio::runtime::Handle::try_current().is_err() {
             return self.fill_in_place(miss, parts, body, head, guard).await;
         }
@@ -162,7 +186,7 @@ where
     }
 
     /// The entry to store, without its body: what waiters check and answer from.
-    fn head(
+    pub(crate) fn head(
         &self,
         miss: &Miss,
         parts: &response::Parts,
@@ -172,13 +196,17 @@ where
         // The origin's length: its field, or its body's own exact size.
         let declared = declared_length(parts).or(exact);
         let length = declared.and_then(|n| usize::try_from(n).ok());
-        let headers = self.storage_headers(parts, length, false);
+        let mut strip = decision.strip.clone();
+        strip.extend(self.targeted.clone().filter(|_| self.strip_targeted));
+        let headers = self.storage_headers(parts, length, false, &strip);
         let stored = StoredResponse {
             status: parts.status,
             headers,
             body: Bytes::new(),
             trailers: None,
             shared_with_credentials: decision.shared_with_credentials,
+            must_revalidate: decision.must_revalidate,
+            immutable: decision.immutable,
         };
         let tags = || miss.tags.iter().map(String::as_str);
         let (target, variants) = if decision.vary.is_empty() {
@@ -214,6 +242,52 @@ where
         }
     }
 
+    /// The response as the storing decision reads it: its directives (the targeted field's,
+    /// RFC 9213, or `Cache-Control`'s), when it came, how long the request took.
+    pub(crate) fn received<'a>(&self, miss: &Miss, parts: &'a response::Parts) -> Received<'a> {
+        let seed = xxh3_64_with_seed(
+            miss.request.key.as_bytes(),
+            crate::entry::unix_nanos(miss.responded_at),
+        );
+        let delay = miss
+            .responded_at
+            .duration_since(miss.request.now)
+            .unwrap_or_default();
+        Received::new(
+            parts,
+            self.targeted.as_ref(),
+            miss.responded_at,
+            delay,
+            seed,
+        )
+    }
+
+    /// Readies the origin's response to leave for the client (after what is stored was taken
+    /// from it): the targeted field removed, `Cache-Status` saying why it went forward, what
+    /// the origin answered, and that it was stored (and for how long) or why not.
+    pub(crate) fn leaving(
+        &self,
+        parts: &mut response::Parts,
+        forward: Forward,
+        stored: Result<Duration, NotStoredReason>,
+    ) {
+        self.strip_targeted(&mut parts.headers);
+        if self.cache_status.is_none() {
+            return;
+        }
+        let status = CacheStatus {
+            fwd: Some(forward),
+            fwd_status: Some(parts.status.as_u16()),
+            stored: stored.is_ok(),
+            ttl: stored
+                .ok()
+                .map(|ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+            detail: stored.err().map(NotStoredReason::as_str),
+            ..CacheStatus::default()
+        };
+        self.status(&mut parts.headers, status);
+    }
+
     /// The fields to store (`semantics::headers_for_storage`), with placeholders for what every
     /// hit sets, so that setting them never grows the map.
     fn storage_headers(
@@ -221,8 +295,9 @@ where
         parts: &response::Parts,
         length: Option<usize>,
         has_trailers: bool,
+        strip: &[http::HeaderName],
     ) -> HeaderMap {
-        let mut headers = semantics::headers_for_storage(parts, length, has_trailers);
+        let mut headers = semantics::headers_for_storage(parts, length, has_trailers, strip);
         headers.insert(AGE, HeaderValue::from_static("0"));
         self.mark(&mut headers, Disposition::Hit);
         headers
@@ -401,6 +476,19 @@ where
         body: Bytes,
         trailers: Option<HeaderMap>,
     ) -> (Shared, bool) {
+        let complete = self.complete(miss, head, body, trailers);
+        let kept = self.write(miss, &complete).await;
+        (complete.shared(), kept)
+    }
+
+    /// The entry to store: the head's, with its body and trailers.
+    pub(crate) fn complete(
+        &self,
+        miss: &Miss,
+        head: Head,
+        body: Bytes,
+        trailers: Option<HeaderMap>,
+    ) -> Complete {
         let Head {
             decision,
             target,
@@ -416,16 +504,15 @@ where
         let mut template = Response::new(()).into_parts().0;
         template.status = stored.status;
         template.headers = stored.headers.clone();
-        let headers = self.storage_headers(&template, Some(body.len()), trailers.is_some());
+        let headers = self.storage_headers(&template, Some(body.len()), trailers.is_some(), &[]);
         let stored = StoredResponse {
             status: stored.status,
             headers,
             body,
             trailers,
-            shared_with_credentials: stored.shared_with_credentials,
+            ..*stored
         };
         let lifetime = decision.lifetime;
-        let ttl = lifetime.storage_ttl();
         let tags = || miss.tags.iter().map(String::as_str);
         let entry = Entry::response(
             target.full(),
@@ -435,29 +522,38 @@ where
             decision.initial_age,
         );
         let entry = Arc::new(entry.with_tags(tags()).requested_at(miss.request.now));
-        // Shared with waiters whatever happens below: it answers the requests that waited for it.
-        let shared = Shared::Entry {
-            variants: variants.clone(),
-            entry: Arc::clone(&entry),
-            body: None,
-        };
+        Complete {
+            target,
+            variants,
+            entry,
+            ttl: lifetime.storage_ttl(),
+        }
+    }
+
+    /// Writes a complete entry (and its variants list first), unless an invalidation overtook
+    /// its fill; whether the store kept it.
+    pub(crate) async fn write(&self, miss: &Miss, complete: &Complete) -> bool {
+        let tags = || miss.tags.iter().map(String::as_str);
         // From the check to the end of the writes, no invalidation records (`Generations`): it
         // either came before and is seen here, or removes these writes after they are whole.
         let writing = self.generations.writing().await;
         if miss.ticket.overtaken(tags()) {
             tracing::debug!("an invalidation overtook this fill; not stored");
             Counters::add(&self.counters.stores_refused);
-            return (shared, false);
+            return false;
         }
         let mut written = Vec::with_capacity(2);
-        if let Some(list) = variants {
+        if let Some(list) = &complete.variants {
             // The list first: a reader that finds it before the variant just misses.
-            self.put_shared(miss.request.key.store_key(), list, ttl)
-                .await;
-            written.push(miss.request.key.store_key());
+            let key = miss.request.key.store_key();
+            self.put_shared(key, Arc::clone(list), complete.ttl).await;
+            written.push(key);
         }
-        let put = self.put_shared(target.store_key(), entry, ttl).await;
-        written.push(target.store_key());
+        let key = complete.target.store_key();
+        let put = self
+            .put_shared(key, Arc::clone(&complete.entry), complete.ttl)
+            .await;
+        written.push(key);
         drop(writing);
         let undone = self.undo_if_overtaken(miss, &written).await;
         let kept = matches!(put, Some(PutOutcome::Stored)) && !undone;
@@ -466,7 +562,7 @@ where
             Some(_) => Counters::add(&self.counters.stores_refused),
             None => {}
         }
-        (shared, kept)
+        kept
     }
 
     /// Removes what this fill just wrote if an invalidation came in meanwhile: either it sees

@@ -7,8 +7,9 @@ use http_body::Body;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cache::{Cache, Disposition};
+use crate::cache::Cache;
 use crate::entry::{Kind, Staleness};
+use crate::flow::answer::Served;
 use crate::flow::cacheable::Cacheable;
 use crate::flow::coalesce::Shared;
 use crate::stats::Counters;
@@ -30,8 +31,12 @@ pub(crate) enum Found {
     Fresh { entry: Arc<Entry>, refresh: bool },
     /// A stale response within its stale-while-revalidate window.
     Stale(Arc<Entry>),
-    /// A stale response that may only stand in if the origin fails (stale-if-error).
+    /// A stale response that may only stand in if the origin fails (stale-if-error); its
+    /// fetch revalidates it.
     StaleIfError(Arc<Entry>),
+    /// A response that may only be served once the origin confirms it (`304`): kept past its
+    /// freshness to be revalidated, `no-cache`, or one the request would not take as it is.
+    Validate(Arc<Entry>),
     /// The key is marked hit-for-pass: go straight to the origin.
     Pass,
     /// Nothing usable.
@@ -119,11 +124,12 @@ impl<St: Store + ?Sized> Cache<St> {
         else {
             return Taken::No;
         };
+        let served = Served::Collapsed(request.forward);
         let response = match body {
-            None => self.answer(&entry, false, now, Disposition::Hit),
+            None => self.answer(&entry, false, now, served),
             Some(transfer) => match transfer.reader() {
                 Some(reader) => {
-                    self.answer_with(&entry, now, Disposition::Hit, |_| CacheBody::shared(reader))
+                    self.answer_with(&entry, now, served, |_| CacheBody::shared(reader))
                 }
                 None => None,
             },
@@ -143,7 +149,12 @@ impl<St: Store + ?Sized> Cache<St> {
             Kind::Response(stored)
                 if stored.shared_with_credentials || !request.facts.has_authorization =>
             {
-                match entry.staleness(now) {
+                let staleness = entry.staleness(now);
+                let staleness = match &request.facts.limits {
+                    None => staleness,
+                    Some(limits) => limits.judge(&entry, staleness, now),
+                };
+                match staleness {
                     Staleness::Fresh => Found::Fresh {
                         refresh: self
                             .policies
@@ -154,6 +165,7 @@ impl<St: Store + ?Sized> Cache<St> {
                     },
                     Staleness::Revalidate => Found::Stale(entry),
                     Staleness::IfError => Found::StaleIfError(entry),
+                    Staleness::Kept => Found::Validate(entry),
                     Staleness::Expired => Found::Missing,
                 }
             }

@@ -10,7 +10,8 @@
 //!    ([`background`]); stale fallbacks; background refresh. A conditional or ranged request's
 //!    own answer is computed from the full response ([`conditions`]).
 //! 4. [`fill`]: decide on the response's head, stream its body to every client ([`transfer`];
-//!    [`buffer`] without a runtime), store it behind the response.
+//!    [`buffer`] without a runtime), store it behind the response; a `304` (or a `HEAD`
+//!    answer) for a stored response the fetch revalidated refreshes it ([`revalidate`]).
 
 pub(crate) mod answer;
 pub(crate) mod background;
@@ -22,5 +23,6 @@ pub(crate) mod fetch;
 pub(crate) mod fill;
 pub(crate) mod lookup;
 pub(crate) mod prepare;
+pub(crate) mod revalidate;
 pub(crate) mod transfer;
 pub(crate) mod write;

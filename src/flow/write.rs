@@ -9,7 +9,8 @@ use tower_service::Service;
 use crate::cache::{Cache, Disposition};
 use crate::invalidate;
 use crate::key::{Target, normalize_path, normalized_head, original_uri};
-use crate::{CacheBody, CacheOverride, Store};
+use crate::semantics::{CacheStatus, Forward};
+use crate::{BypassReason, CacheBody, CacheOverride, Store};
 
 /// A request that does not use the cache. If its method may change something and the origin
 /// answers 2xx or 3xx, what it changed is invalidated before the response is returned
@@ -19,6 +20,7 @@ pub(crate) async fn pass_through<S, St, ReqB, ResB>(
     cache: Arc<Cache<St>>,
     mut inner: S,
     request: Request<ReqB>,
+    reason: BypassReason,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -39,7 +41,19 @@ where
     } else {
         cache.strip_tag_header(&mut parts.headers);
     }
+    cache.strip_targeted(&mut parts.headers);
     cache.mark(&mut parts.headers, Disposition::Bypass);
+    let forward = match reason {
+        BypassReason::Method => Forward::Method,
+        _ => Forward::Bypass,
+    };
+    let status = CacheStatus {
+        fwd: Some(forward),
+        fwd_status: Some(parts.status.as_u16()),
+        detail: Some(reason.as_str()),
+        ..CacheStatus::default()
+    };
+    cache.status(&mut parts.headers, status);
     Ok(Response::from_parts(parts, CacheBody::origin(body)))
 }
 

@@ -58,8 +58,11 @@ pub enum Cookies {
 ///
 /// | knob | default |
 /// |---|---|
-/// | [`ttl`](Policy::ttl) | 60 s, when the origin gives no lifetime |
-/// | [`statuses`](Policy::statuses) | 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501 |
+/// | [`ttl`](Policy::ttl) | 60 s, when the origin gives no lifetime (zero: heuristic freshness) |
+/// | [`heuristic_freshness`](Policy::heuristic_freshness) | 10% of the time since `Last-Modified`, at most 1 day (only with a zero ttl) |
+/// | [`keep`](Policy::keep) | 1 hour: stale responses with a validator are kept this long to be revalidated |
+/// | [`client_revalidation`](Policy::client_revalidation) | false: requests' `no-cache`, `max-age`, `min-fresh` are ignored |
+/// | [`statuses`](Policy::statuses) | 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501 (without explicit freshness) |
 /// | [`max_body_bytes`](Policy::max_body_bytes) | 1 MiB; larger bodies stream through unstored |
 /// | [`honor_cache_control`](Policy::honor_cache_control) | true: `s-maxage`/`max-age`/`Expires` set the lifetime |
 /// | [`set_cookie`](Policy::set_cookie) | [`SetCookie::DontStore`] |
@@ -75,7 +78,10 @@ pub enum Cookies {
 /// | [`max_coalesce_wait`](Policy::max_coalesce_wait) | 5 s, then one waiter starts a replacement fetch |
 /// | [`hit_for_pass`](Policy::hit_for_pass) | 10 s |
 ///
-/// `no-store`, `private`, `no-cache` and `Vary: *` responses are never stored, whatever the policy.
+/// `no-store`, `private` and `Vary: *` responses are never stored, whatever the policy;
+/// `no-cache` ones are stored only to be revalidated before every reuse.
+/// [`Policy::shared_cache`] is a pure RFC 9111 shared cache: nothing is stored that the origin
+/// did not make cacheable.
 ///
 /// Every duration saturates at [`MAX_LIFETIME`](crate::MAX_LIFETIME) (one year), and so does any
 /// lifetime the origin or an override gives: `Duration::MAX` means "as long as possible".
@@ -111,6 +117,10 @@ pub struct Policy {
     pub(crate) hit_for_pass: Duration,
     pub(crate) tag_with: Option<SharedTagger>,
     pub(crate) invalidate_with: Option<SharedTagger>,
+    pub(crate) keep: Duration,
+    /// The share of the time since `Last-Modified`, and the most it may give.
+    pub(crate) heuristic: (f64, Duration),
+    pub(crate) client_revalidation: bool,
 }
 
 impl Default for Policy {
@@ -135,6 +145,9 @@ impl Default for Policy {
             hit_for_pass: Duration::from_secs(10),
             tag_with: None,
             invalidate_with: None,
+            keep: Duration::from_secs(3600),
+            heuristic: (0.1, Duration::from_secs(86_400)),
+            client_revalidation: false,
         }
     }
 }
@@ -143,6 +156,19 @@ impl Policy {
     /// The default policy (see the table above).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A pure RFC 9111 shared cache: lifetimes only from the origin (`s-maxage`, `max-age`,
+    /// `Expires`, or heuristic freshness from `Last-Modified` for the statuses that allow it),
+    /// no default or negative ttl, and clients may ask for revalidation (`no-cache`,
+    /// `max-age`, `min-fresh`). What the reverse proxy example runs by default.
+    pub fn shared_cache() -> Self {
+        Policy {
+            ttl: Duration::ZERO,
+            negative_ttl: Duration::ZERO,
+            client_revalidation: true,
+            ..Self::default()
+        }
     }
 
     /// A policy that caches nothing: requests pass through untouched (`X-Cache: BYPASS`).
@@ -154,12 +180,18 @@ impl Policy {
     }
 
     /// How long a response stays fresh when the origin does not say (or is not honoured).
+    /// Zero: no default; such a response gets a heuristic lifetime from its `Last-Modified`
+    /// ([`heuristic_freshness`](Self::heuristic_freshness)), or is not stored.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = capped(ttl);
         self
     }
 
-    /// The statuses that may be stored.
+    /// The statuses that may be stored without explicit freshness from the origin (on the
+    /// policy's ttl or a heuristic lifetime), unless the response is `public`. With explicit
+    /// freshness (`max-age`, `s-maxage`, `Expires`, when honoured) any final status but
+    /// `206` is stored (RFC 9111 §3); `honor_cache_control(false)` makes this set the only
+    /// rule.
     pub fn statuses(mut self, statuses: StatusSet) -> Self {
         self.statuses = statuses;
         self
@@ -203,7 +235,8 @@ impl Policy {
     }
 
     /// How long 404 and 410 responses stay fresh when the origin gives no lifetime, so requests
-    /// for missing things do not all reach the backend (negative caching).
+    /// for missing things do not all reach the backend (negative caching). Zero: as any other
+    /// status.
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = capped(ttl);
         self
@@ -252,6 +285,39 @@ impl Policy {
         } else {
             share.clamp(0.0, 0.5)
         };
+        self
+    }
+
+    /// How long a stale response that has a validator (`ETag` or `Last-Modified`) is kept past
+    /// its freshness and stale windows, to be revalidated (`If-None-Match`,
+    /// `If-Modified-Since`) rather than fetched again (RFC 9111 §4.3; Varnish's "keep"). A
+    /// kept response is never served without the origin's `304`. Zero keeps nothing.
+    pub fn keep(mut self, keep: Duration) -> Self {
+        self.keep = capped(keep);
+        self
+    }
+
+    /// The heuristic lifetime (RFC 9111 §4.2.2) of a response the origin gave none, when the
+    /// policy's ttl is zero: `fraction` of the time since its `Last-Modified`, at most `max`.
+    /// Only for the policy's statuses (or `public` responses). `fraction` is kept within 0 to
+    /// 1; NaN or 0 turns heuristics off.
+    pub fn heuristic_freshness(mut self, fraction: f64, max: Duration) -> Self {
+        let fraction = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        self.heuristic = (fraction, capped(max));
+        self
+    }
+
+    /// Whether a request's `Cache-Control: no-cache`, `max-age` and `min-fresh` (and `Pragma:
+    /// no-cache`) make the cache revalidate what it would have served (RFC 9111 §5.2.1). Off
+    /// by default: any client could otherwise send every request to the origin.
+    /// `max-stale`, `only-if-cached` and `no-store` are always honoured; an `immutable`
+    /// response is never revalidated while fresh (RFC 8246).
+    pub fn client_revalidation(mut self, allow: bool) -> Self {
+        self.client_revalidation = allow;
         self
     }
 
@@ -398,8 +464,18 @@ mod tests {
             .max_coalesce_wait(Duration::MAX)
             .hit_for_pass(Duration::MAX)
             .ttl_jitter(f64::INFINITY)
-            .refresh_ahead(f64::NAN);
+            .refresh_ahead(f64::NAN)
+            .keep(Duration::MAX)
+            .heuristic_freshness(f64::INFINITY, Duration::MAX);
+        assert_eq!(p.heuristic, (1.0, MAX_LIFETIME));
+        assert_eq!(
+            Policy::new()
+                .heuristic_freshness(f64::NAN, Duration::ZERO)
+                .heuristic,
+            (0.0, Duration::ZERO)
+        );
         for d in [
+            p.keep,
             p.ttl,
             p.negative_ttl,
             p.stale_while_revalidate,

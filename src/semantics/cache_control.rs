@@ -6,14 +6,22 @@
 //! fresher than the origin meant. A header that is not visible ASCII is reported as malformed;
 //! the caller does not store such a response.
 
-use http::header::{CACHE_CONTROL, HeaderMap};
+use http::header::{CACHE_CONTROL, HeaderMap, HeaderName};
 
-/// The directives this cache acts on.
+/// The directives this cache acts on, in a response or a request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct CacheControl {
     pub no_store: bool,
+    /// Unqualified `no-cache` (a qualified one naming a field that is not a valid name counts
+    /// as unqualified: stricter, never wrong).
     pub no_cache: bool,
+    /// The fields a qualified `no-cache="..."` names: stored without them (RFC 9111 §5.2.2.4).
+    pub no_cache_fields: Vec<HeaderName>,
+    /// Unqualified `private` (or one naming an invalid field).
     pub private: bool,
+    /// The fields a qualified `private="..."` names: a shared cache stores the response
+    /// without them (RFC 9111 §5.2.2.7).
+    pub private_fields: Vec<HeaderName>,
     pub public: bool,
     pub must_revalidate: bool,
     pub proxy_revalidate: bool,
@@ -25,6 +33,12 @@ pub(crate) struct CacheControl {
     pub stale_while_revalidate: Option<u64>,
     pub stale_if_error: Option<u64>,
     pub immutable: bool,
+    /// Request: `max-stale`, `u64::MAX` without a value (any staleness).
+    pub max_stale: Option<u64>,
+    /// Request: `min-fresh`.
+    pub min_fresh: Option<u64>,
+    /// Request: `only-if-cached`.
+    pub only_if_cached: bool,
     /// The header had bytes that are not visible ASCII.
     pub malformed: bool,
 }
@@ -35,8 +49,14 @@ const MAX_DELTA_SECONDS: u64 = 1 << 31;
 impl CacheControl {
     /// Parses every `Cache-Control` line of `headers`.
     pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        Self::parse_field(headers, &CACHE_CONTROL)
+    }
+
+    /// Parses every line of the field `name` (`Cache-Control`, or a targeted field's lines
+    /// once checked, RFC 9213).
+    pub(crate) fn parse_field(headers: &HeaderMap, name: &HeaderName) -> Self {
         let mut cc = CacheControl::default();
-        for line in headers.get_all(CACHE_CONTROL) {
+        for line in headers.get_all(name) {
             match line.to_str() {
                 Ok(text) => {
                     cc.malformed |= has_unbalanced_quotes(text);
@@ -60,10 +80,14 @@ impl CacheControl {
             let name = name.to_ascii_lowercase();
             match name.as_str() {
                 "no-store" => self.no_store = true,
-                // Qualified forms (`no-cache="set-cookie"`) are treated as the unqualified one:
-                // stricter, never wrong.
-                "no-cache" => self.no_cache = true,
-                "private" => self.private = true,
+                "no-cache" => match value.and_then(field_names) {
+                    Some(names) => self.no_cache_fields.extend(names),
+                    None => self.no_cache = true,
+                },
+                "private" => match value.and_then(field_names) {
+                    Some(names) => self.private_fields.extend(names),
+                    None => self.private = true,
+                },
                 "public" => self.public = true,
                 "must-revalidate" => self.must_revalidate = true,
                 "proxy-revalidate" => self.proxy_revalidate = true,
@@ -73,10 +97,37 @@ impl CacheControl {
                 "s-maxage" => set_delta(&mut self.s_maxage, value),
                 "stale-while-revalidate" => set_delta(&mut self.stale_while_revalidate, value),
                 "stale-if-error" => set_delta(&mut self.stale_if_error, value),
+                // Without a value: any staleness. An invalid value asks for none (stricter).
+                "max-stale" => {
+                    let stale = value.map_or(Some(u64::MAX), parse_delta_seconds);
+                    self.max_stale =
+                        Some(stale.unwrap_or(0).min(self.max_stale.unwrap_or(u64::MAX)));
+                }
+                "min-fresh" => {
+                    // An invalid value asks for the most freshness: whatever was stored is
+                    // then too old (stricter).
+                    let fresh = value
+                        .and_then(parse_delta_seconds)
+                        .unwrap_or(MAX_DELTA_SECONDS);
+                    self.min_fresh = Some(fresh.max(self.min_fresh.unwrap_or(0)));
+                }
+                "only-if-cached" => self.only_if_cached = true,
                 _ => {}
             }
         }
     }
+}
+
+/// The field names of a qualified `no-cache` or `private` (a quoted list, or one token);
+/// `None` when any of them is not a valid field name, or none is named.
+fn field_names(value: &str) -> Option<Vec<HeaderName>> {
+    let names: Option<Vec<HeaderName>> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect();
+    names.filter(|names| !names.is_empty())
 }
 
 /// Sets a delta-seconds directive; invalid or conflicting values become 0 (stale).
@@ -181,7 +232,36 @@ mod tests {
         let cc = parse(&[b"Max-Age=5", b"NO-STORE", b"Private=\"set-cookie, x\""]);
         assert_eq!(cc.max_age, Some(5));
         assert!(cc.no_store);
-        assert!(cc.private);
+        assert!(!cc.private, "qualified: only the fields named");
+        assert_eq!(cc.private_fields, ["set-cookie", "x"]);
+    }
+
+    /// RFC 9111 §5.2.2.4 and §5.2.2.7: the qualified forms name fields; a name that is not a
+    /// field name makes the directive unqualified (stricter).
+    #[test]
+    fn rfc9111_5_2_2_qualified_no_cache_and_private() {
+        let cc = parse(&[b"no-cache=\"Set-Cookie,  X-Secret\", private=x-user"]);
+        assert!(!cc.no_cache && !cc.private);
+        assert_eq!(cc.no_cache_fields, ["set-cookie", "x-secret"]);
+        assert_eq!(cc.private_fields, ["x-user"]);
+        for odd in [&b"no-cache=\"\""[..], b"no-cache=\"a b\"", b"no-cache"] {
+            let cc = parse(&[odd]);
+            assert!(cc.no_cache && cc.no_cache_fields.is_empty(), "{odd:?}");
+        }
+    }
+
+    /// RFC 9111 §5.2.1: request directives, invalid values read the stricter way.
+    #[test]
+    fn rfc9111_5_2_1_request_directives() {
+        let cc = parse(&[b"max-stale, min-fresh=5, only-if-cached, max-age=0"]);
+        assert_eq!(cc.max_stale, Some(u64::MAX));
+        assert_eq!(cc.min_fresh, Some(5));
+        assert!(cc.only_if_cached);
+        assert_eq!(cc.max_age, Some(0));
+        assert_eq!(parse(&[b"max-stale=30"]).max_stale, Some(30));
+        assert_eq!(parse(&[b"max-stale=x"]).max_stale, Some(0));
+        assert_eq!(parse(&[b"max-stale=30, max-stale=10"]).max_stale, Some(10));
+        assert_eq!(parse(&[b"min-fresh=-1"]).min_fresh, Some(MAX_DELTA_SECONDS));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Freshness lifetime and age (RFC 9111 §4.2).
 
-use http::header::{AGE, DATE, EXPIRES, HeaderMap};
+use http::header::{AGE, DATE, EXPIRES, HeaderMap, LAST_MODIFIED};
 use std::time::{Duration, SystemTime};
 
 use super::cache_control::{CacheControl, parse_delta_seconds};
+use crate::entry::scaled;
 
 /// The lifetime the origin gave the response, as a shared cache reads it: `s-maxage`, then
 /// `max-age`, then `Expires - Date` (an invalid `Expires` means already stale). `None` when the
@@ -31,15 +32,39 @@ pub(crate) fn origin_lifetime(
     Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
 }
 
+/// A heuristic lifetime (§4.2.2) for a response without an explicit one: `fraction` of the
+/// time between its `Last-Modified` and its `Date` (or `now`), at most `max`. `None` without a
+/// valid `Last-Modified` (one line, an HTTP-date no later than the `Date`).
+pub(crate) fn heuristic_lifetime(
+    headers: &HeaderMap,
+    now: SystemTime,
+    fraction: f64,
+    max: Duration,
+) -> Option<Duration> {
+    let mut lines = headers.get_all(LAST_MODIFIED).iter();
+    let (Some(modified), None) = (lines.next(), lines.next()) else {
+        return None;
+    };
+    let modified = http_date(modified)?;
+    let date = headers.get(DATE).and_then(http_date).unwrap_or(now);
+    let unchanged_for = date.duration_since(modified).ok()?;
+    Some(scaled(unchanged_for, fraction).min(max))
+}
+
+/// The `Age` field's value (§5.1): the first member of the first line, when it is a
+/// non-negative integer (one too large for a `u64` is 2^31, §1.2.2); anything else is ignored.
+pub(crate) fn age_field(headers: &HeaderMap) -> Option<u64> {
+    let first_line = headers.get_all(AGE).iter().next()?.to_str().ok()?;
+    let first_member = first_line.split(',').next()?.trim();
+    parse_delta_seconds(first_member)
+}
+
 /// The response's corrected initial age in seconds (§4.2.3): the larger of its `Age` header
 /// plus the time the request took, and the apparent age from its `Date`, at most 2^31. An
 /// invalid `Age` is ignored (§5.1); one too large for a `u64` is 2^31 (§1.2.2), not invalid.
 pub(crate) fn initial_age(headers: &HeaderMap, now: SystemTime, response_delay: Duration) -> u64 {
-    let age_value = headers
-        .get(AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_delta_seconds(v.trim()))
-        .map_or(0, |age| age.saturating_add(response_delay.as_secs()));
+    let age_value =
+        age_field(headers).map_or(0, |age| age.saturating_add(response_delay.as_secs()));
     let apparent_age = headers
         .get(DATE)
         .and_then(http_date)
@@ -80,6 +105,31 @@ mod tests {
         let h = headers(&[("cache-control", "max-age=5"), ("expires", &expires)]);
         let cc = CacheControl::parse(&h);
         assert_eq!(origin_lifetime(&cc, &h, now), Some(Duration::from_secs(5)));
+    }
+
+    /// §4.2.2: a fraction of the time since `Last-Modified`, capped; nothing without one.
+    #[test]
+    fn rfc9111_4_2_2_heuristic_freshness() {
+        let now = SystemTime::now();
+        let date = httpdate::fmt_http_date(now);
+        let modified = httpdate::fmt_http_date(now - Duration::from_secs(1000));
+        let h = headers(&[("date", &date), ("last-modified", &modified)]);
+        let day = Duration::from_secs(86_400);
+        let lifetime = heuristic_lifetime(&h, now, 0.1, day).unwrap();
+        assert!((99..=100).contains(&lifetime.as_secs()), "{lifetime:?}");
+        assert_eq!(
+            heuristic_lifetime(&h, now, 0.1, Duration::from_secs(30)),
+            Some(Duration::from_secs(30))
+        );
+        let future = httpdate::fmt_http_date(now + Duration::from_secs(1000));
+        for odd in [
+            headers(&[("date", &date)]),
+            headers(&[("date", &date), ("last-modified", "yesterday")]),
+            headers(&[("date", &date), ("last-modified", &future)]),
+            headers(&[("last-modified", &modified), ("last-modified", &modified)]),
+        ] {
+            assert_eq!(heuristic_lifetime(&odd, now, 0.1, day), None, "{odd:?}");
+        }
     }
 
     #[test]
@@ -131,6 +181,29 @@ mod tests {
         assert_eq!(
             initial_age(&headers(&[("age", "+5")]), now, Duration::ZERO),
             0
+        );
+        // §5.1: only a non-negative integer; a list or several lines: the first member.
+        for (value, age) in [
+            ("1a", 0),
+            ("-1", 0),
+            ("1.5", 0),
+            ("", 0),
+            (" 7 ", 7),
+            ("3, 9", 3),
+        ] {
+            assert_eq!(
+                initial_age(&headers(&[("age", value)]), now, Duration::ZERO),
+                age,
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            initial_age(
+                &headers(&[("age", "4"), ("age", "100")]),
+                now,
+                Duration::ZERO
+            ),
+            4
         );
         // A Date in the future (clock skew) is not a negative age.
         let future = httpdate::fmt_http_date(now + Duration::from_secs(300));

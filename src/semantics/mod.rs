@@ -2,13 +2,19 @@
 //! responses are selected.
 
 mod cache_control;
+mod cache_status;
 pub(crate) mod conditional;
 mod freshness;
+mod request_directives;
 mod storable;
+mod targeted;
+mod update;
 mod vary;
 
 pub(crate) use cache_control::CacheControl;
-pub(crate) use storable::{RequestFacts, StoreDecision, decide, headers_for_storage};
+pub(crate) use cache_status::{CacheStatus, Forward, cache_name};
+pub(crate) use storable::{Received, RequestFacts, StoreDecision, decide, headers_for_storage};
+pub(crate) use update::{freshened, head_matches};
 pub(crate) use vary::Vary;
 
 #[cfg(test)]

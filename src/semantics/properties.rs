@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::cache_control::CacheControl;
 use super::conditional::{Evaluated, apply, evaluate};
 use super::freshness::{initial_age, origin_lifetime};
-use super::storable::{RequestFacts, decide};
+use super::storable::{Received, RequestFacts, decide};
 use crate::entry::{Entry, StoredResponse};
 use crate::testing::check;
 use crate::{CacheOverride, MAX_LIFETIME, Policy};
@@ -40,6 +40,8 @@ fn headers(lines: &[(http::HeaderName, Vec<u8>)]) -> HeaderMap {
 #[derive(Clone, Debug)]
 enum Directive {
     Flag(&'static str),
+    /// A flag with a field-name list: `no-cache` and `private` name the fields.
+    Qualified(&'static str, &'static [&'static str]),
     Delta(&'static str, Option<u64>),
     Other,
 }
@@ -93,11 +95,19 @@ fn directive() -> impl Strategy<Value = (String, Directive)> {
             prop::option::of(prop::sample::select(vec!["x", "\"set-cookie, age\""])),
         )
             .prop_map(|((flag, text), qualifier)| {
+                let fields: &'static [&'static str] = match qualifier {
+                    Some("x") => &["x"],
+                    _ => &["set-cookie", "age"],
+                };
+                let meaning = match (flag, qualifier) {
+                    ("no-cache" | "private", Some(_)) => Directive::Qualified(flag, fields),
+                    _ => Directive::Flag(flag),
+                };
                 let text = match qualifier {
                     Some(q) => format!("{text}={q}"),
                     None => text,
                 };
-                (text, Directive::Flag(flag))
+                (text, meaning)
             }),
         (
             prop::sample::select(deltas.to_vec()).prop_flat_map(|d| (Just(d), any_case(d))),
@@ -144,6 +154,13 @@ fn expected(directives: &[Directive]) -> CacheControl {
                     _ => &mut cc.immutable,
                 };
                 *slot = true;
+            }
+            Directive::Qualified(name, fields) => {
+                let names = fields.iter().map(|f| http::HeaderName::from_static(f));
+                match name {
+                    "no-cache" => cc.no_cache_fields.extend(names),
+                    _ => cc.private_fields.extend(names),
+                }
             }
             Directive::Delta(name, value) => {
                 let slot = match name {
@@ -392,8 +409,11 @@ fn decisions_saturate_whatever_the_durations() {
                 has_authorization: false,
                 canonical: true,
                 conditional: false,
+                no_store: false,
+                limits: None,
             };
-            let Ok(decision) = decide(&policy, facts, &parts, overrides, now, delay, seed) else {
+            let received = Received::new(&parts, None, now, delay, seed);
+            let Ok(decision) = decide(&policy, facts, &received, overrides) else {
                 return Ok(());
             };
             let lifetime = decision.lifetime;
@@ -420,6 +440,8 @@ fn decisions_saturate_whatever_the_durations() {
                 body: bytes::Bytes::new(),
                 trailers: None,
                 shared_with_credentials: false,
+                must_revalidate: false,
+                immutable: false,
             };
             let entry = Entry::response(
                 bytes::Bytes::from_static(b"k"),

@@ -1,9 +1,10 @@
 //! May this response be stored, and for how long (RFC 9111 §3 and §4.2)?
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{request, response};
+use http::{StatusCode, request, response};
 use std::time::{Duration, SystemTime};
 
+use super::request_directives::{Directives, RequestDirectives};
 use super::{CacheControl, Vary, freshness};
 use crate::entry::{Lifetime, capped_secs, scaled};
 use crate::policy::{Authorization, Cookies, Policy, SetCookie};
@@ -19,6 +20,11 @@ pub(crate) struct RequestFacts {
     /// The request is conditional or ranged: its fetch asks for the whole response without
     /// its conditions, and its own answer is computed from that.
     pub conditional: bool,
+    /// The request said `Cache-Control: no-store`: it may be answered from the cache, but
+    /// the response to it is not stored (RFC 9111 §5.2.1.5).
+    pub no_store: bool,
+    /// What its `Cache-Control` (or `Pragma`) limits it to; `None` for most requests.
+    pub limits: Option<RequestDirectives>,
 }
 
 impl RequestFacts {
@@ -37,13 +43,13 @@ impl RequestFacts {
         if policy.cookies == Cookies::Bypass && headers.contains_key(header::COOKIE) {
             return Err(BypassReason::Cookie);
         }
-        if headers.contains_key(header::CACHE_CONTROL) && CacheControl::parse(headers).no_store {
-            return Err(BypassReason::RequestNoStore);
-        }
+        let directives = Directives::read(headers, policy.client_revalidation);
         Ok(RequestFacts {
             has_authorization,
             canonical: true,
             conditional: false,
+            no_store: directives.no_store,
+            limits: directives.limits,
         })
     }
 
@@ -52,15 +58,17 @@ impl RequestFacts {
     /// with its own credentials, nor when spelled other than in normal form: what such a
     /// request gets from the origin is decided by something that belongs to it alone. (A
     /// conditional or ranged request may: the fetch it leads asks for the whole response.)
+    /// Nor may a request whose response is not to be stored (`no-store`).
     pub(crate) fn fills_for_others(self) -> bool {
-        self.canonical && !self.has_authorization
+        self.canonical && !self.has_authorization && !self.no_store
     }
 }
 
 /// A response that may be stored.
 #[derive(Debug)]
 pub(crate) struct StoreDecision {
-    /// How long it stays fresh from now, and may be served stale after.
+    /// How long it stays fresh from now, may be served stale after, and is kept to be
+    /// revalidated.
     pub lifetime: Lifetime,
     /// Its age when received, in seconds.
     pub initial_age: u64,
@@ -68,30 +76,83 @@ pub(crate) struct StoreDecision {
     pub vary: Vec<HeaderName>,
     /// It may answer requests carrying `Authorization` (RFC 9111 §3.5).
     pub shared_with_credentials: bool,
+    /// Once stale, it is never served without a successful revalidation (§4.2.4).
+    pub must_revalidate: bool,
+    /// `immutable` (RFC 8246).
+    pub immutable: bool,
+    /// Fields stored without: those a qualified `no-cache` or `private` names (§5.2.2.4,
+    /// §5.2.2.7).
+    pub strip: Vec<HeaderName>,
+}
+
+/// A response as the fill received it: its head, the directives this cache follows (its
+/// targeted field's, RFC 9213, or `Cache-Control`'s), and when it came.
+pub(crate) struct Received<'a> {
+    pub parts: &'a response::Parts,
+    pub directives: CacheControl,
+    /// When it arrived.
+    pub at: SystemTime,
+    /// How long the request took (added to its `Age`, §4.2.3).
+    pub delay: Duration,
+    /// Spreads the policy's ttl (`ttl_jitter`), different per entry.
+    pub jitter_seed: u64,
+}
+
+impl<'a> Received<'a> {
+    /// `parts` received `at`, after `delay`; its directives from the field `targeted` when
+    /// it has a valid one, else from `Cache-Control`.
+    pub(crate) fn new(
+        parts: &'a response::Parts,
+        targeted: Option<&HeaderName>,
+        at: SystemTime,
+        delay: Duration,
+        jitter_seed: u64,
+    ) -> Self {
+        Received {
+            parts,
+            directives: super::targeted::directives(&parts.headers, targeted),
+            at,
+            delay,
+            jitter_seed,
+        }
+    }
 }
 
 /// Decides whether a response may be stored under `policy`. Safety rules (`no-store`, `private`,
-/// `no-cache`, `Vary: *`, `Set-Cookie`, `Authorization`) hold whatever the policy or override says.
+/// `Vary: *`, `Set-Cookie`, `Authorization`) hold whatever the policy or override says.
+///
+/// What may be stored (RFC 9111 §3): a final status other than `206` and `304`; with explicit
+/// freshness (`max-age`, `s-maxage`, `Expires`, when honoured), any such status; without,
+/// only the policy's statuses (or any, when `public`), for the policy's ttl, or when that is
+/// zero for a heuristic lifetime (§4.2.2). A response that is not fresh (`no-cache`, a zero
+/// lifetime) is still stored when it has a validator and the policy keeps entries to
+/// revalidate them (`keep`).
 pub(crate) fn decide(
     policy: &Policy,
     request: RequestFacts,
-    response: &response::Parts,
+    response: &Received<'_>,
     overrides: CacheOverride,
-    now: SystemTime,
-    response_delay: Duration,
-    jitter_seed: u64,
 ) -> Result<StoreDecision, NotStoredReason> {
     if !request.canonical {
         return Err(NotStoredReason::Spelling);
     }
+    if request.no_store {
+        return Err(NotStoredReason::RequestNoStore);
+    }
     if overrides.forbids_store() {
         return Err(NotStoredReason::Override);
     }
-    if !policy.statuses.contains(response.status) {
+    let status = response.parts.status;
+    // Interim responses are not responses to store; a 206 is part of one (§3.3-3.4, never
+    // combined here), a 304 answers a condition.
+    if status.is_informational()
+        || status == StatusCode::PARTIAL_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
         return Err(NotStoredReason::Status);
     }
-    let headers = &response.headers;
-    let cc = CacheControl::parse(headers);
+    let headers = &response.parts.headers;
+    let cc = &response.directives;
     if cc.malformed {
         return Err(NotStoredReason::Malformed);
     }
@@ -101,14 +162,20 @@ pub(crate) fn decide(
     if cc.private {
         return Err(NotStoredReason::Private);
     }
-    if cc.no_cache {
-        return Err(NotStoredReason::NoCache);
-    }
+    let strip: Vec<HeaderName> = cc
+        .no_cache_fields
+        .iter()
+        .chain(&cc.private_fields)
+        .cloned()
+        .collect();
     let shared_with_credentials = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
     if request.has_authorization && !shared_with_credentials {
         return Err(NotStoredReason::Authorization);
     }
-    if policy.set_cookie == SetCookie::DontStore && headers.contains_key(header::SET_COOKIE) {
+    if policy.set_cookie == SetCookie::DontStore
+        && headers.contains_key(header::SET_COOKIE)
+        && !strip.contains(&header::SET_COOKIE)
+    {
         return Err(NotStoredReason::SetCookie);
     }
     let vary = match Vary::parse(headers) {
@@ -117,35 +184,53 @@ pub(crate) fn decide(
         Vary::Star => return Err(NotStoredReason::VaryStar),
         Vary::Malformed => return Err(NotStoredReason::Malformed),
     };
-    let initial_age = freshness::initial_age(headers, now, response_delay);
-    let negative = matches!(response.status.as_u16(), 404 | 410);
-    let fresh_for = match overrides.lifetime() {
-        Some(ttl) => ttl,
-        None => match policy
-            .honor_cache_control
-            .then(|| freshness::origin_lifetime(&cc, headers, now))
-            .flatten()
-        {
-            // The origin's lifetime counts from the response's creation, not from now.
-            Some(lifetime) => lifetime.saturating_sub(Duration::from_secs(initial_age)),
-            None if negative => policy.negative_ttl,
-            None => jittered(policy.ttl, policy.ttl_jitter, jitter_seed),
-        },
+    let now = response.at;
+    let initial_age = freshness::initial_age(headers, now, response.delay);
+    let explicit = policy
+        .honor_cache_control
+        .then(|| freshness::origin_lifetime(cc, headers, now))
+        .flatten();
+    let fresh_for = match (overrides.lifetime(), explicit) {
+        (Some(ttl), _) => ttl,
+        // The origin's lifetime counts from the response's creation, not from now.
+        (None, Some(lifetime)) => lifetime.saturating_sub(Duration::from_secs(initial_age)),
+        (None, None) if !policy.statuses.contains(status) && !cc.public => {
+            return Err(NotStoredReason::Status);
+        }
+        (None, None) => implicit_lifetime(policy, response, initial_age),
     };
-    if fresh_for.is_zero() {
-        return Err(NotStoredReason::NotFresh);
+    // `no-cache`: stored, but validated before every reuse (§5.2.2.4).
+    let fresh_for = if cc.no_cache {
+        Duration::ZERO
+    } else {
+        fresh_for
+    };
+    let validated =
+        headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
+    let keep = if validated {
+        policy.keep
+    } else {
+        Duration::ZERO
+    };
+    if fresh_for.is_zero() && keep.is_zero() {
+        return Err(if cc.no_cache {
+            NotStoredReason::NoCache
+        } else {
+            NotStoredReason::NotFresh
+        });
     }
     // RFC 9111 §4.2.4: these forbid serving stale; otherwise the longer of the operator's and
     // the origin's permission (RFC 5861) applies.
-    let stale_allowed = !(cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some());
+    let must_revalidate =
+        cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some() || cc.no_cache;
     let window = |policy_window: Duration, origin: Option<u64>| {
         let origin = origin
             .filter(|_| policy.honor_cache_control)
             .map_or(Duration::ZERO, capped_secs);
-        if stale_allowed {
-            policy_window.max(origin)
-        } else {
+        if must_revalidate {
             Duration::ZERO
+        } else {
+            policy_window.max(origin)
         }
     };
     // Every part saturates at `MAX_LIFETIME`, whatever its source.
@@ -153,13 +238,34 @@ pub(crate) fn decide(
         fresh_for,
         window(policy.stale_while_revalidate, cc.stale_while_revalidate),
         window(policy.stale_if_error, cc.stale_if_error),
-    );
+    )
+    .kept(keep);
     Ok(StoreDecision {
         lifetime,
         initial_age,
         vary,
         shared_with_credentials,
+        must_revalidate,
+        immutable: cc.immutable,
+        strip,
     })
+}
+
+/// The lifetime of a response the origin gave none: the policy's negative ttl for 404 and
+/// 410, its ttl, or, when that is zero, a heuristic one (§4.2.2) less the response's age.
+fn implicit_lifetime(policy: &Policy, response: &Received<'_>, initial_age: u64) -> Duration {
+    let status = response.parts.status.as_u16();
+    if matches!(status, 404 | 410) && !policy.negative_ttl.is_zero() {
+        return policy.negative_ttl;
+    }
+    if !policy.ttl.is_zero() {
+        return jittered(policy.ttl, policy.ttl_jitter, response.jitter_seed);
+    }
+    let (fraction, max) = policy.heuristic;
+    freshness::heuristic_lifetime(&response.parts.headers, response.at, fraction, max)
+        .map_or(Duration::ZERO, |lifetime| {
+            lifetime.saturating_sub(Duration::from_secs(initial_age))
+        })
 }
 
 /// `ttl` spread by up to `share` (at most 0.5) either way, by a seed that differs per entry;
@@ -173,7 +279,8 @@ fn jittered(ttl: Duration, share: f64, seed: u64) -> Duration {
 }
 
 /// The header fields to store (RFC 9111 §3.1): no hop-by-hop or `Connection`-listed fields, no
-/// `Age` (recomputed on every hit), no `Set-Cookie` (only stored when the policy strips it), and
+/// `Age` (recomputed on every hit), no `Set-Cookie` (only stored when the policy strips it),
+/// none of `strip` (those a qualified `no-cache` or `private` names, the targeted field), and
 /// an exact `Content-Length` for the stored body so HEAD hits and HTTP/1.0 clients get it right
 /// (`body_len`: `None` when the body's length is not known yet: no `Content-Length` then).
 ///
@@ -186,6 +293,7 @@ pub(crate) fn headers_for_storage(
     response: &response::Parts,
     body_len: Option<usize>,
     has_trailers: bool,
+    strip: &[HeaderName],
 ) -> HeaderMap {
     let listed: Vec<HeaderName> = response
         .headers
@@ -210,6 +318,7 @@ pub(crate) fn headers_for_storage(
             && name != "keep-alive"
             && name != "proxy-connection"
             && !listed.contains(name)
+            && !strip.contains(name)
     };
     let status = response.status;
     let no_body_status = status.is_informational()
@@ -236,7 +345,8 @@ pub(crate) fn headers_for_storage(
         HeaderValue::from_maybe_shared(buffer.slice(at - len..at)).ok()
     };
     let names = response.headers.keys().filter(|name| stored(name)).count();
-    let mut headers = HeaderMap::with_capacity(names + 3);
+    // Room for `Content-Length`, `Age`, the cache status header and `Cache-Status`.
+    let mut headers = HeaderMap::with_capacity(names + 4);
     for (name, original) in fields() {
         let mut value = next(original.len()).unwrap_or_else(|| original.clone());
         value.set_sensitive(original.is_sensitive());
@@ -267,11 +377,12 @@ mod tests {
         has_authorization: false,
         canonical: true,
         conditional: false,
+        no_store: false,
+        limits: None,
     };
     const AUTHED: RequestFacts = RequestFacts {
         has_authorization: true,
-        canonical: true,
-        conditional: false,
+        ..ANON
     };
 
     fn verdict(
@@ -282,11 +393,8 @@ mod tests {
         decide(
             policy,
             req,
-            r,
+            &Received::new(r, None, SystemTime::now(), Duration::ZERO, 0),
             CacheOverride::default(),
-            SystemTime::now(),
-            Duration::ZERO,
-            0,
         )
     }
 
@@ -379,11 +487,14 @@ mod tests {
         let d = decide(
             &p,
             ANON,
-            &res(200, &[("cache-control", "max-age=100")]),
+            &Received::new(
+                &res(200, &[("cache-control", "max-age=100")]),
+                None,
+                SystemTime::now(),
+                Duration::ZERO,
+                0,
+            ),
             CacheOverride::ttl(Duration::from_secs(3)),
-            SystemTime::now(),
-            Duration::ZERO,
-            0,
         )
         .unwrap();
         assert_eq!(d.lifetime.fresh_for, Duration::from_secs(3));
@@ -427,11 +538,14 @@ mod tests {
                 decide(
                     &p,
                     ANON,
-                    &res(200, &[]),
+                    &Received::new(
+                        &res(200, &[]),
+                        None,
+                        SystemTime::now(),
+                        Duration::ZERO,
+                        seed,
+                    ),
                     CacheOverride::default(),
-                    SystemTime::now(),
-                    Duration::ZERO,
-                    seed,
                 )
                 .unwrap()
                 .lifetime
@@ -452,11 +566,8 @@ mod tests {
         let d = decide(
             &windows,
             ANON,
-            &res(200, &[]),
+            &Received::new(&res(200, &[]), None, SystemTime::now(), Duration::ZERO, 0),
             CacheOverride::ttl(Duration::MAX),
-            SystemTime::now(),
-            Duration::ZERO,
-            0,
         )
         .unwrap();
         assert_eq!(d.lifetime.fresh_for, year);
@@ -510,7 +621,7 @@ mod tests {
             ],
         );
         r.headers.get_mut("x-secret").unwrap().set_sensitive(true);
-        let mut h = headers_for_storage(&r, Some(12), false);
+        let mut h = headers_for_storage(&r, Some(12), false, &[]);
         let values: Vec<&HeaderValue> = h.values().collect();
         let first = values[0].as_bytes().as_ptr() as usize;
         let total: usize = values.iter().map(|v| v.len()).sum();
@@ -525,6 +636,7 @@ mod tests {
         let capacity = h.capacity();
         h.insert(header::AGE, HeaderValue::from_static("0"));
         h.insert("x-cache", HeaderValue::from_static("HIT"));
+        h.append("cache-status", HeaderValue::from_static("c; hit"));
         assert_eq!(h.capacity(), capacity);
     }
 
@@ -543,7 +655,7 @@ mod tests {
                 ("etag", "\"v1\""),
             ],
         );
-        let h = headers_for_storage(&r, Some(5), false);
+        let h = headers_for_storage(&r, Some(5), false, &[]);
         for gone in [
             "connection",
             "x-hop",
@@ -556,7 +668,7 @@ mod tests {
         }
         assert_eq!(h["content-length"], "5");
         assert_eq!(h["etag"], "\"v1\"");
-        let h = headers_for_storage(&res(204, &[("content-length", "0")]), Some(0), false);
+        let h = headers_for_storage(&res(204, &[("content-length", "0")]), Some(0), false, &[]);
         assert!(!h.contains_key("content-length"));
         let _ = StatusCode::OK;
     }

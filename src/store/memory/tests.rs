@@ -16,6 +16,8 @@ fn entry(body: usize, tags: &[&str]) -> Arc<Entry> {
                 body: Bytes::from(vec![7u8; body]),
                 trailers: None,
                 shared_with_credentials: false,
+                must_revalidate: false,
+                immutable: false,
             },
             SystemTime::now(),
             crate::entry::Lifetime::fresh(Duration::from_secs(60)),

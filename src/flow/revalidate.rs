@@ -1,0 +1,184 @@
+//! Revalidating a stored response (RFC 9111 §4.3). A fetch that had a stored response in hand
+//! sent its validators (`fetch.rs`); here the origin's answer refreshes it: a `304` confirms it
+//! (§4.3.4), a `200` to `HEAD` that describes it refreshes its head (§4.3.5). Either way the
+//! stored body is kept, its fields are updated from the new head (§3.2), and its freshness
+//! is computed anew from them.
+
+use http::header::HeaderMap;
+use http::{Response, response};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::bounds::CachedBody;
+use crate::cache::{Cache, Disposition};
+use crate::flow::answer::Served;
+use crate::flow::background::Behind;
+use crate::flow::coalesce::{FlightGuard, Shared};
+use crate::flow::fill::{Complete, Miss};
+use crate::semantics;
+use crate::stats::Counters;
+use crate::{CacheBody, CacheOverride, Entry, NotStoredReason, Store, StoreKey};
+
+impl<St: Store + ?Sized> Cache<St> {
+    /// The origin's `304` to the validators of `prior`, the stored response this fetch
+    /// revalidated: `prior` with its fields updated and its freshness renewed answers the
+    /// request and its waiters, and is stored again (behind the response). When the updated
+    /// head may no longer be stored (it says `no-store` now...), the client still gets the
+    /// confirmed body under it, and the stored response is removed.
+    pub(crate) async fn revalidated<B: CachedBody>(
+        self: &Arc<Self>,
+        behind: &Behind,
+        miss: Miss,
+        update: response::Parts,
+        prior: Arc<Entry>,
+        overrides: CacheOverride,
+        guard: Option<FlightGuard>,
+    ) -> Response<CacheBody<B>> {
+        let Some(stored) = prior.stored() else {
+            unreachable!("only a stored response is revalidated")
+        };
+        if !miss.request.refreshing {
+            self.counters.miss_revalidated();
+        }
+        let (head, forward) = (miss.request.head, miss.request.forward);
+        let merged = semantics::freshened(stored.status, &stored.headers, &update);
+        let body = || match head {
+            true => CacheBody::empty(),
+            false => CacheBody::buffered(stored.body.clone(), stored.trailers.clone()),
+        };
+        let complete = match self.refreshed(&miss, &merged, &prior, overrides) {
+            Ok(complete) => complete,
+            Err(reason) => {
+                if let Some(guard) = guard {
+                    guard.publish(Shared::Failed);
+                }
+                self.remove_off_path(StoreKey::of(prior.key())).await;
+                let mut parts = merged;
+                self.mark(&mut parts.headers, Disposition::Miss);
+                self.leaving(&mut parts, forward, Err(reason));
+                return Response::from_parts(parts, body());
+            }
+        };
+        if let Some(guard) = &guard {
+            guard.share(complete.shared());
+        }
+        let served = Served::Revalidated(forward);
+        let response = self.answer(&complete.entry, head, SystemTime::now(), served);
+        self.write_behind(behind, miss, complete, guard).await;
+        response.unwrap_or_else(|| Response::from_parts(merged, body()))
+    }
+
+    /// A `200` answer to a `HEAD` request that went forward with `prior` in hand (§4.3.5): if
+    /// it describes `prior` (the same strong validator, the same length), its fields refresh
+    /// it; if not, `prior` is out of date and removed. The client gets the origin's answer.
+    pub(crate) async fn head_answered<B: CachedBody>(
+        self: &Arc<Self>,
+        behind: &Behind,
+        miss: Miss,
+        mut parts: response::Parts,
+        body: B,
+        prior: Arc<Entry>,
+        overrides: CacheOverride,
+    ) -> Response<CacheBody<B>> {
+        let Some(stored) = prior.stored() else {
+            unreachable!("only a stored response is revalidated")
+        };
+        let matches = semantics::head_matches(&stored.headers, stored.body.len(), &parts.headers);
+        let refreshed = if matches {
+            let merged = semantics::freshened(stored.status, &stored.headers, &parts);
+            self.refreshed(&miss, &merged, &prior, overrides).ok()
+        } else {
+            None
+        };
+        self.leaving(&mut parts, miss.request.forward, Err(NotStoredReason::Head));
+        match refreshed {
+            Some(complete) => self.write_behind(behind, miss, complete, None).await,
+            None => self.remove_off_path(StoreKey::of(prior.key())).await,
+        }
+        Response::from_parts(parts, CacheBody::origin(body))
+    }
+
+    /// `prior` under the head `merged` (its status and fields updated), if that may be stored:
+    /// the entry to write.
+    fn refreshed(
+        &self,
+        miss: &Miss,
+        merged: &response::Parts,
+        prior: &Entry,
+        overrides: CacheOverride,
+    ) -> Result<Complete, NotStoredReason> {
+        let Some(stored) = prior.stored() else {
+            unreachable!("only a stored response is revalidated")
+        };
+        let policy = self.policies.get(miss.request.policy);
+        let received = self.received(miss, merged);
+        let decision = semantics::decide(policy, miss.request.facts, &received, overrides)
+            .inspect_err(|reason| self.not_stored(*reason))?;
+        let head = self.head(miss, merged, Some(stored.body.len() as u64), decision);
+        let trailers: Option<HeaderMap> = stored.trailers.clone();
+        Ok(self.complete(miss, head, stored.body.clone(), trailers))
+    }
+
+    /// Writes a refreshed entry behind the response (bounded like every write), tells the
+    /// requests that join meanwhile whether the store kept it, and releases the fill's claim.
+    async fn write_behind(
+        self: &Arc<Self>,
+        behind: &Behind,
+        miss: Miss,
+        complete: Complete,
+        guard: Option<FlightGuard>,
+    ) {
+        let cache = Arc::clone(self);
+        let writes = behind.writes.clone();
+        let settling = self.unsettled.enter();
+        let task = async move {
+            let _settling = settling;
+            match writes.try_acquire() {
+                Some(_permit) => {
+                    let storing = guard.and_then(FlightGuard::storing);
+                    let kept = cache.write(&miss, &complete).await;
+                    if let Some(storing) = storing {
+                        storing.publish(if kept {
+                            complete.shared()
+                        } else {
+                            Shared::LookAgain
+                        });
+                    }
+                }
+                None => {
+                    Counters::add(&cache.counters.stores_dropped);
+                    tracing::warn!(
+                        "too many store writes pending; revalidated response not stored"
+                    );
+                }
+            }
+            if let Some(key) = miss.claim {
+                cache.store.release_fill(key).await;
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(task);
+        } else {
+            task.await;
+        }
+    }
+
+    /// Removes a stored response the origin no longer confirms, off the response path when
+    /// there is a runtime.
+    async fn remove_off_path(self: &Arc<Self>, key: StoreKey) {
+        let cache = Arc::clone(self);
+        let settling = self.unsettled.enter();
+        let task = async move {
+            let _settling = settling;
+            if let Err(error) = cache.store.remove(key).await {
+                Counters::add(&cache.counters.store_errors);
+                tracing::warn!(%error, "could not remove an outdated stored response");
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(task);
+        } else {
+            task.await;
+        }
+    }
+}
