@@ -13,7 +13,7 @@ use crate::policy::Policies;
 use crate::purge::token::PurgeToken;
 use crate::semantics::CacheStatus;
 use crate::stats::Counters;
-use crate::{BypassReason, NotStoredReason};
+use crate::{BypassReason, NotStoredReason, VaryNormalizer};
 
 /// The shared state of one cache: store, policies, header names, flights, generations,
 /// counters. One per layer; every service the layer builds holds it.
@@ -28,6 +28,8 @@ pub(crate) struct Cache<St: ?Sized> {
     pub targeted: Option<HeaderName>,
     /// Whether the targeted field is removed from responses (it is by default).
     pub strip_targeted: bool,
+    /// How the values of request fields responses vary on are normalised, by field.
+    pub vary_normalizers: Arc<Vec<(HeaderName, VaryNormalizer)>>,
     /// The per-response override header, or none.
     pub override_header: Option<HeaderName>,
     pub counters: Arc<Counters>,
@@ -57,6 +59,7 @@ impl<St: ?Sized> Clone for Cache<St> {
             cache_status: self.cache_status.clone(),
             targeted: self.targeted.clone(),
             strip_targeted: self.strip_targeted,
+            vary_normalizers: Arc::clone(&self.vary_normalizers),
             override_header: self.override_header.clone(),
             counters: Arc::clone(&self.counters),
             flights: Arc::clone(&self.flights),

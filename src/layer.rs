@@ -11,6 +11,7 @@ use crate::policy::Policies;
 use crate::stats::{CacheStats, Counters};
 use crate::{
     CacheHandle, CacheService, DefaultKey, KeyMaker, Policy, PurgeToken, RoutePattern, Store,
+    VaryNormalizer,
 };
 
 const DEFAULT_MAX_REFRESHES: usize = 32;
@@ -86,6 +87,7 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 cache_status: Some(DEFAULT_CACHE_NAME.into()),
                 targeted: None,
                 strip_targeted: true,
+                vary_normalizers: Arc::default(),
                 override_header: Some(HeaderName::from_static("x-cache-override")),
                 counters: Arc::new(Counters::default()),
                 flights: Arc::default(),
@@ -226,6 +228,28 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     /// [`keep_targeted_field`](Self::keep_targeted_field) says otherwise.
     pub fn targeted_field(self, name: HeaderName) -> Self {
         self.configure(|c| c.targeted = Some(name))
+    }
+
+    /// Normalises the request field `name` with `normalizer` before its value selects a
+    /// variant of a response that `Vary`s on it, so that values with one meaning share one
+    /// stored variant (RFC 9111 §4.1). Every field's lines are already combined and its list
+    /// members trimmed of whitespace; [`token_set`](crate::token_set) also ignores order and
+    /// case, right for `Accept-Encoding`:
+    ///
+    /// ```
+    /// use http::header::ACCEPT_ENCODING;
+    /// use tower_response_cache::{CacheLayer, MemoryStore, VaryNormalizer, token_set};
+    ///
+    /// let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20))
+    ///     .vary_normalizer(ACCEPT_ENCODING, VaryNormalizer::new(token_set));
+    /// # let _ = layer;
+    /// ```
+    pub fn vary_normalizer(self, name: HeaderName, normalizer: VaryNormalizer) -> Self {
+        self.configure(|c| {
+            let normalizers = Arc::make_mut(&mut c.vary_normalizers);
+            normalizers.retain(|(n, _)| n != name);
+            normalizers.push((name, normalizer));
+        })
     }
 
     /// Passes the targeted field on to clients (for a cache in front of another cache that

@@ -130,7 +130,7 @@ pub use flow::transfer::BoxError;
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;
 pub(crate) use key::CacheKey;
-pub use key::{DefaultKey, KeyBuilder, KeyMaker, StoreKey};
+pub use key::{DefaultKey, KeyBuilder, KeyMaker, StoreKey, VaryNormalizer, token_set};
 pub use layer::CacheLayer;
 pub use outcome::{BypassReason, NotStoredReason};
 pub(crate) use policy::RoutePattern;

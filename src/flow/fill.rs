@@ -212,10 +212,11 @@ where
         let (target, variants) = if decision.vary.is_empty() {
             (miss.request.key.clone(), None)
         } else {
-            let variant = miss
-                .request
-                .key
-                .variant(&decision.vary, &miss.request.parts.headers);
+            let variant = miss.request.key.variant(
+                &decision.vary,
+                &miss.request.parts.headers,
+                &self.vary_normalizers,
+            );
             let list = Entry::variants(
                 miss.request.key.full(),
                 decision.vary.clone(),

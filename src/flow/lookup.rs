@@ -2,7 +2,6 @@
 //! classify (fresh, stale, pass, missing); and taking what another request's fetch shared.
 
 use http::Response;
-use http::header::HeaderMap;
 use http_body::Body;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,6 +11,7 @@ use crate::entry::{Kind, Staleness};
 use crate::flow::answer::Served;
 use crate::flow::cacheable::Cacheable;
 use crate::flow::coalesce::Shared;
+use crate::key::VaryNormalizers;
 use crate::stats::Counters;
 use crate::{CacheBody, CacheKey, Entry, Store};
 
@@ -63,7 +63,7 @@ impl<St: Store + ?Sized> Cache<St> {
         let Ok(entry) = get_now(&request.key) else {
             return Now::Wait;
         };
-        let found = match entry.map(|e| follow(e, &request.key, &request.parts.headers)) {
+        let found = match entry.map(|e| follow(e, request, &self.vary_normalizers)) {
             None => Found::Missing,
             Some(Step::Found(entry)) => self.classify(Some(entry), request, now),
             Some(Step::Variant(variant)) => match get_now(&variant) {
@@ -82,7 +82,7 @@ impl<St: Store + ?Sized> Cache<St> {
         let Some(entry) = self.verified(&request.key, found) else {
             return Found::Missing;
         };
-        match follow(entry, &request.key, &request.parts.headers) {
+        match follow(entry, request, &self.vary_normalizers) {
             Step::Found(entry) => self.classify(Some(entry), request, now),
             Step::Variant(variant) => {
                 let found = self.store.get(variant.store_key()).await;
@@ -111,7 +111,11 @@ impl<St: Store + ?Sized> Cache<St> {
             return Taken::No;
         };
         let expected = match variants.as_deref().map(Entry::kind) {
-            Some(Kind::Variants(names)) => request.key.variant(names, &request.parts.headers),
+            Some(Kind::Variants(names)) => {
+                request
+                    .key
+                    .variant(names, &request.parts.headers, &self.vary_normalizers)
+            }
             _ => request.key.clone(),
         };
         if entry.key() != expected.as_bytes() {
@@ -207,9 +211,13 @@ enum Step {
     Variant(CacheKey),
 }
 
-fn follow(entry: Arc<Entry>, key: &CacheKey, request_headers: &HeaderMap) -> Step {
+fn follow(entry: Arc<Entry>, request: &Cacheable, normalizers: &VaryNormalizers) -> Step {
     match entry.kind() {
-        Kind::Variants(names) => Step::Variant(key.variant(names, request_headers)),
+        Kind::Variants(names) => Step::Variant(request.key.variant(
+            names,
+            &request.parts.headers,
+            normalizers,
+        )),
         Kind::Response(_) | Kind::Pass => Step::Found(entry),
     }
 }

@@ -6,7 +6,7 @@
 //! a lookup can verify it: a hash collision is a miss, never another URL's response.
 
 use bytes::Bytes;
-use http::{HeaderName, Method, header, request};
+use http::{Method, header, request};
 use std::fmt;
 
 use crate::BypassReason;
@@ -14,10 +14,13 @@ use crate::BypassReason;
 mod normalize;
 mod target;
 mod unkeyed;
+mod variant;
 
 pub(crate) use normalize::{normalize_authority, normalize_path};
 pub(crate) use target::{Target, bare_head, normalized_head, original_uri};
 pub(crate) use unkeyed::Unkeyed;
+pub(crate) use variant::VaryNormalizers;
+pub use variant::{VaryNormalizer, token_set};
 
 /// The fixed-size hash under which a store files an entry.
 ///
@@ -91,32 +94,6 @@ impl CacheKey {
 
     pub(crate) fn full(&self) -> Bytes {
         self.full.clone()
-    }
-
-    /// The key of one variant of this response: this key plus the values of the request fields
-    /// the response `Vary`s on (RFC 9111 §4.1).
-    pub(crate) fn variant(&self, names: &[HeaderName], headers: &http::HeaderMap) -> CacheKey {
-        let mut full = Vec::with_capacity(self.full.len() + 64);
-        full.extend_from_slice(&self.full);
-        push_field(&mut full, b"vary");
-        for name in names {
-            push_field(&mut full, name.as_str().as_bytes());
-            let mut values = headers.get_all(name).iter().peekable();
-            if values.peek().is_none() {
-                // An absent field differs from an empty one.
-                full.push(0xff);
-                continue;
-            }
-            let mut joined = Vec::new();
-            for (i, value) in values.enumerate() {
-                if i > 0 {
-                    joined.extend_from_slice(b", ");
-                }
-                joined.extend_from_slice(value.as_bytes().trim_ascii());
-            }
-            push_field(&mut full, &joined);
-        }
-        CacheKey::new(full)
     }
 }
 
