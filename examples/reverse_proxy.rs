@@ -4,16 +4,26 @@
 //! cargo run --release --example reverse_proxy -- \
 //!     --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8000 \
 //!     [--default-ttl SECONDS] [--max-body BYTES] [--capacity BYTES] \
-//!     [--upstream-timeout DURATION] [--tag-header NAME] [--purge-token TOKEN] [--redis URL]
+//!     [--upstream-timeout DURATION] [--tag-header NAME] [--purge-token TOKEN] [--redis URL] \
+//!     [--targeted-field NAME] [--cache-name NAME]
 //! ```
 //!
 //! With `--redis redis://host:port/` (build with `--features redis`), the cache has two tiers:
 //! this proxy's memory in front of Redis, shared with every other proxy given the same URL, and
 //! invalidations reach all of them.
 //!
-//! Every method is forwarded; GET and HEAD are cached by the origin's `Cache-Control`
-//! (`s-maxage`, `max-age`, `Expires`). `--default-ttl` is the lifetime of responses that say
-//! nothing (0, the default: cache only what the origin marks fresh). The client's `Host` is
+//! Every method is forwarded; GET and HEAD are cached as a pure RFC 9111 shared cache
+//! ([`Policy::shared_cache`]): lifetimes from the origin's `Cache-Control` (`s-maxage`,
+//! `max-age`, `Expires`) or, for responses that say nothing, heuristic freshness from
+//! `Last-Modified`; stale responses with a validator are revalidated (`If-None-Match`,
+//! `If-Modified-Since`, a `304` refreshes them); clients' own conditional and range requests
+//! are answered from the cache; clients' `Cache-Control` (`no-cache`, `max-age`, `min-fresh`,
+//! `max-stale`, `only-if-cached`, `no-store`) and `Pragma: no-cache` are honoured; every
+//! response says what the cache did in `Cache-Status` (RFC 9211, named by `--cache-name`) and
+//! `X-Cache`. `--targeted-field` (default `CDN-Cache-Control`, RFC 9213) is a field the origin
+//! can address this cache with, in place of `Cache-Control`; it is removed before the response
+//! leaves. `--default-ttl` is the lifetime of responses that say nothing (0, the default: none,
+//! only heuristics). The client's `Host` is
 //! passed to the origin (so virtual hosts keep working and never share entries; for an
 //! absolute-form target, its authority replaces `Host`, RFC 9112 §3.2.2), with
 //! `X-Forwarded-For`, `-Host` and `-Proto`. Hop-by-hop fields are dropped both ways. An origin
@@ -58,7 +68,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_response_cache::{AnyStore, CacheLayer, MemoryStore, Policy, PurgeService, PurgeToken};
+use tower_response_cache::{
+    AnyStore, CacheLayer, MemoryStore, Policy, PurgeService, PurgeToken, VaryNormalizer, token_set,
+};
 
 /// A caching reverse proxy: every request goes to `--upstream`, cached by the origin's
 /// `Cache-Control` (RFC 9111, as a shared cache).
@@ -93,6 +105,20 @@ struct Options {
     /// A Redis URL: cache in Redis as well (a tiered store); needs `--features redis`.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// The targeted cache-control field this cache obeys in place of `Cache-Control` (RFC 9213).
+    #[arg(
+        long = "targeted-field",
+        value_name = "NAME",
+        default_value = "cdn-cache-control"
+    )]
+    targeted_field: HeaderName,
+    /// This cache's name in `Cache-Status` (RFC 9211).
+    #[arg(
+        long = "cache-name",
+        value_name = "NAME",
+        default_value = "tower-response-cache"
+    )]
+    cache_name: String,
 }
 
 /// `--upstream`: an `http://host:port` URL.
@@ -334,13 +360,25 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if !options
+        .cache_name
+        .bytes()
+        .all(|b| (0x20..=0x7e).contains(&b))
+    {
+        eprintln!("--cache-name: printable ASCII only");
+        std::process::exit(2);
+    }
     let mut cache = CacheLayer::new(store)
         // A proxy does not know its origin's intentions: no header of the origin's may steer
         // the cache beyond standard HTTP and its tags.
         .without_override_header()
         .tag_header(options.tag_header.clone())
+        .targeted_field(options.targeted_field.clone())
+        .cache_status_name(&options.cache_name)
+        // `gzip, br` and `br, gzip` are one variant of a response that varies on it.
+        .vary_normalizer(header::ACCEPT_ENCODING, VaryNormalizer::new(token_set))
         .policy(
-            Policy::new()
+            Policy::shared_cache()
                 .ttl(options.default_ttl)
                 .max_body_bytes(options.max_body),
         );
