@@ -22,8 +22,8 @@ pub(crate) struct Cache<St: ?Sized> {
     pub policies: Policies,
     /// `X-Cache` (or the configured name), or none.
     pub cache_header: Option<HeaderName>,
-    /// This cache's name in `Cache-Status` (RFC 9211), as written there; none: no field.
-    pub cache_status: Option<Box<str>>,
+    /// This cache's name in `Cache-Status` (RFC 9211); none: no field.
+    pub cache_status: Option<StatusName>,
     /// The targeted cache-control field this cache follows (RFC 9213), if any.
     pub targeted: Option<HeaderName>,
     /// Whether the targeted field is removed from responses (it is by default).
@@ -69,6 +69,24 @@ impl<St: ?Sized> Clone for Cache<St> {
             keep_tag_header: self.keep_tag_header,
             purge_token: self.purge_token.clone(),
             unsettled: Arc::clone(&self.unsettled),
+        }
+    }
+}
+
+/// This cache's name in `Cache-Status`, as written there, and what its hits' members start
+/// with (made once).
+#[derive(Clone, Debug)]
+pub(crate) struct StatusName {
+    pub name: Box<str>,
+    pub hit_prefix: Box<str>,
+}
+
+impl StatusName {
+    /// `name`, already in its written form (a token, or a quoted string).
+    pub(crate) fn new(name: String) -> Self {
+        StatusName {
+            hit_prefix: crate::semantics::hit_prefix(&name),
+            name: name.into_boxed_str(),
         }
     }
 }
@@ -129,7 +147,46 @@ impl<St: ?Sized> Cache<St> {
     /// Appends this cache's member to `Cache-Status`, if configured.
     pub(crate) fn status(&self, headers: &mut HeaderMap, status: CacheStatus) {
         if let Some(name) = &self.cache_status {
-            headers.append(CACHE_STATUS, status.value(name));
+            headers.append(CACHE_STATUS, status.value(&name.name));
+        }
+    }
+
+    /// Appends a placeholder for this cache's member to stored fields (after the origin's
+    /// members), so that an answer from the entry replaces it in place
+    /// ([`restate`](Self::restate)): a cloned map has no room to grow into.
+    pub(crate) fn status_placeholder(&self, headers: &mut HeaderMap) {
+        if self.cache_status.is_some() {
+            headers.append(CACHE_STATUS, HeaderValue::from_static("-"));
+        }
+    }
+
+    /// Stored fields without this cache's placeholder (the last `Cache-Status` member), for
+    /// a head built anew from them.
+    pub(crate) fn without_placeholder(&self, stored: &HeaderMap) -> HeaderMap {
+        let mut headers = stored.clone();
+        if self.cache_status.is_some() {
+            let members: Vec<HeaderValue> = headers.get_all(CACHE_STATUS).iter().cloned().collect();
+            headers.remove(CACHE_STATUS);
+            for member in &members[..members.len().saturating_sub(1)] {
+                headers.append(CACHE_STATUS, member.clone());
+            }
+        }
+        headers
+    }
+
+    /// Sets this cache's member in an answer from a stored entry: in place of the
+    /// placeholder, the field's last member (appended when there is none).
+    pub(crate) fn restate(&self, headers: &mut HeaderMap, value: HeaderValue) {
+        match headers.entry(CACHE_STATUS) {
+            http::header::Entry::Occupied(mut field) => match field.iter_mut().last() {
+                Some(last) => *last = value,
+                None => {
+                    field.append(value);
+                }
+            },
+            http::header::Entry::Vacant(field) => {
+                field.insert(value);
+            }
         }
     }
 

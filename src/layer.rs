@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, StatusName};
 use crate::flow::background::Background;
 use crate::policy::Policies;
 use crate::stats::{CacheStats, Counters};
@@ -84,7 +84,7 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 store,
                 policies: Policies::default(),
                 cache_header: Some(HeaderName::from_static("x-cache")),
-                cache_status: Some(DEFAULT_CACHE_NAME.into()),
+                cache_status: Some(StatusName::new(DEFAULT_CACHE_NAME.to_owned())),
                 targeted: None,
                 strip_targeted: true,
                 vary_normalizers: Arc::default(),
@@ -213,7 +213,7 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
         let Some(name) = crate::semantics::cache_name(name) else {
             panic!("a Cache-Status cache name must be printable ASCII: {name:?}");
         };
-        self.configure(|c| c.cache_status = Some(name.into()))
+        self.configure(|c| c.cache_status = Some(StatusName::new(name)))
     }
 
     /// Sends no `Cache-Status` field.

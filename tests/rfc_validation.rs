@@ -99,6 +99,16 @@ async fn rfc9111_4_3_1_stale_entry_is_revalidated_with_stored_validators() {
     let third = send(&service, get(&[])).await;
     assert_eq!((third.cache(), third.text().as_str()), ("HIT", "version 1"));
     assert_eq!(third.headers["x-version"], "2");
+    for got in [&second, &third] {
+        let members = got.headers.get_all("cache-status").iter().count();
+        assert_eq!(
+            members,
+            1,
+            "one member of ours, no leftover: {}",
+            status_of(got)
+        );
+    }
+    assert!(status_of(&third).starts_with("tower-response-cache; hit; ttl="));
     assert_eq!(origin.calls(), 2);
 }
 

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::cache::{Cache, Disposition};
 use crate::entry::{Kind, StoredResponse};
-use crate::semantics::{CacheStatus, Forward};
+use crate::semantics::{CacheStatus, Forward, hit_value};
 use crate::{CacheBody, Entry};
 
 /// How a stored response comes to answer a request: what `X-Cache` and `Cache-Status` say.
@@ -116,8 +116,13 @@ impl<St: ?Sized> Cache<St> {
         if disposition != Disposition::Hit {
             self.mark(headers, disposition);
         }
-        if self.cache_status.is_some() {
-            self.status(headers, served.status(entry, now));
+        if let Some(name) = &self.cache_status {
+            let status = served.status(entry, now);
+            let value = match (served, status.ttl) {
+                (Served::Hit | Served::Stale, Some(ttl)) => hit_value(&name.hit_prefix, ttl),
+                _ => status.value(&name.name),
+            };
+            self.restate(headers, value);
         }
         Some(response)
     }

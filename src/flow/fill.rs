@@ -301,6 +301,7 @@ where
         let mut headers = semantics::headers_for_storage(parts, length, has_trailers, strip);
         headers.insert(AGE, HeaderValue::from_static("0"));
         self.mark(&mut headers, Disposition::Hit);
+        self.status_placeholder(&mut headers);
         headers
     }
 
@@ -504,7 +505,7 @@ where
         // the weigher counts (`entry/weight.rs`), and the exact length goes in its buffer.
         let mut template = Response::new(()).into_parts().0;
         template.status = stored.status;
-        template.headers = stored.headers.clone();
+        template.headers = self.without_placeholder(&stored.headers);
         let headers = self.storage_headers(&template, Some(body.len()), trailers.is_some(), &[]);
         let stored = StoredResponse {
             status: stored.status,

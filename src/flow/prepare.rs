@@ -32,7 +32,7 @@ impl<St: Store + ?Sized> Cache<St> {
         let policy_id = self.policies.select(parts);
         let policy = self.policies.get(policy_id);
         let target = Target::of(parts)?;
-        let mut facts = RequestFacts::read(parts, policy)?;
+        let mut facts = RequestFacts::read(parts, policy, unkeyed.directives)?;
         facts.canonical = target.canonical;
         facts.conditional = unkeyed.conditional;
         let mut key = KeyBuilder::new(parts);

@@ -41,7 +41,8 @@ impl<St: Store + ?Sized> Cache<St> {
             self.counters.miss_revalidated();
         }
         let (head, forward) = (miss.request.head, miss.request.forward);
-        let merged = semantics::freshened(stored.status, &stored.headers, &update);
+        let fields = self.without_placeholder(&stored.headers);
+        let merged = semantics::freshened(stored.status, &fields, &update);
         let body = || match head {
             true => CacheBody::empty(),
             false => CacheBody::buffered(stored.body.clone(), stored.trailers.clone()),
@@ -85,7 +86,8 @@ impl<St: Store + ?Sized> Cache<St> {
         };
         let matches = semantics::head_matches(&stored.headers, stored.body.len(), &parts.headers);
         let refreshed = if matches {
-            let merged = semantics::freshened(stored.status, &stored.headers, &parts);
+            let fields = self.without_placeholder(&stored.headers);
+            let merged = semantics::freshened(stored.status, &fields, &parts);
             self.refreshed(&miss, &merged, &prior, overrides).ok()
         } else {
             None

@@ -67,6 +67,8 @@ pub(crate) struct Unkeyed {
     pub method_override: bool,
     /// A conditional or range field is present.
     pub conditional: bool,
+    /// `Cache-Control` or `Pragma` is present: the request may have directives.
+    pub directives: bool,
 }
 
 impl Unkeyed {
@@ -82,6 +84,8 @@ impl Unkeyed {
                 }
                 Some(b'f') => found.forwarding |= KEYED_OTHERS.contains(&name),
                 Some(b'i' | b'r') => found.conditional |= CONDITIONAL.contains(&name),
+                Some(b'c') => found.directives |= name == "cache-control",
+                Some(b'p') => found.directives |= name == "pragma",
                 _ => {}
             }
         }
@@ -142,10 +146,12 @@ mod tests {
         headers.insert("X-HTTP-Method", http::HeaderValue::from_static("DELETE"));
         headers.insert("forwarded", http::HeaderValue::from_static("proto=https"));
         headers.insert("range", http::HeaderValue::from_static("bytes=0-1"));
+        headers.insert("pragma", http::HeaderValue::from_static("no-cache"));
         let both = Unkeyed {
             forwarding: true,
             method_override: true,
             conditional: true,
+            directives: true,
         };
         assert_eq!(Unkeyed::scan(&headers), both);
     }

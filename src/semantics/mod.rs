@@ -12,7 +12,7 @@ mod update;
 mod vary;
 
 pub(crate) use cache_control::CacheControl;
-pub(crate) use cache_status::{CacheStatus, Forward, cache_name};
+pub(crate) use cache_status::{CacheStatus, Forward, cache_name, hit_prefix, hit_value};
 pub(crate) use storable::{Received, RequestFacts, StoreDecision, decide, headers_for_storage};
 pub(crate) use update::{freshened, head_matches};
 pub(crate) use vary::Vary;

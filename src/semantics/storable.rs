@@ -30,8 +30,14 @@ pub(crate) struct RequestFacts {
 impl RequestFacts {
     /// Reads the request; `Err` when the request must bypass the cache under `policy`.
     /// `canonical` and `conditional` start as "in normal form" and "unconditional"; the caller
-    /// sets them from what it read of the target and the header names.
-    pub(crate) fn read(request: &request::Parts, policy: &Policy) -> Result<Self, BypassReason> {
+    /// sets them from what it read of the target and the header names. `directives`: the
+    /// request has a `Cache-Control` or `Pragma` field (the caller's pass over the names saw
+    /// one), so its directives are read.
+    pub(crate) fn read(
+        request: &request::Parts,
+        policy: &Policy,
+        directives: bool,
+    ) -> Result<Self, BypassReason> {
         if !policy.enabled {
             return Err(BypassReason::Policy);
         }
@@ -43,7 +49,11 @@ impl RequestFacts {
         if policy.cookies == Cookies::Bypass && headers.contains_key(header::COOKIE) {
             return Err(BypassReason::Cookie);
         }
-        let directives = Directives::read(headers, policy.client_revalidation);
+        let directives = if directives {
+            Directives::read(headers, policy.client_revalidation)
+        } else {
+            Directives::default()
+        };
         Ok(RequestFacts {
             has_authorization,
             canonical: true,
