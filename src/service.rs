@@ -137,6 +137,13 @@ where
             Ok(described) => Cacheable::new(parts, described),
             Err(reason) => {
                 self.cache.bypassed(reason);
+                let safe = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
+                if safe && crate::semantics::only_if_cached(&parts.headers) {
+                    let forward = Some(Forward::Bypass);
+                    return ResponseFuture::ready(
+                        self.cache.gateway_timeout(forward, "only-if-cached"),
+                    );
+                }
                 let cache = Arc::clone(&self.cache);
                 return ResponseFuture::flow(crate::flow::write::pass_through(
                     cache,

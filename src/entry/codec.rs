@@ -320,6 +320,7 @@ mod tests {
                 stale_while_revalidate: Duration::from_secs(5),
                 stale_if_error: Duration::from_secs(600),
                 keep: Duration::from_secs(3600),
+                overdue: Duration::ZERO,
             },
             42,
         )

@@ -72,6 +72,9 @@ pub(crate) struct Lifetime {
     /// How long after `fresh_for` the entry is kept to be revalidated with its validators
     /// (RFC 9111 §4.3; Varnish's "keep"): never served from then on without a `304`.
     pub keep: Duration,
+    /// How long it had already been stale when it arrived (its age past its lifetime, §4.2.3):
+    /// its staleness counts from then, not from its arrival.
+    pub overdue: Duration,
 }
 
 impl Lifetime {
@@ -86,7 +89,14 @@ impl Lifetime {
             stale_while_revalidate: capped(stale_while_revalidate),
             stale_if_error: capped(stale_if_error),
             keep: Duration::ZERO,
+            overdue: Duration::ZERO,
         }
+    }
+
+    /// This lifetime, for a response that arrived stale by `overdue` (capped).
+    pub(crate) fn arrived_stale_by(mut self, overdue: Duration) -> Self {
+        self.overdue = capped(overdue);
+        self
     }
 
     /// This lifetime, kept `keep` (capped) past its freshness to be revalidated.
@@ -108,6 +118,7 @@ impl Lifetime {
             self.stale_if_error,
         )
         .kept(self.keep)
+        .arrived_stale_by(self.overdue)
     }
 
     /// How long a store must keep the entry: fresh, then as long as it may be served stale or
@@ -155,6 +166,7 @@ mod tests {
             stale_while_revalidate: Duration::MAX,
             stale_if_error: Duration::from_secs(1),
             keep: Duration::MAX,
+            overdue: Duration::MAX,
         };
         assert_eq!(l.storage_ttl(), year * 2);
         assert_eq!(

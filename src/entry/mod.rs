@@ -100,7 +100,9 @@ impl Entry {
             key,
             stored_at_ms,
             requested_at_ms: stored_at_ms,
-            fresh_until_ms: stored_at_ms.saturating_add(millis(lifetime.fresh_for)),
+            fresh_until_ms: stored_at_ms
+                .saturating_add(millis(lifetime.fresh_for))
+                .saturating_sub(millis(lifetime.overdue)),
             stale_while_revalidate_ms: millis(lifetime.stale_while_revalidate),
             stale_if_error_ms: millis(lifetime.stale_if_error),
             keep_ms: millis(lifetime.keep),
@@ -324,6 +326,7 @@ mod tests {
             stale_while_revalidate: Duration::from_secs(5),
             stale_if_error: Duration::from_secs(20),
             keep: Duration::ZERO,
+            overdue: Duration::ZERO,
         };
         assert_eq!(l.storage_ttl(), Duration::from_secs(30));
         assert_eq!(

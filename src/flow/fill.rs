@@ -17,7 +17,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::bounds::CachedBody;
 use crate::cache::{Cache, Disposition};
-use crate::entry::StoredResponse;
+use crate::entry::{Lifetime, StoredResponse};
 use crate::flow::background::Behind;
 use crate::flow::buffer::{Read, read_to_limit};
 use crate::flow::cacheable::Cacheable;
@@ -27,7 +27,8 @@ use crate::invalidate::{self, FillTicket};
 use crate::semantics::{self, CacheStatus, Forward, Received, StoreDecision};
 use crate::stats::Counters;
 use crate::{
-    CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, PutOutcome, Store, StoreKey,
+    CacheBody, CacheKey, CacheOverride, Entry, MAX_LIFETIME, NotStoredReason, PutOutcome, Store,
+    StoreKey,
 };
 
 /// A cacheable request whose response has arrived: what the fill decides and stores with.
@@ -138,9 +139,10 @@ where
             )
         };
         let limit = policy.max_body_bytes;
+        let exact = body.size_hint().exact();
         let decision = decision
             .and_then(|d| tagged.map(|()| d))
-            .and_then(|d| within_limit(&parts, limit, d));
+            .and_then(|d| within_limit(&parts, exact, limit, d));
         let forward = miss.request.forward;
         let decision = match decision {
             Ok(decision) => decision,
@@ -217,11 +219,14 @@ where
                 &miss.request.parts.headers,
                 &self.vary_normalizers,
             );
+            // The list outlives any one variant: written by each variant's fill, it must not
+            // expire with a short-lived one and hide its longer-lived siblings (a list whose
+            // variant is gone is only a miss; invalidating the URI removes it).
             let list = Entry::variants(
                 miss.request.key.full(),
                 decision.vary.clone(),
                 miss.responded_at,
-                decision.lifetime,
+                Lifetime::fresh(MAX_LIFETIME),
             );
             let list = list.with_tags(tags()).requested_at(miss.request.now);
             (variant, Some(Arc::new(list)))
@@ -548,7 +553,7 @@ where
         if let Some(list) = &complete.variants {
             // The list first: a reader that finds it before the variant just misses.
             let key = miss.request.key.store_key();
-            self.put_shared(key, Arc::clone(list), complete.ttl).await;
+            self.put_shared(key, Arc::clone(list), MAX_LIFETIME).await;
             written.push(key);
         }
         let key = complete.target.store_key();
@@ -614,13 +619,16 @@ fn varies_per_request(parts: &response::Parts) -> bool {
         .any(|value| value.as_bytes().trim_ascii() != b"*")
 }
 
-/// A `Content-Length` above the policy's limit is not worth reading into memory.
+/// A body whose `Content-Length` (or exact size) is above the policy's limit is not worth
+/// reading into memory. (One whose size is unknown is found too large only once read, after
+/// its head left with `Cache-Status: stored`: the intent, which the store then refuses.)
 fn within_limit(
     parts: &response::Parts,
+    exact: Option<u64>,
     limit: usize,
     decision: StoreDecision,
 ) -> Result<StoreDecision, NotStoredReason> {
-    match declared_length(parts) {
+    match declared_length(parts).or(exact) {
         Some(len) if len > limit as u64 => Err(NotStoredReason::TooLarge),
         _ => Ok(decision),
     }

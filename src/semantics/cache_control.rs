@@ -68,6 +68,14 @@ impl CacheControl {
         cc
     }
 
+    /// Parses directives written as one list (a targeted field's, once made plain).
+    pub(crate) fn parse_text(text: &str) -> Self {
+        let mut cc = CacheControl::default();
+        cc.malformed |= has_unbalanced_quotes(text);
+        cc.parse_line(text);
+        cc
+    }
+
     fn parse_line(&mut self, line: &str) {
         for directive in split_list(line) {
             let (name, value) = match directive.split_once('=') {

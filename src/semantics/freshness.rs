@@ -7,18 +7,22 @@ use super::cache_control::{CacheControl, parse_delta_seconds};
 use crate::entry::scaled;
 
 /// The lifetime the origin gave the response, as a shared cache reads it: `s-maxage`, then
-/// `max-age`, then `Expires - Date` (an invalid `Expires` means already stale). `None` when the
-/// origin said nothing about freshness.
+/// `max-age`, then (when `expires` counts) `Expires - Date` (an invalid `Expires` means
+/// already stale). `None` when the origin said nothing about freshness.
 pub(crate) fn origin_lifetime(
     cc: &CacheControl,
     headers: &HeaderMap,
     now: SystemTime,
+    expires: bool,
 ) -> Option<Duration> {
     if let Some(s) = cc.s_maxage {
         return Some(Duration::from_secs(s));
     }
     if let Some(s) = cc.max_age {
         return Some(Duration::from_secs(s));
+    }
+    if !expires {
+        return None;
     }
     let mut expires = headers.get_all(EXPIRES).iter();
     let first = expires.next()?;
@@ -95,16 +99,22 @@ mod tests {
         let now = SystemTime::now();
         let h = headers(&[("cache-control", "max-age=10, s-maxage=20")]);
         let cc = CacheControl::parse(&h);
-        assert_eq!(origin_lifetime(&cc, &h, now), Some(Duration::from_secs(20)));
+        assert_eq!(
+            origin_lifetime(&cc, &h, now, true),
+            Some(Duration::from_secs(20))
+        );
         let date = httpdate::fmt_http_date(now);
         let expires = httpdate::fmt_http_date(now + Duration::from_secs(100));
         let h = headers(&[("date", &date), ("expires", &expires)]);
         let cc = CacheControl::parse(&h);
-        let lifetime = origin_lifetime(&cc, &h, now).unwrap();
+        let lifetime = origin_lifetime(&cc, &h, now, true).unwrap();
         assert!((99..=100).contains(&lifetime.as_secs()));
         let h = headers(&[("cache-control", "max-age=5"), ("expires", &expires)]);
         let cc = CacheControl::parse(&h);
-        assert_eq!(origin_lifetime(&cc, &h, now), Some(Duration::from_secs(5)));
+        assert_eq!(
+            origin_lifetime(&cc, &h, now, true),
+            Some(Duration::from_secs(5))
+        );
     }
 
     /// §4.2.2: a fraction of the time since `Last-Modified`, capped; nothing without one.
@@ -137,11 +147,14 @@ mod tests {
         let now = SystemTime::now();
         let h = headers(&[("expires", "0")]);
         assert_eq!(
-            origin_lifetime(&CacheControl::parse(&h), &h, now),
+            origin_lifetime(&CacheControl::parse(&h), &h, now, true),
             Some(Duration::ZERO)
         );
         let h = headers(&[]);
-        assert_eq!(origin_lifetime(&CacheControl::parse(&h), &h, now), None);
+        assert_eq!(
+            origin_lifetime(&CacheControl::parse(&h), &h, now, true),
+            None
+        );
     }
 
     #[test]

@@ -70,6 +70,12 @@ impl Directives {
     }
 }
 
+/// Whether a request says `only-if-cached`: one that may not use the cache (a route's
+/// policy, its cookies...) then gets a 504 rather than reaching the origin (§5.2.1.7).
+pub(crate) fn only_if_cached(headers: &HeaderMap) -> bool {
+    headers.contains_key(CACHE_CONTROL) && CacheControl::parse(headers).only_if_cached
+}
+
 impl RequestDirectives {
     /// Where `entry` (whose own staleness at `now` is `staleness`) stands for this request:
     /// a fresh response the request will not take unvalidated is [`Staleness::Kept`]

@@ -100,6 +100,8 @@ pub(crate) struct StoreDecision {
 pub(crate) struct Received<'a> {
     pub parts: &'a response::Parts,
     pub directives: CacheControl,
+    /// The directives are a targeted field's: `Expires` does not count (RFC 9213 §2.2).
+    pub targeted: bool,
     /// When it arrived.
     pub at: SystemTime,
     /// How long the request took (added to its `Age`, §4.2.3).
@@ -118,9 +120,11 @@ impl<'a> Received<'a> {
         delay: Duration,
         jitter_seed: u64,
     ) -> Self {
+        let (directives, targeted) = super::targeted::directives(&parts.headers, targeted);
         Received {
             parts,
-            directives: super::targeted::directives(&parts.headers, targeted),
+            directives,
+            targeted,
             at,
             delay,
             jitter_seed,
@@ -198,12 +202,12 @@ pub(crate) fn decide(
     let initial_age = freshness::initial_age(headers, now, response.delay);
     let explicit = policy
         .honor_cache_control
-        .then(|| freshness::origin_lifetime(cc, headers, now))
+        .then(|| freshness::origin_lifetime(cc, headers, now, !response.targeted))
         .flatten();
-    let fresh_for = match (overrides.lifetime(), explicit) {
-        (Some(ttl), _) => ttl,
+    let (fresh_for, overdue) = match (overrides.lifetime(), explicit) {
+        (Some(ttl), _) => (ttl, Duration::ZERO),
         // The origin's lifetime counts from the response's creation, not from now.
-        (None, Some(lifetime)) => lifetime.saturating_sub(Duration::from_secs(initial_age)),
+        (None, Some(lifetime)) => since_creation(lifetime, initial_age),
         (None, None) if !policy.statuses.contains(status) && !cc.public => {
             return Err(NotStoredReason::Status);
         }
@@ -249,7 +253,8 @@ pub(crate) fn decide(
         window(policy.stale_while_revalidate, cc.stale_while_revalidate),
         window(policy.stale_if_error, cc.stale_if_error),
     )
-    .kept(keep);
+    .kept(keep)
+    .arrived_stale_by(overdue);
     Ok(StoreDecision {
         lifetime,
         initial_age,
@@ -261,21 +266,38 @@ pub(crate) fn decide(
     })
 }
 
+/// A lifetime counted from the response's creation, `age` seconds ago: what is left of it
+/// from now, and how long it has been stale already if nothing is.
+fn since_creation(lifetime: Duration, age: u64) -> (Duration, Duration) {
+    let age = Duration::from_secs(age);
+    match lifetime.checked_sub(age) {
+        Some(left) => (left, Duration::ZERO),
+        None => (Duration::ZERO, age - lifetime),
+    }
+}
+
 /// The lifetime of a response the origin gave none: the policy's negative ttl for 404 and
-/// 410, its ttl, or, when that is zero, a heuristic one (§4.2.2) less the response's age.
-fn implicit_lifetime(policy: &Policy, response: &Received<'_>, initial_age: u64) -> Duration {
+/// 410, its ttl (both from now), or, when that is zero, a heuristic one (§4.2.2) from the
+/// response's creation.
+fn implicit_lifetime(
+    policy: &Policy,
+    response: &Received<'_>,
+    initial_age: u64,
+) -> (Duration, Duration) {
     let status = response.parts.status.as_u16();
     if matches!(status, 404 | 410) && !policy.negative_ttl.is_zero() {
-        return policy.negative_ttl;
+        return (policy.negative_ttl, Duration::ZERO);
     }
     if !policy.ttl.is_zero() {
-        return jittered(policy.ttl, policy.ttl_jitter, response.jitter_seed);
+        let ttl = jittered(policy.ttl, policy.ttl_jitter, response.jitter_seed);
+        return (ttl, Duration::ZERO);
     }
     let (fraction, max) = policy.heuristic;
-    freshness::heuristic_lifetime(&response.parts.headers, response.at, fraction, max)
-        .map_or(Duration::ZERO, |lifetime| {
-            lifetime.saturating_sub(Duration::from_secs(initial_age))
-        })
+    let heuristic =
+        freshness::heuristic_lifetime(&response.parts.headers, response.at, fraction, max);
+    heuristic.map_or((Duration::ZERO, Duration::ZERO), |lifetime| {
+        since_creation(lifetime, initial_age)
+    })
 }
 
 /// `ttl` spread by up to `share` (at most 0.5) either way, by a seed that differs per entry;
@@ -320,6 +342,7 @@ pub(crate) fn headers_for_storage(
             header::TE,
             header::UPGRADE,
             header::PROXY_AUTHENTICATE,
+            header::PROXY_AUTHORIZATION,
             header::AGE,
             header::SET_COOKIE,
             header::CONTENT_LENGTH,
@@ -327,6 +350,7 @@ pub(crate) fn headers_for_storage(
         .contains(name)
             && name != "keep-alive"
             && name != "proxy-connection"
+            && name != "proxy-authentication-info"
             && !listed.contains(name)
             && !strip.contains(name)
     };

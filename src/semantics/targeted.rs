@@ -12,18 +12,57 @@ use http::header::{HeaderMap, HeaderName};
 use super::CacheControl;
 
 /// The directives this cache follows for a response: its `targeted` field's when the response
-/// has one that is valid, else its `Cache-Control`'s (RFC 9213 §2.2).
-pub(crate) fn directives(headers: &HeaderMap, targeted: Option<&HeaderName>) -> CacheControl {
+/// has one that is valid, else its `Cache-Control`'s (RFC 9213 §2.2); and whether they are the
+/// targeted field's (then `Expires` is ignored too).
+pub(crate) fn directives(
+    headers: &HeaderMap,
+    targeted: Option<&HeaderName>,
+) -> (CacheControl, bool) {
     if let Some(name) = targeted.filter(|name| headers.contains_key(*name)) {
-        let valid = headers
+        let lines: Option<Vec<&str>> = headers
             .get_all(name)
             .iter()
-            .all(|line| line.to_str().is_ok_and(is_dictionary));
-        if valid {
-            return CacheControl::parse_field(headers, name);
+            .map(|line| line.to_str().ok().filter(|line| is_dictionary(line)))
+            .collect();
+        if let Some(lines) = lines {
+            let plain: Vec<String> = lines.iter().map(|line| plain(line)).collect();
+            return (CacheControl::parse_text(&plain.join(", ")), true);
         }
     }
-    CacheControl::parse(headers)
+    (CacheControl::parse(headers), false)
+}
+
+/// A valid dictionary as plain `Cache-Control` syntax: parameters dropped (RFC 9213 §2.1:
+/// they are ignored), `key=?1` as `key`, `key=?0` (false) left out.
+fn plain(line: &str) -> String {
+    let mut members = Vec::new();
+    let (mut member, mut in_quotes, mut escaped, mut in_params) =
+        (String::new(), false, false, false);
+    for c in line.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            ';' if !in_quotes => in_params = true,
+            ',' if !in_quotes => {
+                members.push(std::mem::take(&mut member));
+                in_params = false;
+                continue;
+            }
+            _ => {}
+        }
+        if !in_params {
+            member.push(c);
+        }
+    }
+    members.push(member);
+    let members: Vec<String> = members
+        .into_iter()
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.ends_with("=?0"))
+        .map(|m| m.strip_suffix("=?1").map_or(m.clone(), str::to_owned))
+        .collect();
+    members.join(", ")
 }
 
 /// Whether `line` is a Structured Field Dictionary whose members are bare keys, or keys with
@@ -193,14 +232,37 @@ mod tests {
             ("cache-control", "no-store"),
             ("cdn-cache-control", "max-age=600"),
         ]);
-        let cc = directives(&h, Some(&name));
+        let (cc, targeted) = directives(&h, Some(&name));
+        assert!(targeted);
         assert_eq!(cc.max_age, Some(600));
         assert!(!cc.no_store);
         let h = headers(&[
             ("cache-control", "max-age=5"),
             ("cdn-cache-control", "Max-Age=600"),
         ]);
-        assert_eq!(directives(&h, Some(&name)).max_age, Some(5));
-        assert_eq!(directives(&h, None).max_age, Some(5));
+        assert_eq!(directives(&h, Some(&name)).0.max_age, Some(5));
+        assert_eq!(directives(&h, None).0.max_age, Some(5));
+    }
+
+    /// RFC 9213 §2.1: parameters are ignored; booleans are Structured Field booleans.
+    #[test]
+    fn rfc9213_2_1_parameters_ignored_and_booleans() {
+        assert_eq!(
+            plain("max-age=60;foo=bar, no-store;x"),
+            "max-age=60, no-store"
+        );
+        assert_eq!(
+            plain("private=\"a;b\";p=1, x=?1, y=?0"),
+            "private=\"a;b\", x"
+        );
+        let name = HeaderName::from_static("cdn-cache-control");
+        let h = headers(&[("cdn-cache-control", "max-age=60;foo=bar, private;a=?1")]);
+        let (cc, _) = directives(&h, Some(&name));
+        assert_eq!(cc.max_age, Some(60));
+        assert!(cc.private);
+        let h = headers(&[("cdn-cache-control", "no-store=?0, max-age=5")]);
+        let (cc, _) = directives(&h, Some(&name));
+        assert!(!cc.no_store);
+        assert_eq!(cc.max_age, Some(5));
     }
 }
