@@ -222,3 +222,32 @@ async fn rfc9213_targeted_field_and_heuristic_freshness() {
     );
     assert_eq!(call(&addr, "GET", &[]).await.header("x-cache"), "MISS");
 }
+
+/// RFC 9111 §4.1 and §3: through the proxy, `Accept-Encoding` values with one meaning share a
+/// variant (the proxy normalises it as a token set), and a status outside the heuristic list
+/// is stored when the origin gives it explicit freshness.
+#[tokio::test]
+async fn rfc9111_4_1_and_3_vary_token_sets_and_explicit_freshness_through_the_proxy() {
+    let origin = Validating::new(|s| {
+        s.headers = vec![
+            ("cache-control".into(), "max-age=60".into()),
+            ("vary".into(), "Accept-Encoding".into()),
+        ];
+    });
+    let (_proxy, addr) = proxy(&origin).await;
+    call(&addr, "GET", &[("accept-encoding", "gzip, br")]).await;
+    let same = call(&addr, "GET", &[("accept-encoding", "BR,gzip")]).await;
+    assert_eq!(same.header("x-cache"), "HIT");
+    let other = call(&addr, "GET", &[("accept-encoding", "gzip")]).await;
+    assert!(other.header("cache-status").contains("fwd=vary-miss"));
+    assert_eq!(origin.calls(), 2);
+
+    let origin = Validating::new(|s| {
+        s.status = 403;
+        s.headers = vec![("cache-control".into(), "max-age=60".into())];
+    });
+    let (_proxy, addr) = proxy(&origin).await;
+    assert_eq!(call(&addr, "GET", &[]).await.status, 403);
+    let hit = call(&addr, "GET", &[]).await;
+    assert_eq!((hit.status, hit.header("x-cache")), (403, "HIT"));
+}

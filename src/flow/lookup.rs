@@ -164,7 +164,8 @@ impl<St: Store + ?Sized> Cache<St> {
                             .policies
                             .get(request.policy)
                             .refresh_ahead
-                            .is_some_and(|share| entry.lived(now) >= share),
+                            // RFC 8246: an immutable response is not revalidated while fresh.
+                            .is_some_and(|share| !stored.immutable && entry.lived(now) >= share),
                         entry,
                     },
                     Staleness::Revalidate => Found::Stale(entry),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::cache::{Cache, Disposition};
 use crate::key::Target;
+use crate::semantics::CacheStatus;
 use crate::{CacheBody, Store, invalidate};
 
 /// A `PURGE` request, answered by the cache itself (see `CacheLayer::purge_method`).
@@ -35,5 +36,11 @@ where
     };
     let mut answer = answer.map(|body| CacheBody::buffered(body, None));
     cache.mark(answer.headers_mut(), Disposition::Bypass);
+    // Answered by the cache itself: neither a hit nor forwarded.
+    let status = CacheStatus {
+        detail: Some("purge"),
+        ..CacheStatus::default()
+    };
+    cache.status(answer.headers_mut(), status);
     Ok(answer)
 }
