@@ -33,12 +33,20 @@ impl Counters {
     /// A request counted as a miss whose fetch revalidated a stored response instead.
     pub(crate) fn miss_revalidated(&self) {
         self.revalidated.fetch_add(1, Relaxed);
-        self.misses.fetch_sub(1, Relaxed);
+        self.unmiss();
     }
 
     pub(crate) fn miss_answered_stale(&self) {
         self.stale.fetch_add(1, Relaxed);
-        self.misses.fetch_sub(1, Relaxed);
+        self.unmiss();
+    }
+
+    /// One miss less, never below zero: a leader answered stale whose fetch then revalidates
+    /// is moved out of the misses twice.
+    fn unmiss(&self) {
+        let _ = self
+            .misses
+            .fetch_update(Relaxed, Relaxed, |misses| misses.checked_sub(1));
     }
 }
 

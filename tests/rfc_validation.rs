@@ -380,3 +380,104 @@ async fn rfc9111_4_3_5_head_freshens_or_removes_the_stored_response() {
         "nothing left to revalidate"
     );
 }
+
+/// A revalidated entry keeps the origin's tags from its first fill: invalidating the tag
+/// still removes it (a 304 carries no body, and usually no tags).
+#[tokio::test]
+async fn rfc9111_4_3_4_a_refreshed_entry_keeps_its_tags() {
+    let origin = Validating::new(|s| {
+        s.full_only.push(("cache-tag".into(), "product-1".into()));
+    });
+    let (service, setup) = cache(&origin, Policy::new());
+    send(&service, get(&[])).await;
+    setup.flush().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    origin.set(|s| s.headers = vec![("cache-control".into(), "max-age=60".into())]);
+    let refreshed = send(&service, get(&[])).await;
+    assert_eq!(origin.not_modified(), 1);
+    assert!(
+        !refreshed.headers.contains_key("cache-tag"),
+        "the tag header never leaves"
+    );
+    setup.flush().await;
+    assert_eq!(send(&service, get(&[])).await.cache(), "HIT");
+    setup.handle.invalidate_tags(&["product-1"]).await;
+    let after = send(&service, get(&[])).await;
+    assert_eq!(
+        after.cache(),
+        "MISS",
+        "the tag still reached the refreshed entry"
+    );
+    assert!(!origin.last_seen().contains_key("if-none-match"));
+}
+
+/// §4.3.4: a 304 naming another strong validator does not select the stored response: it
+/// is not refreshed (the next request asks for the whole response).
+#[tokio::test]
+async fn rfc9111_4_3_4_a_304_for_another_representation_does_not_refresh() {
+    let modified = "Tue, 01 Jan 2030 00:00:00 GMT";
+    let origin = Validating::new(|s| s.last_modified = Some(modified.into()));
+    let (service, setup) = cache(&origin, Policy::new());
+    send(&service, get(&[])).await;
+    setup.flush().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A node that reads only If-Modified-Since, whose representation changed within the
+    // second: it confirms "not modified" while naming another entity-tag.
+    origin.set(|s| {
+        s.ignore_if_none_match = true;
+        s.etag = Some("\"v2\"".into());
+        s.body = "version 2".into();
+        s.headers = vec![("cache-control".into(), "max-age=60".into())];
+    });
+    let got = send(&service, get(&[])).await;
+    assert_eq!(origin.last_seen()["if-none-match"], "\"v1\"");
+    assert_eq!(origin.not_modified(), 1);
+    assert_eq!(got.status, 200);
+    setup.flush().await;
+    origin.set(|s| s.ignore_if_none_match = false);
+    let next = send(&service, get(&[])).await;
+    assert_ne!(
+        next.cache(),
+        "HIT",
+        "v1's body is not kept under v2's validator"
+    );
+    assert_eq!(next.text(), "version 2");
+}
+
+/// A response that must be validated before every reuse is still collapsed: concurrent
+/// requests share one revalidation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_5_2_2_4_no_cache_revalidations_are_collapsed() {
+    let origin = Validating::new(|s| {
+        s.headers = vec![("cache-control".into(), "no-cache".into())];
+    });
+    let (service, setup) = cache(&origin, Policy::new());
+    send(&service, get(&[])).await;
+    setup.flush().await;
+    origin.set(|s| s.delay = Duration::from_millis(200));
+    let requests = (0..20).map(|_| send(&service, get(&[])));
+    for got in futures_util::future::join_all(requests).await {
+        assert_eq!((got.status, got.text().as_str()), (200, "version 1"));
+    }
+    assert_eq!((origin.full(), origin.not_modified()), (1, 1));
+}
+
+/// What a request says of itself (its `no-store`, its spelling) never removes the stored
+/// response its revalidation confirmed.
+#[tokio::test]
+async fn rfc9111_5_2_1_5_a_no_store_request_does_not_remove_a_confirmed_entry() {
+    let origin = Validating::default();
+    let (service, setup) = cache(&origin, Policy::new());
+    send(&service, get(&[])).await;
+    setup.flush().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let got = send(&service, get(&[("cache-control", "no-store")])).await;
+    assert_eq!((got.status, origin.not_modified()), (200, 1));
+    setup.flush().await;
+    send(&service, get(&[])).await;
+    assert_eq!(
+        (origin.full(), origin.not_modified()),
+        (1, 2),
+        "still stored: revalidated again, not refetched"
+    );
+}

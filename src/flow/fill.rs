@@ -27,8 +27,7 @@ use crate::invalidate::{self, FillTicket};
 use crate::semantics::{self, CacheStatus, Forward, Received, StoreDecision};
 use crate::stats::Counters;
 use crate::{
-    CacheBody, CacheKey, CacheOverride, Entry, MAX_LIFETIME, NotStoredReason, PutOutcome, Store,
-    StoreKey,
+    CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, PutOutcome, Store, StoreKey,
 };
 
 /// A cacheable request whose response has arrived: what the fill decides and stores with.
@@ -53,6 +52,10 @@ pub(crate) struct Complete {
     pub variants: Option<Arc<Entry>>,
     pub entry: Arc<Entry>,
     pub ttl: Duration,
+    /// A revalidation's: when the stored response it refreshes was stored. Its body is that
+    /// response's, read before this fill's ticket: it is written only if that response is
+    /// still the one stored (an invalidation in between removed or replaced it).
+    pub replaces: Option<SystemTime>,
 }
 
 impl Complete {
@@ -219,14 +222,11 @@ where
                 &miss.request.parts.headers,
                 &self.vary_normalizers,
             );
-            // The list outlives any one variant: written by each variant's fill, it must not
-            // expire with a short-lived one and hide its longer-lived siblings (a list whose
-            // variant is gone is only a miss; invalidating the URI removes it).
             let list = Entry::variants(
                 miss.request.key.full(),
                 decision.vary.clone(),
                 miss.responded_at,
-                Lifetime::fresh(MAX_LIFETIME),
+                decision.lifetime,
             );
             let list = list.with_tags(tags()).requested_at(miss.request.now);
             (variant, Some(Arc::new(list)))
@@ -534,6 +534,7 @@ where
             variants,
             entry,
             ttl: lifetime.storage_ttl(),
+            replaces: None,
         }
     }
 
@@ -544,7 +545,7 @@ where
         // From the check to the end of the writes, no invalidation records (`Generations`): it
         // either came before and is seen here, or removes these writes after they are whole.
         let writing = self.generations.writing().await;
-        if miss.ticket.overtaken(tags()) {
+        if miss.ticket.overtaken(tags()) || !self.still_stored(complete).await {
             tracing::debug!("an invalidation overtook this fill; not stored");
             Counters::add(&self.counters.stores_refused);
             return false;
@@ -553,7 +554,8 @@ where
         if let Some(list) = &complete.variants {
             // The list first: a reader that finds it before the variant just misses.
             let key = miss.request.key.store_key();
-            self.put_shared(key, Arc::clone(list), MAX_LIFETIME).await;
+            let (list, ttl) = self.lasting_list(key, list, complete.ttl).await;
+            self.put_shared(key, list, ttl).await;
             written.push(key);
         }
         let key = complete.target.store_key();
@@ -570,6 +572,48 @@ where
             None => {}
         }
         kept
+    }
+
+    /// Whether the stored response a revalidation refreshes is still the one stored (always
+    /// true for other fills).
+    async fn still_stored(&self, complete: &Complete) -> bool {
+        let Some(stored_at) = complete.replaces else {
+            return true;
+        };
+        match self.store.get(complete.target.store_key()).await {
+            Ok(Some(entry)) => {
+                entry.key() == complete.entry.key() && entry.stored_at() == stored_at
+            }
+            _ => false,
+        }
+    }
+
+    /// The variants list to write under `key`, and for how long: as long as this variant
+    /// (`ttl`), or as the list already stored lasts, whichever is longer. Each variant's fill
+    /// writes the list, and a short-lived variant must not cut it short for its longer-lived
+    /// siblings (nor may the list outlast them all by much: in Redis it is indexed by tags).
+    async fn lasting_list(
+        &self,
+        key: StoreKey,
+        list: &Arc<Entry>,
+        ttl: Duration,
+    ) -> (Arc<Entry>, Duration) {
+        let now = SystemTime::now();
+        let existing = match self.store.get(key).await {
+            Ok(Some(stored)) if stored.key() == list.key() => stored.remaining_lifetime(now),
+            _ => Duration::ZERO,
+        };
+        if existing <= ttl {
+            return (Arc::clone(list), ttl);
+        }
+        let crate::entry::Kind::Variants(names) = list.kind() else {
+            return (Arc::clone(list), ttl);
+        };
+        let key_bytes = Bytes::copy_from_slice(list.key());
+        let lasting = Entry::variants(key_bytes, names.to_vec(), now, Lifetime::fresh(existing))
+            .with_tags(list.tags())
+            .requested_at(list.fill_started_at());
+        (Arc::new(lasting), existing)
     }
 
     /// Removes what this fill just wrote if an invalidation came in meanwhile: either it sees

@@ -124,9 +124,17 @@ impl<St: Store + ?Sized> Cache<St> {
             }
             return Taken::No;
         }
-        let Found::Fresh { entry, .. } = self.classify(Some(Arc::clone(entry)), request, now)
-        else {
-            return Taken::No;
+        let entry = match self.classify(Some(Arc::clone(entry)), request, now) {
+            Found::Fresh { entry, .. } => entry,
+            // Fetched or validated after this request came: it answers it even when it may
+            // not be reused later without validation (`no-cache`, `max-age=0`), or requests
+            // for such a response would never be collapsed.
+            Found::Stale(entry) | Found::StaleIfError(entry) | Found::Validate(entry)
+                if entry.stored_at() >= request.now =>
+            {
+                entry
+            }
+            _ => return Taken::No,
         };
         let served = Served::Collapsed(request.forward);
         let response = match body {

@@ -17,7 +17,7 @@ use crate::flow::coalesce::{FlightGuard, Shared};
 use crate::flow::fill::{Complete, Miss};
 use crate::semantics;
 use crate::stats::Counters;
-use crate::{CacheBody, CacheOverride, Entry, NotStoredReason, Store, StoreKey};
+use crate::{CacheBody, CacheOverride, Entry, NotStoredReason, Store, StoreKey, invalidate};
 
 impl<St: Store + ?Sized> Cache<St> {
     /// The origin's `304` to the validators of `prior`, the stored response this fetch
@@ -28,8 +28,8 @@ impl<St: Store + ?Sized> Cache<St> {
     pub(crate) async fn revalidated<B: CachedBody>(
         self: &Arc<Self>,
         behind: &Behind,
-        miss: Miss,
-        update: response::Parts,
+        mut miss: Miss,
+        mut update: response::Parts,
         prior: Arc<Entry>,
         overrides: CacheOverride,
         guard: Option<FlightGuard>,
@@ -41,19 +41,33 @@ impl<St: Store + ?Sized> Cache<St> {
             self.counters.miss_revalidated();
         }
         let (head, forward) = (miss.request.head, miss.request.forward);
+        let tagged = self.carry_tags(&mut miss, &mut update, &prior);
         let fields = self.without_placeholder(&stored.headers);
         let merged = semantics::freshened(stored.status, &fields, &update);
         let body = || match head {
             true => CacheBody::empty(),
             false => CacheBody::buffered(stored.body.clone(), stored.trailers.clone()),
         };
-        let complete = match self.refreshed(&miss, &merged, &prior, overrides) {
+        // §4.3.4: a 304 whose strong validator is not the stored one does not select it.
+        let selected = semantics::selects(&stored.headers, &update.headers);
+        let refreshed = match (tagged, selected) {
+            (Ok(()), true) => self.refreshed(&miss, &merged, &prior, overrides),
+            (Err(reason), _) => Err(reason),
+            (Ok(()), false) => Err(NotStoredReason::Incomplete),
+        };
+        let complete = match refreshed {
             Ok(complete) => complete,
             Err(reason) => {
+                // Waiters ask the origin themselves: the stored response was not confirmed
+                // for them (never stand it in for a failure either).
                 if let Some(guard) = guard {
-                    guard.publish(Shared::Failed);
+                    guard.publish(Shared::Pass);
                 }
-                self.remove_off_path(StoreKey::of(prior.key())).await;
+                // Only what the response says removes the stored one: never a reason of
+                // this request's own (its spelling, its `no-store`, its credentials).
+                if !selected || reason.is_unshareable() {
+                    self.remove_off_path(StoreKey::of(prior.key())).await;
+                }
                 let mut parts = merged;
                 self.mark(&mut parts.headers, Disposition::Miss);
                 self.leaving(&mut parts, forward, Err(reason));
@@ -69,13 +83,40 @@ impl<St: Store + ?Sized> Cache<St> {
         response.unwrap_or_else(|| Response::from_parts(merged, body()))
     }
 
+    /// The tags of the refreshed entry: those the fill took (its URI's), the stored entry's
+    /// own (the origin's and the policy's, from its first fill), and those the update names in
+    /// the tag header (taken out of it, as from any response).
+    fn carry_tags(
+        &self,
+        miss: &mut Miss,
+        update: &mut response::Parts,
+        prior: &Entry,
+    ) -> Result<(), NotStoredReason> {
+        let named = self
+            .take_tag_header(update)
+            .map_err(|_| NotStoredReason::Tags)?;
+        let carried = prior.tags().filter(|tag| !invalidate::is_internal(tag));
+        for tag in carried.map(str::to_owned).chain(named) {
+            if !miss.tags.contains(&tag) {
+                miss.tags.push(tag);
+            }
+        }
+        let origin = miss.tags.iter().filter(|t| !invalidate::is_internal(t));
+        if origin.count() > invalidate::MAX_TAGS {
+            return Err(NotStoredReason::Tags);
+        }
+        Ok(())
+    }
+
     /// A `200` answer to a `HEAD` request that went forward with `prior` in hand (§4.3.5): if
     /// it describes `prior` (the same strong validator, the same length), its fields refresh
-    /// it; if not, `prior` is out of date and removed. The client gets the origin's answer.
+    /// it; if it shows `prior` is out of date, `prior` is removed; if it lacks what would
+    /// tell (a server may leave out `ETag` or `Content-Length` on `HEAD`, RFC 9110 §9.3.2),
+    /// `prior` is left as it is. The client gets the origin's answer.
     pub(crate) async fn head_answered<B: CachedBody>(
         self: &Arc<Self>,
         behind: &Behind,
-        miss: Miss,
+        mut miss: Miss,
         mut parts: response::Parts,
         body: B,
         prior: Arc<Entry>,
@@ -84,18 +125,21 @@ impl<St: Store + ?Sized> Cache<St> {
         let Some(stored) = prior.stored() else {
             unreachable!("only a stored response is revalidated")
         };
-        let matches = semantics::head_matches(&stored.headers, stored.body.len(), &parts.headers);
-        let refreshed = if matches {
-            let fields = self.without_placeholder(&stored.headers);
-            let merged = semantics::freshened(stored.status, &fields, &parts);
-            self.refreshed(&miss, &merged, &prior, overrides).ok()
-        } else {
-            None
+        let tagged = self.carry_tags(&mut miss, &mut parts, &prior);
+        let matched = semantics::head_matches(&stored.headers, stored.body.len(), &parts.headers);
+        let refreshed = match (matched, tagged) {
+            (Some(true), Ok(())) => {
+                let fields = self.without_placeholder(&stored.headers);
+                let merged = semantics::freshened(stored.status, &fields, &parts);
+                self.refreshed(&miss, &merged, &prior, overrides).ok()
+            }
+            _ => None,
         };
         self.leaving(&mut parts, miss.request.forward, Err(NotStoredReason::Head));
-        match refreshed {
-            Some(complete) => self.write_behind(behind, miss, complete, None).await,
-            None => self.remove_off_path(StoreKey::of(prior.key())).await,
+        match (refreshed, matched) {
+            (Some(complete), _) => self.write_behind(behind, miss, complete, None).await,
+            (None, Some(false)) => self.remove_off_path(StoreKey::of(prior.key())).await,
+            (None, _) => {}
         }
         Response::from_parts(parts, CacheBody::origin(body))
     }
@@ -118,7 +162,9 @@ impl<St: Store + ?Sized> Cache<St> {
             .inspect_err(|reason| self.not_stored(*reason))?;
         let head = self.head(miss, merged, Some(stored.body.len() as u64), decision);
         let trailers: Option<HeaderMap> = stored.trailers.clone();
-        Ok(self.complete(miss, head, stored.body.clone(), trailers))
+        let mut complete = self.complete(miss, head, stored.body.clone(), trailers);
+        complete.replaces = Some(prior.stored_at());
+        Ok(complete)
     }
 
     /// Writes a refreshed entry behind the response (bounded like every write), tells the

@@ -15,7 +15,7 @@ pub(crate) use cache_control::CacheControl;
 pub(crate) use cache_status::{CacheStatus, Forward, cache_name, hit_prefix, hit_value};
 pub(crate) use request_directives::only_if_cached;
 pub(crate) use storable::{Received, RequestFacts, StoreDecision, decide, headers_for_storage};
-pub(crate) use update::{freshened, head_matches};
+pub(crate) use update::{freshened, head_matches, selects};
 pub(crate) use vary::Vary;
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{StatusCode, response};
 
 /// Fields a newer head never replaces: those that describe the stored body (its length,
-/// coding, type and range), the hop-by-hop ones, and `Age` (recomputed on every answer).
-const DESCRIBE_THE_BODY: [HeaderName; 11] = [
+/// coding, type and range) and the hop-by-hop ones.
+const DESCRIBE_THE_BODY: [HeaderName; 10] = [
     header::CONTENT_LENGTH,
     header::CONTENT_ENCODING,
     header::CONTENT_TYPE,
@@ -17,11 +17,13 @@ const DESCRIBE_THE_BODY: [HeaderName; 11] = [
     header::UPGRADE,
     header::TRAILER,
     header::PROXY_AUTHENTICATE,
-    header::AGE,
 ];
 
 /// The stored response's head (`status`, `stored` fields) with every field `update` carries
-/// replacing the stored one (all its lines), except those that describe the body (§3.2).
+/// replacing the stored one (all its lines), except those that describe the body and those
+/// its `Connection` lists (§3.2). The age is the update's: the stored `Age` goes, and an
+/// update without `Date` is dated now (RFC 9110 §6.6.1), so the refreshed response's age
+/// counts from its validation, not from its first fetch.
 pub(crate) fn freshened(
     status: StatusCode,
     stored: &HeaderMap,
@@ -30,8 +32,26 @@ pub(crate) fn freshened(
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
     parts.version = update.version;
-    let replaced = |name: &HeaderName| update.headers.contains_key(name) && replaces(name);
-    let mut headers = HeaderMap::with_capacity(stored.keys_len() + update.headers.keys_len());
+    let listed: Vec<HeaderName> = update
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let replaces = |name: &HeaderName| {
+        !DESCRIBE_THE_BODY.contains(name)
+            && name != "keep-alive"
+            && name != "proxy-connection"
+            && !listed.contains(name)
+    };
+    let replaced = |name: &HeaderName| {
+        name == header::AGE
+            || (name == header::DATE)
+            || (update.headers.contains_key(name) && replaces(name))
+    };
+    let mut headers = HeaderMap::with_capacity(stored.keys_len() + update.headers.keys_len() + 1);
     for (name, value) in stored {
         if !replaced(name) {
             headers.append(name.clone(), value.clone());
@@ -42,19 +62,39 @@ pub(crate) fn freshened(
             headers.append(name.clone(), value.clone());
         }
     }
+    if !headers.contains_key(header::DATE) {
+        let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+        if let Ok(now) = header::HeaderValue::from_str(&now) {
+            headers.insert(header::DATE, now);
+        }
+    }
     parts.headers = headers;
     parts
 }
 
-fn replaces(name: &HeaderName) -> bool {
-    !DESCRIBE_THE_BODY.contains(name) && name != "keep-alive" && name != "proxy-connection"
+/// Whether a `304` selects the stored response (RFC 9111 §4.3.4): not when it carries a
+/// strong `ETag` other than the stored one (the origin confirmed another representation).
+pub(crate) fn selects(stored: &HeaderMap, update: &HeaderMap) -> bool {
+    let strong = |map: &HeaderMap| {
+        map.get(header::ETAG)
+            .map(|v| v.as_bytes().trim_ascii())
+            .filter(|tag| !tag.starts_with(b"W/"))
+            .map(<[u8]>::to_vec)
+    };
+    match (strong(update), stored.get(header::ETAG)) {
+        (Some(new), Some(old)) => new == old.as_bytes().trim_ascii(),
+        // A strong tag for a response stored without one: not the one stored.
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 /// Whether a `200` answer to `HEAD` (fields `head`) describes the stored response (fields
 /// `stored`, body of `length` bytes) (§4.3.5): the same strong validator (an `ETag`, or
-/// without one on either side a `Last-Modified`), and the same `Content-Length` where either
-/// gives one.
-pub(crate) fn head_matches(stored: &HeaderMap, length: usize, head: &HeaderMap) -> bool {
+/// without one on either side a `Last-Modified`), and the same `Content-Length` where the
+/// answer gives one. `None` when the answer lacks the validator the stored response has (a
+/// server may leave it out of a `HEAD` answer): it tells nothing.
+pub(crate) fn head_matches(stored: &HeaderMap, length: usize, head: &HeaderMap) -> Option<bool> {
     let one = |map: &HeaderMap, name: &HeaderName| {
         let mut lines = map.get_all(name).iter();
         match (lines.next(), lines.next()) {
@@ -64,15 +104,21 @@ pub(crate) fn head_matches(stored: &HeaderMap, length: usize, head: &HeaderMap) 
     };
     let validator = match (one(stored, &header::ETAG), one(head, &header::ETAG)) {
         (Some(a), Some(b)) => !a.starts_with(b"W/") && a == b,
+        (Some(_), None) => return None,
+        (None, Some(_)) => false,
         (None, None) => {
-            let modified = one(stored, &header::LAST_MODIFIED);
-            modified.is_some() && modified == one(head, &header::LAST_MODIFIED)
+            match (
+                one(stored, &header::LAST_MODIFIED),
+                one(head, &header::LAST_MODIFIED),
+            ) {
+                (Some(a), Some(b)) => a == b,
+                _ => return None,
+            }
         }
-        _ => false,
     };
     let declared = one(head, &header::CONTENT_LENGTH);
     let length_agrees = declared.is_none_or(|declared| declared == length.to_string().as_bytes());
-    validator && length_agrees
+    Some(validator && length_agrees)
 }
 
 #[cfg(test)]
@@ -109,7 +155,8 @@ mod tests {
             ("link", "</c>"),
             ("content-type", "text/plain"),
             ("content-length", "0"),
-            ("connection", "close"),
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
             ("age", "5"),
         ]);
         let parts = freshened(StatusCode::OK, &stored, &update);
@@ -120,7 +167,9 @@ mod tests {
         assert_eq!(h["content-type"], "text/html");
         assert_eq!(h["content-length"], "12");
         assert_eq!(h["x-kept"], "1");
-        assert!(!h.contains_key("connection") && !h.contains_key("age"));
+        assert!(!h.contains_key("connection") && !h.contains_key("x-hop"));
+        assert_eq!(h["age"], "5", "the update's age");
+        assert!(h.contains_key("date"), "dated now when the 304 is not");
     }
 
     /// RFC 9111 §4.3.5: a HEAD response updates the stored response only when its strong
@@ -128,22 +177,31 @@ mod tests {
     #[test]
     fn rfc9111_4_3_5_head_matches_by_strong_validator_and_length() {
         let stored = map(&[("etag", "\"v1\""), ("last-modified", "x")]);
-        assert!(head_matches(&stored, 5, &map(&[("etag", "\"v1\"")])));
-        assert!(head_matches(
-            &stored,
-            5,
-            &map(&[("etag", "\"v1\""), ("content-length", "5")])
-        ));
-        assert!(!head_matches(
-            &stored,
-            5,
-            &map(&[("etag", "\"v1\""), ("content-length", "6")])
-        ));
-        assert!(!head_matches(&stored, 5, &map(&[("etag", "\"v2\"")])));
-        assert!(!head_matches(&stored, 5, &map(&[])));
+        let v1 = map(&[("etag", "\"v1\"")]);
+        assert_eq!(head_matches(&stored, 5, &v1), Some(true));
+        let sized = map(&[("etag", "\"v1\""), ("content-length", "5")]);
+        assert_eq!(head_matches(&stored, 5, &sized), Some(true));
+        let resized = map(&[("etag", "\"v1\""), ("content-length", "6")]);
+        assert_eq!(head_matches(&stored, 5, &resized), Some(false));
+        assert_eq!(
+            head_matches(&stored, 5, &map(&[("etag", "\"v2\"")])),
+            Some(false)
+        );
+        assert_eq!(head_matches(&stored, 5, &map(&[])), None, "tells nothing");
         let weak = map(&[("etag", "W/\"v1\"")]);
-        assert!(!head_matches(&weak, 5, &map(&[("etag", "W/\"v1\"")])));
+        assert_eq!(head_matches(&weak, 5, &weak), Some(false));
         let dated = map(&[("last-modified", "Tue, 01 Jan 2030 00:00:00 GMT")]);
-        assert!(head_matches(&dated, 0, &dated));
+        assert_eq!(head_matches(&dated, 0, &dated), Some(true));
+    }
+
+    /// §4.3.4: a 304 with another strong validator does not select the stored response.
+    #[test]
+    fn rfc9111_4_3_4_a_304_selects_by_strong_validator() {
+        let stored = map(&[("etag", "\"v1\"")]);
+        assert!(selects(&stored, &map(&[("etag", "\"v1\"")])));
+        assert!(selects(&stored, &map(&[])));
+        assert!(selects(&stored, &map(&[("etag", "W/\"v2\"")])));
+        assert!(!selects(&stored, &map(&[("etag", "\"v2\"")])));
+        assert!(!selects(&map(&[]), &map(&[("etag", "\"v2\"")])));
     }
 }

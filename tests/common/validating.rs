@@ -22,6 +22,8 @@ pub struct State {
     pub last_modified: Option<String>,
     /// Answer full responses even to conditional requests.
     pub ignore_conditions: bool,
+    /// Read `If-Modified-Since` only (an origin node that does not know entity-tags).
+    pub ignore_if_none_match: bool,
     /// Fail instead: a status to answer with, or an error from the service.
     pub fail_status: Option<u16>,
     pub fail_error: bool,
@@ -43,6 +45,7 @@ impl Default for State {
             etag: Some("\"v1\"".into()),
             last_modified: None,
             ignore_conditions: false,
+            ignore_if_none_match: false,
             fail_status: None,
             fail_error: false,
             delay: Duration::ZERO,
@@ -189,7 +192,10 @@ impl Validating {
 /// RFC 9110 §13.1.2 (weak comparison), §13.1.3 (only without `If-None-Match`).
 fn not_modified(request: &HeaderMap, state: &State) -> bool {
     let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
-    if let Some(inm) = request.get("if-none-match") {
+    if let Some(inm) = request
+        .get("if-none-match")
+        .filter(|_| !state.ignore_if_none_match)
+    {
         let Some(etag) = &state.etag else {
             return false;
         };
