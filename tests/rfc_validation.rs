@@ -7,65 +7,11 @@
 mod common;
 
 use axum::body::Body;
-use common::read;
+use common::rfc::{cache, get, send, status_of};
 use common::validating::Validating;
 use http::Request;
 use std::time::Duration;
-use tower::{Layer, ServiceExt};
-use tower_response_cache::{CacheLayer, MemoryStore, Policy};
-
-type Cached = tower_response_cache::CacheService<
-    tower::util::BoxCloneSyncService<
-        Request<Body>,
-        http::Response<Body>,
-        common::validating::BoxError,
-    >,
-    MemoryStore,
->;
-
-/// The layer over `origin`, its handle (to flush writes) and its stats.
-struct Setup {
-    service: Cached,
-    handle: tower_response_cache::CacheHandle,
-    stats: tower_response_cache::CacheStats,
-}
-
-fn cache(origin: &Validating, policy: Policy) -> (Cached, Setup) {
-    let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).policy(policy);
-    let setup = Setup {
-        handle: layer.handle(),
-        stats: layer.stats(),
-        service: layer.layer(origin.service()),
-    };
-    (setup.service.clone(), setup)
-}
-
-impl Setup {
-    async fn flush(&self) {
-        self.handle.flush().await;
-    }
-}
-
-fn get(headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::get("http://example.com/doc");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Body::empty()).unwrap()
-}
-
-async fn send(service: &Cached, request: Request<Body>) -> common::Got {
-    read(service.clone().oneshot(request).await.unwrap()).await
-}
-
-fn status_of(got: &common::Got) -> String {
-    got.headers
-        .get_all("cache-status")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use tower_response_cache::Policy;
 
 /// Past its freshness, the entry is revalidated with its own `ETag`; the origin's 304 makes
 /// the stored body answer, with the 304's fields, and fresh again for the 304's `max-age`.

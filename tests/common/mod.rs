@@ -3,6 +3,7 @@
 
 #[cfg(feature = "redis")]
 pub mod redis_server;
+pub mod rfc;
 pub mod validating;
 
 use axum::Router;
