@@ -10,7 +10,7 @@
 //!    ([`background`]); stale fallbacks; background refresh. A conditional or ranged request's
 //!    own answer is computed from the full response ([`conditions`]).
 //! 4. [`fill`]: decide on the response's head, stream its body to every client ([`transfer`];
-//!    [`buffer`] without a runtime), store it behind the response; a `304` (or a `HEAD`
+//!    [`buffer`] without a runtime), store it behind the response ([`persist`]); a `304` (or a `HEAD`
 //!    answer) for a stored response the fetch revalidated refreshes it ([`revalidate`]).
 
 pub(crate) mod answer;
@@ -22,6 +22,7 @@ pub(crate) mod conditions;
 pub(crate) mod fetch;
 pub(crate) mod fill;
 pub(crate) mod lookup;
+pub(crate) mod persist;
 pub(crate) mod prepare;
 pub(crate) mod revalidate;
 pub(crate) mod transfer;

@@ -8,10 +8,11 @@ use http::{Response, StatusCode};
 use proptest::prelude::*;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::RequestFacts;
 use super::cache_control::CacheControl;
 use super::conditional::{Evaluated, apply, evaluate};
 use super::freshness::{initial_age, origin_lifetime};
-use super::storable::{Received, RequestFacts, decide};
+use super::storable::{Received, decide};
 use crate::entry::{Entry, StoredResponse};
 use crate::testing::check;
 use crate::{CacheOverride, MAX_LIFETIME, Policy};
