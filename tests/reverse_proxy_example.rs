@@ -13,24 +13,10 @@ use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
-
-/// The example binary, built by `cargo test` next to the test binaries.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir.join("examples").join("reverse_proxy");
-    assert!(
-        path.exists(),
-        "{} is not built: run the whole suite (`cargo test` builds the examples) or `cargo build --example reverse_proxy` first",
-        path.display()
-    );
-    path
-}
 
 async fn origin(calls: Calls) -> std::net::SocketAddr {
     let c1 = calls.clone();
@@ -76,7 +62,7 @@ async fn start_proxy(
     upstream: std::net::SocketAddr,
     extra: &[&str],
 ) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(example_binary())
+    let mut child = tokio::process::Command::new(common::example_binary("reverse_proxy"))
         .args([
             "--listen",
             "127.0.0.1:0",

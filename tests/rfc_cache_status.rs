@@ -9,63 +9,15 @@
 
 mod common;
 
-use axum::body::Body;
-use common::read;
+use common::rfc::{Cached, Setup, cache_with, get, layer, request, send, status_of};
 use common::validating::Validating;
-use http::Request;
 use std::time::Duration;
-use tower::{Layer, ServiceExt};
-use tower_response_cache::{CacheHandle, CacheLayer, MemoryStore, Policy};
-
-type Cached = tower_response_cache::CacheService<
-    tower::util::BoxCloneSyncService<
-        Request<Body>,
-        http::Response<Body>,
-        common::validating::BoxError,
-    >,
-    MemoryStore,
->;
+use tower_response_cache::Policy;
 
 const NAME: &str = "tower-response-cache";
 
-fn layer(policy: Policy) -> CacheLayer<MemoryStore> {
-    CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).policy(policy)
-}
-
-fn cache(origin: &Validating) -> (Cached, CacheHandle) {
+fn cache(origin: &Validating) -> (Cached, Setup) {
     cache_with(origin, layer(Policy::new()))
-}
-
-fn cache_with(origin: &Validating, layer: CacheLayer<MemoryStore>) -> (Cached, CacheHandle) {
-    (layer.layer(origin.service()), layer.handle())
-}
-
-fn request(method: &str, headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::builder()
-        .method(method)
-        .uri("http://example.com/doc");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Body::empty()).unwrap()
-}
-
-fn get(headers: &[(&str, &str)]) -> Request<Body> {
-    request("GET", headers)
-}
-
-async fn send(service: &Cached, request: Request<Body>) -> common::Got {
-    read(service.clone().oneshot(request).await.unwrap()).await
-}
-
-/// The field as one list (its lines combined).
-fn status_of(got: &common::Got) -> String {
-    got.headers
-        .get_all("cache-status")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The members of the field, in order (no member here has a comma in a string).

@@ -8,58 +8,10 @@
 
 mod common;
 
-use axum::body::Body;
-use common::read;
+use common::rfc::{Cached, Setup, cache, get, head, send, status_of};
 use common::validating::Validating;
-use http::Request;
 use std::time::{Duration, SystemTime};
-use tower::{Layer, ServiceExt};
-use tower_response_cache::{CacheHandle, CacheLayer, MemoryStore, Policy};
-
-type Cached = tower_response_cache::CacheService<
-    tower::util::BoxCloneSyncService<
-        Request<Body>,
-        http::Response<Body>,
-        common::validating::BoxError,
-    >,
-    MemoryStore,
->;
-
-fn cache(origin: &Validating, policy: Policy) -> (Cached, CacheHandle) {
-    let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).policy(policy);
-    (layer.layer(origin.service()), layer.handle())
-}
-
-fn request(method: &str, headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::builder()
-        .method(method)
-        .uri("http://example.com/doc");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Body::empty()).unwrap()
-}
-
-fn get(headers: &[(&str, &str)]) -> Request<Body> {
-    request("GET", headers)
-}
-
-fn head(headers: &[(&str, &str)]) -> Request<Body> {
-    request("HEAD", headers)
-}
-
-async fn send(service: &Cached, request: Request<Body>) -> common::Got {
-    read(service.clone().oneshot(request).await.unwrap()).await
-}
-
-fn status_of(got: &common::Got) -> String {
-    got.headers
-        .get_all("cache-status")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use tower_response_cache::Policy;
 
 /// The names of a response's fields, sorted.
 fn names(got: &common::Got) -> Vec<String> {
@@ -78,7 +30,7 @@ fn fresh_origin() -> Validating {
 }
 
 /// Stores the origin's response (one MISS) and waits until the store has it.
-async fn fill(service: &Cached, handle: &CacheHandle) {
+async fn fill(service: &Cached, handle: &Setup) {
     let first = send(service, get(&[])).await;
     assert_eq!((first.status, first.cache()), (200, "MISS"));
     handle.flush().await;

@@ -7,8 +7,7 @@
 
 mod common;
 
-use common::rfc::{Cached, Setup, cache, date_in, fields, get, send, status_of, ttl_of};
-use common::validating::Validating;
+use common::rfc::{cache, date_in, get, origin_with, send, status_of, ttl_of, twice};
 use std::time::Duration;
 use tower_response_cache::Policy;
 
@@ -32,25 +31,6 @@ fn assert_one_member(got: &common::Got, what: &str) {
         members.len() == 1 && members[0].starts_with("tower-response-cache;"),
         "{what}: Cache-Status members {members:?}"
     );
-}
-
-/// Sends the same GET twice (flushing the store between them) and returns both answers.
-async fn twice(service: &Cached, setup: &Setup) -> (common::Got, common::Got) {
-    let first = send(service, get(&[])).await;
-    setup.flush().await;
-    let second = send(service, get(&[])).await;
-    (first, second)
-}
-
-/// An origin answering `200` with these fields (and the default `ETag`, unless `etag`).
-fn origin_with(pairs: &[(&str, &str)], etag: bool) -> Validating {
-    let headers = fields(pairs);
-    Validating::new(|s| {
-        s.headers = headers;
-        if !etag {
-            s.etag = None;
-        }
-    })
 }
 
 /// §5.1: `Age` is a non-negative integer; a value that is not one (`1a`, `-1`, `1.5`, empty,

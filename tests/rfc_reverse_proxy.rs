@@ -11,27 +11,14 @@ use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir.join("examples").join("reverse_proxy");
-    assert!(
-        path.exists(),
-        "{} is not built: run the whole suite (`cargo test` builds the examples)",
-        path.display()
-    );
-    path
-}
-
 /// The proxy in front of `origin`, and its address.
 async fn proxy(origin: &Validating) -> (tokio::process::Child, String) {
     let upstream = origin.serve().await;
-    let mut child = tokio::process::Command::new(example_binary())
+    let mut child = tokio::process::Command::new(common::example_binary("reverse_proxy"))
         .args(["--listen", "127.0.0.1:0", "--upstream"])
         .arg(format!("http://{upstream}"))
         .stdout(Stdio::piped())

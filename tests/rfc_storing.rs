@@ -9,18 +9,10 @@
 
 mod common;
 
-use common::rfc::{Cached, Setup, cache, date_in, fields, get, send, status_of, ttl_of};
+use common::rfc::{cache, date_in, fields, get, send, status_of, ttl_of, twice};
 use common::validating::Validating;
 use std::time::Duration;
 use tower_response_cache::Policy;
-
-/// Sends the same GET twice (flushing the store between them) and returns both answers.
-async fn twice(service: &Cached, setup: &Setup) -> (common::Got, common::Got) {
-    let first = send(service, get(&[])).await;
-    setup.flush().await;
-    let second = send(service, get(&[])).await;
-    (first, second)
-}
 
 /// §3: with explicit freshness any final status is storable, recognised by the policy or not
 /// (418, 403, 451, an unregistered 299), from `max-age`, `s-maxage` or `Expires`.

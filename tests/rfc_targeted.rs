@@ -8,29 +8,13 @@
 
 mod common;
 
-use axum::body::Body;
-use common::read;
+use common::rfc::{
+    Cached, Setup, cache_with, date_in, layer, origin_with, status_of, ttl_of, twice,
+};
 use common::validating::Validating;
-use http::{HeaderName, Request};
-use std::time::{Duration, SystemTime};
-use tower::{Layer, ServiceExt};
-use tower_response_cache::{CacheLayer, MemoryStore, Policy};
-
-type Cached = tower_response_cache::CacheService<
-    tower::util::BoxCloneSyncService<
-        Request<Body>,
-        http::Response<Body>,
-        common::validating::BoxError,
-    >,
-    MemoryStore,
->;
-
-/// The layer over `origin`, its handle (to flush writes) and its stats.
-struct Setup {
-    service: Cached,
-    handle: tower_response_cache::CacheHandle,
-    stats: tower_response_cache::CacheStats,
-}
+use http::HeaderName;
+use std::time::Duration;
+use tower_response_cache::Policy;
 
 const CDN: HeaderName = HeaderName::from_static("cdn-cache-control");
 
@@ -46,7 +30,7 @@ enum Targeted {
 }
 
 fn cache(origin: &Validating, policy: Policy, targeted: Targeted) -> (Cached, Setup) {
-    let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).policy(policy);
+    let layer = layer(policy);
     let layer = match targeted {
         Targeted::Off => layer,
         Targeted::On(name) => layer.targeted_field(HeaderName::from_static(name)),
@@ -54,81 +38,7 @@ fn cache(origin: &Validating, policy: Policy, targeted: Targeted) -> (Cached, Se
             .targeted_field(HeaderName::from_static(name))
             .keep_targeted_field(),
     };
-    let setup = Setup {
-        handle: layer.handle(),
-        stats: layer.stats(),
-        service: layer.layer(origin.service()),
-    };
-    (setup.service.clone(), setup)
-}
-
-impl Setup {
-    async fn flush(&self) {
-        self.handle.flush().await;
-    }
-}
-
-fn get(headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::get("http://example.com/doc");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Body::empty()).unwrap()
-}
-
-async fn send(service: &Cached, request: Request<Body>) -> common::Got {
-    read(service.clone().oneshot(request).await.unwrap()).await
-}
-
-fn status_of(got: &common::Got) -> String {
-    got.headers
-        .get_all("cache-status")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The `ttl` parameter of a `Cache-Status` value.
-fn ttl_of(got: &common::Got) -> Option<i64> {
-    status_of(got)
-        .split(';')
-        .map(str::trim)
-        .find_map(|p| p.strip_prefix("ttl="))
-        .map(|v| v.parse().unwrap())
-}
-
-/// An HTTP-date `secs` seconds from now (negative: in the past).
-fn date_in(secs: i64) -> String {
-    let now = SystemTime::now();
-    let at = if secs >= 0 {
-        now + Duration::from_secs(secs.unsigned_abs())
-    } else {
-        now - Duration::from_secs(secs.unsigned_abs())
-    };
-    httpdate::fmt_http_date(at)
-}
-
-/// An origin whose `200` carries these fields (and `ETag: "v1"` unless `etag` is false).
-fn origin_with(pairs: &[(&str, &str)], etag: bool) -> Validating {
-    let headers: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    Validating::new(|s| {
-        s.headers = headers;
-        if !etag {
-            s.etag = None;
-        }
-    })
-}
-
-/// Sends the same GET twice (flushing the store between them) and returns both answers.
-async fn twice(service: &Cached, setup: &Setup) -> (common::Got, common::Got) {
-    let first = send(service, get(&[])).await;
-    setup.flush().await;
-    let second = send(service, get(&[])).await;
-    (first, second)
+    cache_with(origin, layer)
 }
 
 /// RFC 9213 §2.2: `Cache-Control: no-store` with `CDN-Cache-Control: max-age=60`: this cache

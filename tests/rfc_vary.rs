@@ -7,57 +7,14 @@
 
 mod common;
 
-use axum::body::Body;
-use common::read;
+use common::rfc::{Cached, Setup, cache_with, get, layer, send, status_of};
 use common::validating::Validating;
-use http::Request;
 use http::header::ACCEPT_ENCODING;
 use std::time::Duration;
-use tower::{Layer, ServiceExt};
-use tower_response_cache::{
-    CacheHandle, CacheLayer, MemoryStore, Policy, VaryNormalizer, token_set,
-};
+use tower_response_cache::{Policy, VaryNormalizer, token_set};
 
-type Cached = tower_response_cache::CacheService<
-    tower::util::BoxCloneSyncService<
-        Request<Body>,
-        http::Response<Body>,
-        common::validating::BoxError,
-    >,
-    MemoryStore,
->;
-
-fn layer() -> CacheLayer<MemoryStore> {
-    CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).policy(Policy::new())
-}
-
-fn cache(origin: &Validating) -> (Cached, CacheHandle) {
-    cache_with(origin, layer())
-}
-
-fn cache_with(origin: &Validating, layer: CacheLayer<MemoryStore>) -> (Cached, CacheHandle) {
-    (layer.layer(origin.service()), layer.handle())
-}
-
-fn get(headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::get("http://example.com/doc");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Body::empty()).unwrap()
-}
-
-async fn send(service: &Cached, request: Request<Body>) -> common::Got {
-    read(service.clone().oneshot(request).await.unwrap()).await
-}
-
-fn status_of(got: &common::Got) -> String {
-    got.headers
-        .get_all("cache-status")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
+fn cache(origin: &Validating) -> (Cached, Setup) {
+    cache_with(origin, layer(Policy::new()))
 }
 
 /// An origin whose responses `Vary` as `vary` says, stored for a minute.
@@ -72,11 +29,7 @@ fn varying(vary: &str) -> Validating {
 }
 
 /// Sends `headers`, waits for the store, and returns the answer.
-async fn send_flushed(
-    service: &Cached,
-    handle: &CacheHandle,
-    headers: &[(&str, &str)],
-) -> common::Got {
+async fn send_flushed(service: &Cached, handle: &Setup, headers: &[(&str, &str)]) -> common::Got {
     let got = send(service, get(headers)).await;
     handle.flush().await;
     got
@@ -229,7 +182,8 @@ async fn rfc9111_4_1_vary_star_is_never_stored() {
 #[tokio::test]
 async fn rfc9111_4_1_accept_encoding_token_set_normaliser() {
     let origin = varying("accept-encoding");
-    let normalised = layer().vary_normalizer(ACCEPT_ENCODING, VaryNormalizer::new(token_set));
+    let normalised =
+        layer(Policy::new()).vary_normalizer(ACCEPT_ENCODING, VaryNormalizer::new(token_set));
     let (service, handle) = cache_with(&origin, normalised);
     let first = send_flushed(&service, &handle, &[("accept-encoding", "gzip, br")]).await;
     assert_eq!(first.cache(), "MISS");
@@ -266,7 +220,8 @@ async fn rfc9111_4_1_accept_encoding_token_set_normaliser() {
 #[tokio::test]
 async fn rfc9111_4_1_normaliser_applies_to_its_field_only() {
     let origin = varying("accept-language");
-    let normalised = layer().vary_normalizer(ACCEPT_ENCODING, VaryNormalizer::new(token_set));
+    let normalised =
+        layer(Policy::new()).vary_normalizer(ACCEPT_ENCODING, VaryNormalizer::new(token_set));
     let (service, handle) = cache_with(&origin, normalised);
     send_flushed(&service, &handle, &[("accept-language", "en, fr")]).await;
     let got = send(&service, get(&[("accept-language", "FR,en")])).await;

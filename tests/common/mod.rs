@@ -206,3 +206,16 @@ pub fn failing_origin(calls: &Calls, failure: &'static str) -> Router {
         }),
     )
 }
+
+/// An example's binary, built by `cargo test` next to the test binaries.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the whole suite (`cargo test` builds the examples) or `cargo build --example {name}` first",
+        path.display()
+    );
+    path
+}

@@ -27,7 +27,16 @@ pub struct Setup {
 }
 
 pub fn cache(origin: &Validating, policy: Policy) -> (Cached, Setup) {
-    let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).policy(policy);
+    cache_with(origin, layer(policy))
+}
+
+/// A layer over a 1 MiB memory store with `policy`.
+pub fn layer(policy: Policy) -> CacheLayer<MemoryStore> {
+    CacheLayer::new(MemoryStore::with_capacity_bytes(1 << 20)).policy(policy)
+}
+
+/// `layer` (configured by the test) over `origin`.
+pub fn cache_with(origin: &Validating, layer: CacheLayer<MemoryStore>) -> (Cached, Setup) {
     let setup = Setup {
         handle: layer.handle(),
         stats: layer.stats(),
@@ -42,12 +51,23 @@ impl Setup {
     }
 }
 
-pub fn get(headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::get("http://example.com/doc");
+/// A request for `http://example.com/doc`.
+pub fn request(method: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri("http://example.com/doc");
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
     request.body(Body::empty()).unwrap()
+}
+
+pub fn get(headers: &[(&str, &str)]) -> Request<Body> {
+    request("GET", headers)
+}
+
+pub fn head(headers: &[(&str, &str)]) -> Request<Body> {
+    request("HEAD", headers)
 }
 
 pub async fn send(service: &Cached, request: Request<Body>) -> super::Got {
@@ -90,4 +110,23 @@ pub fn ttl_of(got: &super::Got) -> Option<i64> {
         .map(str::trim)
         .find_map(|p| p.strip_prefix("ttl="))
         .map(|v| v.parse().unwrap())
+}
+
+/// An origin answering `200` with these fields (and the default `ETag`, unless `etag`).
+pub fn origin_with(pairs: &[(&str, &str)], etag: bool) -> Validating {
+    let headers = fields(pairs);
+    Validating::new(|s| {
+        s.headers = headers;
+        if !etag {
+            s.etag = None;
+        }
+    })
+}
+
+/// Sends the same GET twice (flushing the store between them) and returns both answers.
+pub async fn twice(service: &Cached, setup: &Setup) -> (super::Got, super::Got) {
+    let first = send(service, get(&[])).await;
+    setup.flush().await;
+    let second = send(service, get(&[])).await;
+    (first, second)
 }
