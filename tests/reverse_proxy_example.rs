@@ -13,9 +13,8 @@ use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 async fn origin(calls: Calls) -> std::net::SocketAddr {
@@ -58,37 +57,6 @@ async fn origin(calls: Calls) -> std::net::SocketAddr {
     addr
 }
 
-async fn start_proxy(
-    upstream: std::net::SocketAddr,
-    extra: &[&str],
-) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(common::example_binary("reverse_proxy"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &format!("http://{upstream}"),
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("proxy starts")
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_owned();
-    // Keep reading, so that the proxy never writes to a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 async fn call(proxy: &str, method: &str, path: &str, host: &str) -> (u16, HeaderMap, Bytes) {
     call_with(proxy, method, path, host, None).await
 }
@@ -125,7 +93,7 @@ async fn call_with(
 async fn the_proxy_caches_by_the_origins_rules() {
     let calls = Calls::default();
     let upstream = origin(calls.clone()).await;
-    let (mut child, proxy) = start_proxy(upstream, &[]).await;
+    let (mut child, proxy) = common::start_proxy(upstream, &[]).await;
 
     let (status, headers, body) = call(&proxy, "GET", "/fresh", "a.example").await;
     assert_eq!((status, &body[..]), (200, &b"fresh 1 for a.example"[..]));
@@ -161,7 +129,7 @@ async fn an_unreachable_origin_is_a_bad_gateway() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let (mut child, proxy) = start_proxy(free, &[]).await;
+    let (mut child, proxy) = common::start_proxy(free, &[]).await;
     let (status, _, _) = call(&proxy, "GET", "/anything", "a.example").await;
     assert_eq!(status, 502);
     child.kill().await.unwrap();
@@ -172,7 +140,7 @@ async fn writes_tags_and_purges_through_the_proxy() {
     let calls = Calls::default();
     let upstream = origin(calls.clone()).await;
     let flags = ["--tag-header", "surrogate-key", "--purge-token", "t0ken"];
-    let (mut child, proxy) = start_proxy(upstream, &flags).await;
+    let (mut child, proxy) = common::start_proxy(upstream, &flags).await;
 
     // A write through the proxy invalidates its URI.
     call(&proxy, "GET", "/fresh", "a.example").await;
@@ -234,7 +202,7 @@ async fn raw(proxy: &str, head: &str) -> String {
 async fn an_absolute_target_replaces_a_forged_host_before_forwarding() {
     let calls = Calls::default();
     let upstream = origin(calls.clone()).await;
-    let (mut child, proxy) = start_proxy(upstream, &[]).await;
+    let (mut child, proxy) = common::start_proxy(upstream, &[]).await;
     let forged = raw(
         &proxy,
         "GET http://a.example/fresh HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
@@ -307,7 +275,7 @@ async fn closed_by_the_proxy(closes: &mut mpsc::UnboundedReceiver<()>) {
 #[tokio::test]
 async fn a_hung_origin_is_a_gateway_timeout() {
     let (upstream, mut closes) = hanging_origin("").await;
-    let (mut child, proxy) = start_proxy(upstream, &["--upstream-timeout", "300ms"]).await;
+    let (mut child, proxy) = common::start_proxy(upstream, &["--upstream-timeout", "300ms"]).await;
     // Without the flag (30 s by default), `call` gives up after 10 s and this fails.
     let (status, _, body) = call(&proxy, "GET", "/anything", "a.example").await;
     assert_eq!((status, &body[..]), (504, &b"upstream timed out"[..]));
@@ -319,7 +287,7 @@ async fn a_hung_origin_is_a_gateway_timeout() {
 async fn a_body_that_stalls_is_cut_and_not_stored() {
     let head = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 10\r\n\r\nabc";
     let (upstream, mut closes) = hanging_origin(head).await;
-    let (mut child, proxy) = start_proxy(upstream, &["--upstream-timeout", "300ms"]).await;
+    let (mut child, proxy) = common::start_proxy(upstream, &["--upstream-timeout", "300ms"]).await;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     for _ in 0..2 {
         let request = Request::get(format!("http://{proxy}/stalls"))
@@ -363,7 +331,7 @@ async fn thirty_clients_of_a_seven_second_upstream_make_at_most_two_upstream_cal
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let (mut child, proxy) = start_proxy(upstream, &[]).await;
+    let (mut child, proxy) = common::start_proxy(upstream, &[]).await;
     let clients: Vec<_> = (0..30)
         .map(|_| {
             let proxy = proxy.clone();

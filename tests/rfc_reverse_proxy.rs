@@ -11,29 +11,11 @@ use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The proxy in front of `origin`, and its address.
 async fn proxy(origin: &Validating) -> (tokio::process::Child, String) {
-    let upstream = origin.serve().await;
-    let mut child = tokio::process::Command::new(common::example_binary("reverse_proxy"))
-        .args(["--listen", "127.0.0.1:0", "--upstream"])
-        .arg(format!("http://{upstream}"))
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("proxy starts")
-        .unwrap()
-        .unwrap();
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    common::start_proxy(origin.serve().await, &[]).await
 }
 
 struct Got {

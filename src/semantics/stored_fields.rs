@@ -3,6 +3,17 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::response;
 
+/// The fields a message's `Connection` lists (hop-by-hop, RFC 9110 §7.6.1): never stored.
+pub(crate) fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
+}
+
 /// The header fields to store (RFC 9111 §3.1): no hop-by-hop or `Connection`-listed fields, no
 /// `Age` (recomputed on every hit), no `Set-Cookie` (only stored when the policy strips it),
 /// none of `strip` (those a qualified `no-cache` or `private` names, the targeted field), and
@@ -20,14 +31,7 @@ pub(crate) fn headers_for_storage(
     has_trailers: bool,
     strip: &[HeaderName],
 ) -> HeaderMap {
-    let listed: Vec<HeaderName> = response
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    let listed = connection_listed(&response.headers);
     let stored = |name: &HeaderName| {
         ![
             header::CONNECTION,

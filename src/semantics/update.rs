@@ -32,14 +32,7 @@ pub(crate) fn freshened(
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
     parts.version = update.version;
-    let listed: Vec<HeaderName> = update
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    let listed = super::stored_fields::connection_listed(&update.headers);
     let replaces = |name: &HeaderName| {
         !DESCRIBE_THE_BODY.contains(name)
             && name != "keep-alive"

@@ -13,6 +13,7 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::AsyncBufReadExt;
 use tower::ServiceExt;
 
 /// Counts how often the origin was called.
@@ -218,4 +219,37 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+/// The `reverse_proxy` example in front of `upstream` (with `extra` arguments), as a process;
+/// its address, read from its `listening on` line.
+pub async fn start_proxy(
+    upstream: std::net::SocketAddr,
+    extra: &[&str],
+) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(example_binary("reverse_proxy"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://{upstream}"),
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("proxy starts")
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_owned();
+    // Keep reading, so that the proxy never writes to a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
 }
