@@ -9,10 +9,10 @@ use std::time::SystemTime;
 use crate::flow::coalesce::Flights;
 use crate::invalidate::unapplied::Unapplied;
 use crate::invalidate::{self, Generations};
+use crate::observe::{Invalidation, Observer, StoreOp};
 use crate::policy::Policies;
 use crate::purge::token::PurgeToken;
 use crate::semantics::CacheStatus;
-use crate::stats::Counters;
 use crate::{BypassReason, NotStoredReason, VaryNormalizer};
 
 /// The shared state of one cache: store, policies, header names, flights, generations,
@@ -32,7 +32,8 @@ pub(crate) struct Cache<St: ?Sized> {
     pub vary_normalizers: Arc<Vec<(HeaderName, VaryNormalizer)>>,
     /// The per-response override header, or none.
     pub override_header: Option<HeaderName>,
-    pub counters: Arc<Counters>,
+    /// Where every count goes (stats, metrics, events).
+    pub observe: Arc<Observer>,
     /// Fetches in flight, for coalescing.
     pub flights: Arc<Flights>,
     /// Fill generations, so that invalidated data is never written back.
@@ -61,7 +62,7 @@ impl<St: ?Sized> Clone for Cache<St> {
             strip_targeted: self.strip_targeted,
             vary_normalizers: Arc::clone(&self.vary_normalizers),
             override_header: self.override_header.clone(),
-            counters: Arc::clone(&self.counters),
+            observe: Arc::clone(&self.observe),
             flights: Arc::clone(&self.flights),
             generations: Arc::clone(&self.generations),
             unapplied: Arc::clone(&self.unapplied),
@@ -197,23 +198,29 @@ impl<St: ?Sized> Cache<St> {
         }
     }
 
-    pub(crate) fn bypassed(&self, reason: BypassReason) {
-        Counters::add(&self.counters.bypasses);
-        tracing::debug!(reason = reason.as_str(), "cache bypass");
+    /// A request that did not use the cache (its route chosen anew: bypasses only).
+    pub(crate) fn bypassed(&self, parts: &http::request::Parts, reason: BypassReason) {
+        let route = self.policies.select(parts);
+        self.observe.bypassed(self.policies.counters(route), reason);
     }
 
     pub(crate) fn not_stored(&self, reason: NotStoredReason) {
-        tracing::debug!(reason = reason.as_str(), "response not stored");
+        self.observe.not_stored(reason);
     }
 }
 
 impl<St: crate::Store + ?Sized> Cache<St> {
+    /// A store operation failed: counted under the store's name, logged.
+    pub(crate) fn store_error(&self, op: StoreOp, error: &crate::StoreError) {
+        self.observe.store_error(self.store.name(), op, error);
+    }
+
     /// Invalidates every entry carrying one of `tags`: recorded first (so that fills in
     /// progress do not write back), then removed from the store. Store errors are logged and
     /// counted, and the invalidation is remembered: hidden from this instance's lookups at
     /// once and retried until the store takes it (see `unapplied.rs`). The count of removed
     /// entries is returned.
-    pub(crate) async fn invalidate(&self, tags: &[&str]) -> u64 {
+    pub(crate) async fn invalidate(&self, kind: Invalidation, tags: &[&str]) -> u64 {
         if tags.is_empty() {
             return 0;
         }
@@ -222,19 +229,19 @@ impl<St: crate::Store + ?Sized> Cache<St> {
             .record_when_clear(tags.iter().copied())
             .await;
         self.flights.detach(tags);
-        Counters::add(&self.counters.invalidations);
         let removed = match self.store.invalidate_tags(tags).await {
             Ok(removed) => {
                 self.unapplied.applied_tags(tags, mark);
                 removed
             }
             Err(error) => {
-                Counters::add(&self.counters.store_errors);
-                tracing::warn!(%error, "cache invalidation failed in the store; retried later");
+                self.store_error(StoreOp::Invalidate, &error);
+                tracing::warn!("the invalidation is retried until the store takes it");
                 self.unapplied.remember_tags(tags, at);
                 0
             }
         };
+        self.observe.invalidated(kind, tags, removed);
         self.unapplied.retry_pending(&self.store).await;
         removed
     }
@@ -242,23 +249,23 @@ impl<St: crate::Store + ?Sized> Cache<St> {
     /// Removes every entry, and records it so that fills in progress do not write back.
     /// Returns how many entries the store removed. A clear the store does not take is
     /// remembered as [`invalidate`](Self::invalidate) says.
-    pub(crate) async fn clear(&self) -> u64 {
+    pub(crate) async fn clear(&self, kind: Invalidation) -> u64 {
         let (at, mark) = (SystemTime::now(), self.unapplied.mark());
         self.generations.record_everything_when_clear().await;
         self.flights.detach_all();
-        Counters::add(&self.counters.invalidations);
         let removed = match self.store.clear().await {
             Ok(removed) => {
                 self.unapplied.applied_everything(mark);
                 removed
             }
             Err(error) => {
-                Counters::add(&self.counters.store_errors);
-                tracing::warn!(%error, "cache clear failed in the store; retried later");
+                self.store_error(StoreOp::Clear, &error);
+                tracing::warn!("the clear is retried until the store takes it");
                 self.unapplied.remember_everything(at);
                 0
             }
         };
+        self.observe.invalidated(kind, &["*"], removed);
         self.unapplied.retry_pending(&self.store).await;
         removed
     }

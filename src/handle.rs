@@ -10,6 +10,7 @@ use crate::Store;
 use crate::cache::Cache;
 use crate::invalidate;
 use crate::key::{normalize_authority, normalize_path};
+use crate::observe::Invalidation;
 use crate::store::BoxFuture;
 
 /// A cheap-to-clone handle on a cache (from [`CacheLayer::handle`](crate::CacheLayer::handle)),
@@ -35,6 +36,8 @@ use crate::store::BoxFuture;
 #[derive(Clone)]
 pub struct CacheHandle {
     cache: Arc<dyn Invalidate>,
+    /// Invalidations through this handle are the purge service's (counted as `purge`).
+    purging: bool,
 }
 
 impl fmt::Debug for CacheHandle {
@@ -45,17 +48,17 @@ impl fmt::Debug for CacheHandle {
 
 /// The operations a handle needs, without the store and key maker types.
 trait Invalidate: Send + Sync {
-    fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64>;
-    fn clear(&self) -> BoxFuture<'_, u64>;
+    fn invalidate<'a>(&'a self, kind: Invalidation, tags: &'a [&'a str]) -> BoxFuture<'a, u64>;
+    fn clear(&self, kind: Invalidation) -> BoxFuture<'_, u64>;
     fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
 impl<St: Store + ?Sized> Invalidate for Cache<St> {
-    fn invalidate<'a>(&'a self, tags: &'a [&'a str]) -> BoxFuture<'a, u64> {
-        Box::pin(Cache::invalidate(self, tags))
+    fn invalidate<'a>(&'a self, kind: Invalidation, tags: &'a [&'a str]) -> BoxFuture<'a, u64> {
+        Box::pin(Cache::invalidate(self, kind, tags))
     }
-    fn clear(&self) -> BoxFuture<'_, u64> {
-        Box::pin(Cache::clear(self))
+    fn clear(&self, kind: Invalidation) -> BoxFuture<'_, u64> {
+        Box::pin(Cache::clear(self, kind))
     }
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.unsettled.settled())
@@ -64,7 +67,27 @@ impl<St: Store + ?Sized> Invalidate for Cache<St> {
 
 impl CacheHandle {
     pub(crate) fn new<St: Store + ?Sized>(cache: Arc<Cache<St>>) -> Self {
-        CacheHandle { cache }
+        CacheHandle {
+            cache,
+            purging: false,
+        }
+    }
+
+    /// This handle, for the purge service: what it invalidates counts as `purge`.
+    pub(crate) fn purging(&self) -> CacheHandle {
+        CacheHandle {
+            cache: Arc::clone(&self.cache),
+            purging: true,
+        }
+    }
+
+    /// `kind`, or `purge` for the purge service's handle.
+    fn kind(&self, kind: Invalidation) -> Invalidation {
+        if self.purging {
+            Invalidation::Purge
+        } else {
+            kind
+        }
     }
 
     /// Invalidates every entry stored for this URI: all its `Vary` variants, all its queries
@@ -82,7 +105,8 @@ impl CacheHandle {
                 Err(_) => return 0,
             },
         };
-        self.cache.invalidate(&[&tag]).await
+        let kind = self.kind(Invalidation::Uri);
+        self.cache.invalidate(kind, &[&tag]).await
     }
 
     /// Invalidates every entry under a path prefix, at `/` boundaries: `"/products/"` covers
@@ -108,15 +132,19 @@ impl CacheHandle {
         match invalidate::prefix_tags(authority.as_deref(), &prefix) {
             Some(tags) => {
                 let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-                self.cache.invalidate(&tags).await
+                self.cache
+                    .invalidate(self.kind(Invalidation::Prefix), &tags)
+                    .await
             }
-            None => self.cache.clear().await,
+            None => self.cache.clear(self.kind(Invalidation::Prefix)).await,
         }
     }
 
     /// Invalidates every entry carrying any of `tags` (from the tag header or the policy).
     pub async fn invalidate_tags(&self, tags: &[&str]) -> u64 {
-        self.cache.invalidate(tags).await
+        self.cache
+            .invalidate(self.kind(Invalidation::Tag), tags)
+            .await
     }
 
     /// Waits until the writes the cache does after answering are done: responses already
@@ -130,7 +158,7 @@ impl CacheHandle {
     /// Removes every entry; returns how many the store removed (a Redis store: the entries
     /// it deleted under its prefix, whichever instance stored them).
     pub async fn clear(&self) -> u64 {
-        self.cache.clear().await
+        self.cache.clear(self.kind(Invalidation::Clear)).await
     }
 
     /// Sends `requests` through `service` (a service with this cache in front), one after the

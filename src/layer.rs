@@ -7,8 +7,9 @@ use tower_layer::Layer;
 
 use crate::cache::{Cache, StatusName};
 use crate::flow::background::Background;
+use crate::observe::Observer;
 use crate::policy::Policies;
-use crate::stats::{CacheStats, Counters};
+use crate::stats::CacheStats;
 use crate::{
     CacheHandle, CacheService, DefaultKey, KeyMaker, Policy, PurgeToken, RoutePattern, Store,
     VaryNormalizer,
@@ -79,17 +80,18 @@ impl<St: Store + ?Sized> CacheLayer<St> {
     /// A cache over a store that is already shared (a store the application also uses
     /// directly).
     pub fn from_shared_store(store: Arc<St>) -> Self {
+        let observe = Arc::new(Observer::default());
         CacheLayer {
             cache: Arc::new(Cache {
                 store,
-                policies: Policies::default(),
+                policies: Policies::new(&observe.routes),
                 cache_header: Some(HeaderName::from_static("x-cache")),
                 cache_status: Some(StatusName::new(DEFAULT_CACHE_NAME.to_owned())),
                 targeted: None,
                 strip_targeted: true,
                 vary_normalizers: Arc::default(),
                 override_header: Some(HeaderName::from_static("x-cache-override")),
-                counters: Arc::new(Counters::default()),
+                observe,
                 flights: Arc::default(),
                 generations: Arc::default(),
                 unapplied: Arc::default(),
@@ -149,7 +151,7 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
         policy: Policy,
     ) -> Result<Self, crate::policy::InvalidPattern> {
         let pattern = RoutePattern::parse(pattern)?;
-        Ok(self.configure(|c| c.policies.routes.push((pattern, policy))))
+        Ok(self.configure(|c| c.policies.push(pattern, policy, &c.observe.routes)))
     }
 
     /// Uses the closure `f` to add parts to every key (see [`KeyMaker`] and [`KeyBuilder`]). Its
@@ -294,7 +296,7 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     pub fn stats(&self) -> CacheStats {
         let store = Arc::clone(&self.cache.store);
         CacheStats {
-            counters: Arc::clone(&self.cache.counters),
+            observer: Arc::clone(&self.cache.observe),
             store: Arc::new(move || store.metrics()),
         }
     }

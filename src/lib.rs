@@ -114,6 +114,7 @@ mod handle;
 mod invalidate;
 mod key;
 mod layer;
+mod observe;
 mod outcome;
 mod policy;
 mod purge;
@@ -139,10 +140,10 @@ pub use purge::PurgeService;
 pub use purge::token::{InvalidToken, PurgeToken};
 pub use response_override::CacheOverride;
 pub use service::CacheService;
-pub use stats::{CacheStats, StatsSnapshot};
+pub use stats::{CacheStats, RouteStats, StatsSnapshot};
 pub use store::{
-    AnyStore, DynStore, Eviction, MemoryStore, MemoryStoreBuilder, PutOutcome, Store, StoreError,
-    StoreMetrics,
+    AnyStore, BreakerState, DynStore, Eviction, InspectedEntry, MemoryStore, MemoryStoreBuilder,
+    PutOutcome, Store, StoreError, StoreMetrics,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

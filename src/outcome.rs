@@ -34,6 +34,20 @@ pub enum BypassReason {
 }
 
 impl BypassReason {
+    /// Every reason, in declaration order (`reason as usize` indexes it).
+    pub(crate) const ALL: [BypassReason; 10] = [
+        BypassReason::Method,
+        BypassReason::Policy,
+        BypassReason::Cookie,
+        BypassReason::Authorization,
+        BypassReason::InvalidHost,
+        BypassReason::HostMismatch,
+        BypassReason::MethodOverride,
+        BypassReason::RequestBody,
+        BypassReason::KeyTooLarge,
+        BypassReason::KeyMaker,
+    ];
+
     /// A short, stable name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -102,6 +116,26 @@ pub enum NotStoredReason {
 }
 
 impl NotStoredReason {
+    /// Every reason, in declaration order (`reason as usize` indexes it).
+    pub(crate) const ALL: [NotStoredReason; 16] = [
+        NotStoredReason::Status,
+        NotStoredReason::NoStore,
+        NotStoredReason::Private,
+        NotStoredReason::NoCache,
+        NotStoredReason::Malformed,
+        NotStoredReason::VaryStar,
+        NotStoredReason::SetCookie,
+        NotStoredReason::Authorization,
+        NotStoredReason::NotFresh,
+        NotStoredReason::Override,
+        NotStoredReason::TooLarge,
+        NotStoredReason::Incomplete,
+        NotStoredReason::Head,
+        NotStoredReason::Tags,
+        NotStoredReason::RequestNoStore,
+        NotStoredReason::Spelling,
+    ];
+
     /// Whether the response itself says it could never be shared with other requests for the
     /// key, so that they should not wait for it ("hit-for-pass"). Errors, statuses and bodies
     /// that failed are not: the next response may well be shareable. Nor are reasons that
@@ -148,5 +182,20 @@ impl NotStoredReason {
 impl fmt::Display for NotStoredReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed_where_it_indexes() {
+        for (i, reason) in BypassReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason}");
+        }
+        for (i, reason) in NotStoredReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason}");
+        }
     }
 }

@@ -28,9 +28,12 @@ use crate::flow::cacheable::Cacheable;
 use crate::flow::conditions::Conditions;
 use crate::flow::fetch::{self, Origin};
 use crate::flow::lookup::{Found, Now};
+use crate::flow::tally::Tally;
+use crate::observe::span::RequestSpan;
+use crate::observe::{Outcome, Refresh};
 use crate::semantics::Forward;
-use crate::stats::Counters;
 use crate::{CacheBody, DefaultKey, Entry, KeyMaker, ResponseFuture, Store};
+use tracing::Instrument;
 
 /// The cache in front of an inner service `S`; built by [`CacheLayer`](crate::CacheLayer).
 pub struct CacheService<S, St: ?Sized, K = DefaultKey> {
@@ -127,16 +130,25 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let (parts, body) = request.into_parts();
+        #[cfg(feature = "metrics")]
+        if !self.cache.observe.publishing() {
+            crate::observe::publish::start(
+                &self.cache.observe,
+                &self.background,
+                &self.cache.store,
+            );
+        }
+        let span = RequestSpan::new(&parts);
         if parts.method.as_str() == "PURGE" && self.cache.purge_token.is_some() {
-            return ResponseFuture::flow(crate::purge::method::answer(
-                Arc::clone(&self.cache),
-                parts,
-            ));
+            let answering = crate::purge::method::answer(Arc::clone(&self.cache), parts);
+            return ResponseFuture::flow(answering.instrument(span.span().clone()));
         }
         let request = match self.cache.prepare(&*self.keys, &parts, &body) {
             Ok(described) => Cacheable::new(parts, described),
             Err(reason) => {
-                self.cache.bypassed(reason);
+                self.cache.bypassed(&parts, reason);
+                span.reason(reason.as_str());
+                span.outcome(Outcome::Bypass);
                 let safe = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
                 if safe && crate::semantics::only_if_cached(&parts.headers) {
                     let forward = Some(Forward::Bypass);
@@ -145,14 +157,19 @@ where
                     );
                 }
                 let cache = Arc::clone(&self.cache);
-                return ResponseFuture::flow(crate::flow::write::pass_through(
+                let passing = crate::flow::write::pass_through(
                     cache,
                     self.take_inner(),
                     Request::from_parts(parts, body),
                     reason,
-                ));
+                );
+                return ResponseFuture::flow(passing.instrument(span.span().clone()));
             }
         };
+        if span.is_on() {
+            let route = self.cache.policies.counters(request.policy).label();
+            span.described(route, request.key.store_key());
+        }
         match self.cache.lookup_now(&request, request.now) {
             Now::Known(found) => serve(
                 &self.cache,
@@ -163,16 +180,21 @@ where
                 },
                 found,
                 request,
+                span,
             ),
-            Now::Wait => ResponseFuture::flow(looked_up_later(
-                Arc::clone(&self.cache),
-                Arc::clone(&self.background),
-                Origin {
-                    inner: self.take_inner(),
-                    body,
-                },
-                request,
-            )),
+            Now::Wait => {
+                let looking = looked_up_later(
+                    Arc::clone(&self.cache),
+                    Arc::clone(&self.background),
+                    Origin {
+                        inner: self.take_inner(),
+                        body,
+                    },
+                    request,
+                    span,
+                );
+                ResponseFuture::flow(looking)
+            }
         }
     }
 }
@@ -198,6 +220,7 @@ fn serve<S, St, ReqB, ResB>(
     origin: impl FnOnce() -> Origin<S, ReqB>,
     found: Found,
     mut request: Cacheable,
+    span: RequestSpan,
 ) -> ResponseFuture<ResB, S::Error>
 where
     S: Inner<ReqB, ResB>,
@@ -222,10 +245,12 @@ where
     let (stale, pass) = match found {
         Found::Fresh { entry, refresh } => {
             if let Some(response) = answered(Served::Hit, &entry) {
-                Counters::add(&cache.counters.hits);
+                let route = cache.policies.counters(request.policy);
+                cache.observe.request(route, Outcome::Hit);
+                span.outcome(Outcome::Hit);
                 if refresh && request.facts.fills_for_others() {
                     request.prior = Some(entry);
-                    fetch::refresh(cache, background, origin(), request);
+                    fetch::refresh(cache, background, origin(), request, Refresh::Ahead);
                 }
                 return ResponseFuture::ready(response);
             }
@@ -233,10 +258,12 @@ where
         }
         Found::Stale(entry) => {
             if let Some(response) = answered(Served::Stale, &entry) {
-                Counters::add(&cache.counters.stale);
+                let route = cache.policies.counters(request.policy);
+                cache.observe.request(route, Outcome::Stale);
+                span.outcome(Outcome::Stale);
                 if request.facts.fills_for_others() {
                     request.prior = Some(entry);
-                    fetch::refresh(cache, background, origin(), request);
+                    fetch::refresh(cache, background, origin(), request, Refresh::Swr);
                 }
                 return ResponseFuture::ready(response);
             }
@@ -269,7 +296,13 @@ where
             (None, false)
         }
     };
-    Counters::add(&cache.counters.misses);
+    // Counted once answered: a miss, unless the answer says otherwise (revalidated, stale).
+    let tally = Tally::new(
+        Arc::clone(cache),
+        request.policy,
+        if pass { Outcome::Pass } else { Outcome::Miss },
+        span,
+    );
     // RFC 9111 §5.2.1.7: nothing stored will do, and the origin may not be asked.
     if request.facts.limits.is_some_and(|l| l.only_if_cached) {
         return ResponseFuture::ready(cache.gateway_timeout(None, "only-if-cached"));
@@ -284,7 +317,9 @@ where
     let cache = Arc::clone(cache);
     let background = Arc::clone(background);
     let origin = origin();
-    ResponseFuture::flow(async move {
+    let span = tally.span().clone();
+    let flow = async move {
+        let mut tally = tally;
         let cache_header = cache.cache_header.clone();
         let flow_cache = Arc::clone(&cache);
         let fetched = if pass {
@@ -292,16 +327,18 @@ where
         } else {
             fetch::coalesced(flow_cache, background, origin, request, stale).await
         };
-        let response = match fetched {
+        let mut response = match fetched {
             Ok(response) => response,
             Err(_) if strict => cache.gateway_timeout(Some(Forward::Stale), "revalidation-failed"),
             Err(error) => return Err(error),
         };
+        tally.answered(&mut response);
         Ok(match conditions {
             None => response,
             Some(conditions) => conditions.answer(response, cache_header.as_ref()),
         })
-    })
+    };
+    ResponseFuture::flow(flow.instrument(span))
 }
 
 /// A request whose store had to be waited for: the same as `call`, after the lookup.
@@ -310,6 +347,7 @@ async fn looked_up_later<S, St, ReqB, ResB>(
     background: Arc<Background>,
     origin: Origin<S, ReqB>,
     request: Cacheable,
+    span: RequestSpan,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Inner<ReqB, ResB>,
@@ -318,5 +356,5 @@ where
     ResB: CachedBody,
 {
     let found = cache.lookup(&request, request.now).await;
-    serve(&cache, &background, || origin, found, request).await
+    serve(&cache, &background, || origin, found, request, span).await
 }

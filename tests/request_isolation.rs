@@ -368,7 +368,7 @@ async fn a_conditional_or_ranged_first_request_leads_an_unconditional_fill() {
         };
         // All 21 missed while the fetch the conditional request started is held at the gate.
         tokio::time::timeout(Duration::from_secs(10), async {
-            while stats.snapshot().misses < 21 {
+            while stats.snapshot().in_flight < 21 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })

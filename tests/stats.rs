@@ -80,7 +80,7 @@ async fn the_hit_ratio_counts_hits_stale_answers_and_coalesced_waiters() {
         })
         .collect();
     for _ in 0..500 {
-        if stats.snapshot().misses == 6 {
+        if stats.snapshot().in_flight == 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -9,6 +9,8 @@ use std::time::SystemTime;
 
 use crate::cache::{Cache, Disposition};
 use crate::entry::{Kind, StoredResponse};
+use crate::flow::tally;
+use crate::observe::Outcome;
 use crate::semantics::{CacheStatus, Forward, hit_value};
 use crate::{CacheBody, Entry};
 
@@ -123,6 +125,11 @@ impl<St: ?Sized> Cache<St> {
                 _ => status.value(&name.name),
             };
             self.restate(headers, value);
+        }
+        match served {
+            Served::StaleFallback => tally::mark(&mut response, Outcome::Stale),
+            Served::Revalidated(_) => tally::mark(&mut response, Outcome::Revalidated),
+            _ => {}
         }
         Some(response)
     }

@@ -26,8 +26,9 @@ use crate::flow::fill::Miss;
 use crate::flow::lookup::{Found, Now, Taken};
 use crate::invalidate;
 use crate::key::Target;
-use crate::stats::Counters;
+use crate::observe::{OriginCall, Refresh};
 use crate::{CacheBody, Entry, Store, StoreKey};
+use tracing::Instrument;
 
 /// The origin call a request may make: the inner service (polled ready) and the request's
 /// body.
@@ -143,7 +144,7 @@ where
         };
         match taken {
             Taken::Response(response) => {
-                Counters::add(&cache.counters.coalesced);
+                cache.observe.coalesced();
                 return Ok(response);
             }
             // At most twice: a variant's fetch says which fields responses vary on.
@@ -193,7 +194,7 @@ where
             SystemTime::now(),
             Served::Collapsed(request.forward),
         ) {
-            Counters::add(&cache.counters.coalesced);
+            cache.observe.coalesced();
             guard.publish(Shared::LookAgain);
             return Ok(response);
         }
@@ -205,7 +206,7 @@ where
     // The claim (a store round trip, or a wait for another instance's fill) and the fetch run
     // in the task: a client that goes away meanwhile leaves its waiters to the task, not
     // without a fetch. The runtime was checked by `coalesced`, so the task starts.
-    background.spawn(async move {
+    let task = async move {
         let cache = task_config;
         let claim = match cache.claim_or_wait(&request).await {
             Claim::Mine => Some(key),
@@ -215,7 +216,7 @@ where
                 let now = SystemTime::now();
                 if let Some(response) = cache.answer(&entry, head, now, Served::Collapsed(forward))
                 {
-                    Counters::add(&cache.counters.coalesced);
+                    cache.observe.coalesced();
                     guard.publish(Shared::LookAgain);
                     let _ = answer.send(Ok(response));
                     return;
@@ -233,7 +234,9 @@ where
         );
         // The client may be gone; the fill is what matters then.
         let _ = answer.send(fetching.await);
-    });
+    };
+    // In the request's span: its origin time is recorded there.
+    background.spawn(task.instrument(tracing::Span::current()));
     let mut answered = answered;
     let mut own = None;
     if let Some((mut waiter, copy)) = racing {
@@ -250,7 +253,7 @@ where
         if let Some(shared) = shared {
             let now = SystemTime::now();
             if let Taken::Response(response) = cache.take_shared(&shared, &copy, now) {
-                Counters::add(&cache.counters.coalesced);
+                cache.observe.coalesced();
                 return Ok(response);
             }
         }
@@ -357,12 +360,24 @@ where
         validators(&stored.headers, &mut request.parts.headers);
     }
     let ticket = cache.generations.begin_fill();
+    let call = if sent.refreshing {
+        OriginCall::Refresh
+    } else if sent.prior.is_some() {
+        OriginCall::Revalidated
+    } else if sent.forward == crate::semantics::Forward::Bypass {
+        OriginCall::Pass
+    } else {
+        OriginCall::Miss
+    };
     // Called here, not in the future: the service was polled ready for this call.
     let Origin { mut inner, body } = origin;
+    let started = Instant::now();
     let called = inner.call(Request::from_parts(request.parts, body));
     async move {
+        let answered = called.await;
+        cache.observe.origin_answered(call, &answered, started);
         // On an error the guard is dropped, which tells the waiters the fetch failed.
-        let response = match called.await {
+        let response = match answered {
             Ok(response) => response,
             Err(error) => {
                 if let Some(key) = claim {
@@ -411,6 +426,7 @@ pub(crate) fn refresh<S, St, ReqB, ResB>(
     background: &Arc<Background>,
     origin: Origin<S, ReqB>,
     mut request: Cacheable,
+    kind: Refresh,
 ) where
     S: Inner<ReqB, ResB>,
     St: Store + ?Sized,
@@ -444,14 +460,15 @@ pub(crate) fn refresh<S, St, ReqB, ResB>(
         Some(guard),
         None,
     );
+    let observe = Arc::clone(&cache.observe);
     let spawned = background.spawn(async move {
         let _permit = permit;
-        if let Err(_error) = refreshing.await {
-            tracing::debug!("background refresh failed; the stored response stays");
+        if refreshing.await.is_err() {
+            observe.refresh_failed();
         }
     });
     if spawned {
-        Counters::add(&cache.counters.refreshes);
+        cache.observe.refresh_started(kind);
     }
 }
 
@@ -547,9 +564,7 @@ impl<St: Store + ?Sized> Cache<St> {
         head: bool,
         now: SystemTime,
     ) -> Option<Response<CacheBody<B>>> {
-        let response = self.answer(stale, head, now, Served::StaleFallback)?;
-        // Only misses get here: the request was counted as one when it was looked up.
-        self.counters.miss_answered_stale();
-        Some(response)
+        // Counted as stale when answered (the mark `StaleFallback` leaves).
+        self.answer(stale, head, now, Served::StaleFallback)
     }
 }

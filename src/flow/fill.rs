@@ -25,7 +25,6 @@ use crate::flow::coalesce::{FlightGuard, Shared};
 use crate::flow::transfer::{self, Driven, Transfer};
 use crate::invalidate::{self, FillTicket};
 use crate::semantics::{self, CacheStatus, Forward, Received, StoreDecision};
-use crate::stats::Counters;
 use crate::{CacheBody, CacheKey, CacheOverride, Entry, NotStoredReason, Store, StoreKey};
 
 /// A cacheable request whose response has arrived: what the fill decides and stores with.
@@ -310,8 +309,7 @@ where
                         storing.publish(if kept { shared } else { Shared::LookAgain });
                     }
                 } else {
-                    Counters::add(&self.counters.stores_dropped);
-                    tracing::warn!("too many store writes pending; response not stored");
+                    self.observe.dropped();
                 }
             }
             Driven::TooLarge => {

@@ -4,7 +4,7 @@
 use http::Response;
 use http_body::Body;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use crate::cache::Cache;
 use crate::entry::{Kind, Staleness};
@@ -12,7 +12,7 @@ use crate::flow::answer::Served;
 use crate::flow::cacheable::Cacheable;
 use crate::flow::coalesce::Shared;
 use crate::key::VaryNormalizers;
-use crate::stats::Counters;
+use crate::observe::StoreOp;
 use crate::{CacheBody, CacheKey, Entry, Store};
 
 /// What a request makes of the answer another request's fetch shared.
@@ -56,9 +56,15 @@ impl<St: Store + ?Sized> Cache<St> {
     /// [`lookup`](Self::lookup) without waiting, when the store can answer at once
     /// ([`Store::get_now`]).
     pub(crate) fn lookup_now(&self, request: &Cacheable, now: SystemTime) -> Now {
-        let get_now = |key: &CacheKey| match self.store.get_now(key.store_key()) {
-            None => Err(()),
-            Some(found) => Ok(self.verified(key, found)),
+        let get_now = |key: &CacheKey| {
+            let timer = self.lookup_timer(false);
+            match self.store.get_now(key.store_key()) {
+                None => Err(()),
+                Some(found) => {
+                    self.lookup_timed(timer);
+                    Ok(self.verified(key, found))
+                }
+            }
         };
         let Ok(entry) = get_now(&request.key) else {
             return Now::Wait;
@@ -74,18 +80,36 @@ impl<St: Store + ?Sized> Cache<St> {
         Now::Known(found)
     }
 
+    /// When a lookup starts, if it is to be timed (`waited`: the store's `get`, always;
+    /// its `get_now`: sampled; never without the `metrics` feature).
+    #[inline]
+    fn lookup_timer(&self, waited: bool) -> Option<Instant> {
+        self.observe.time_lookup(waited).then(Instant::now)
+    }
+
+    #[inline]
+    fn lookup_timed(&self, timer: Option<Instant>) {
+        if let Some(started) = timer {
+            self.observe.lookup(self.store.name(), started.elapsed());
+        }
+    }
+
     /// What the store holds for `request`, following a variants list to the variant that
     /// matches the request's headers. Every entry is checked against its full key: a hash
     /// collision is a miss. Store errors are misses too.
     pub(crate) async fn lookup(&self, request: &Cacheable, now: SystemTime) -> Found {
+        let timer = self.lookup_timer(true);
         let found = self.store.get(request.key.store_key()).await;
+        self.lookup_timed(timer);
         let Some(entry) = self.verified(&request.key, found) else {
             return Found::Missing;
         };
         match follow(entry, request, &self.vary_normalizers) {
             Step::Found(entry) => self.classify(Some(entry), request, now),
             Step::Variant(variant) => {
+                let timer = self.lookup_timer(true);
                 let found = self.store.get(variant.store_key()).await;
+                self.lookup_timed(timer);
                 let entry = self.verified(&variant, found);
                 in_variant(self.classify(entry, request, now), variant)
             }
@@ -197,8 +221,7 @@ impl<St: Store + ?Sized> Cache<St> {
         let entry = match found {
             Ok(entry) => entry?,
             Err(error) => {
-                Counters::add(&self.counters.store_errors);
-                tracing::warn!(%error, "cache store get failed; treated as a miss");
+                self.store_error(StoreOp::Get, &error);
                 return None;
             }
         };

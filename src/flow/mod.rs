@@ -25,5 +25,6 @@ pub(crate) mod lookup;
 pub(crate) mod persist;
 pub(crate) mod prepare;
 pub(crate) mod revalidate;
+pub(crate) mod tally;
 pub(crate) mod transfer;
 pub(crate) mod write;

@@ -12,7 +12,7 @@ use crate::cache::Cache;
 use crate::entry::{Lifetime, StoredResponse};
 use crate::flow::coalesce::Shared;
 use crate::flow::fill::{Head, Miss};
-use crate::stats::Counters;
+use crate::observe::StoreOp;
 use crate::{CacheKey, Entry, PutOutcome, Store, StoreKey};
 
 /// A complete entry to store: under which key, after which variants list, for how long.
@@ -115,7 +115,7 @@ where
         let writing = self.generations.writing().await;
         if miss.ticket.overtaken(tags()) || !self.still_stored(complete).await {
             tracing::debug!("an invalidation overtook this fill; not stored");
-            Counters::add(&self.counters.stores_refused);
+            self.observe.refused();
             return false;
         }
         let mut written = Vec::with_capacity(2);
@@ -135,8 +135,8 @@ where
         let undone = self.undo_if_overtaken(miss, &written).await;
         let kept = matches!(put, Some(PutOutcome::Stored)) && !undone;
         match put {
-            Some(PutOutcome::Stored) if !undone => Counters::add(&self.counters.stores),
-            Some(_) => Counters::add(&self.counters.stores_refused),
+            Some(PutOutcome::Stored) if !undone => self.observe.stored(),
+            Some(_) => self.observe.refused(),
             None => {}
         }
         kept
@@ -192,8 +192,7 @@ where
         }
         for key in written {
             if let Err(error) = self.store.remove(*key).await {
-                Counters::add(&self.counters.store_errors);
-                tracing::warn!(%error, "could not remove an overtaken fill");
+                self.store_error(StoreOp::Remove, &error);
             }
         }
         true
@@ -218,8 +217,7 @@ where
         match self.store.put(key, entry, ttl).await {
             Ok(outcome) => Some(outcome),
             Err(error) => {
-                Counters::add(&self.counters.store_errors);
-                tracing::warn!(%error, "cache store put failed; response not stored");
+                self.store_error(StoreOp::Put, &error);
                 None
             }
         }

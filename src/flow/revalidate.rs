@@ -16,8 +16,9 @@ use crate::flow::background::Behind;
 use crate::flow::coalesce::{FlightGuard, Shared};
 use crate::flow::fill::Miss;
 use crate::flow::persist::Complete;
+use crate::flow::tally;
+use crate::observe::{Outcome, StoreOp};
 use crate::semantics;
-use crate::stats::Counters;
 use crate::{CacheBody, CacheOverride, Entry, NotStoredReason, Store, StoreKey, invalidate};
 
 impl<St: Store + ?Sized> Cache<St> {
@@ -38,9 +39,6 @@ impl<St: Store + ?Sized> Cache<St> {
         let Some(stored) = prior.stored() else {
             unreachable!("only a stored response is revalidated")
         };
-        if !miss.request.refreshing {
-            self.counters.miss_revalidated();
-        }
         let (head, forward) = (miss.request.head, miss.request.forward);
         let tagged = self.carry_tags(&mut miss, &mut update, &prior);
         let fields = self.without_placeholder(&stored.headers);
@@ -72,7 +70,9 @@ impl<St: Store + ?Sized> Cache<St> {
                 let mut parts = merged;
                 self.mark(&mut parts.headers, Disposition::Miss);
                 self.leaving(&mut parts, forward, Err(reason));
-                return Response::from_parts(parts, body());
+                let mut response = Response::from_parts(parts, body());
+                tally::mark(&mut response, Outcome::Revalidated);
+                return response;
             }
         };
         if let Some(guard) = &guard {
@@ -81,7 +81,11 @@ impl<St: Store + ?Sized> Cache<St> {
         let served = Served::Revalidated(forward);
         let response = self.answer(&complete.entry, head, SystemTime::now(), served);
         self.write_behind(behind, miss, complete, guard).await;
-        response.unwrap_or_else(|| Response::from_parts(merged, body()))
+        response.unwrap_or_else(|| {
+            let mut response = Response::from_parts(merged, body());
+            tally::mark(&mut response, Outcome::Revalidated);
+            response
+        })
     }
 
     /// The tags of the refreshed entry: those the fill took (its URI's), the stored entry's
@@ -194,12 +198,7 @@ impl<St: Store + ?Sized> Cache<St> {
                         });
                     }
                 }
-                None => {
-                    Counters::add(&cache.counters.stores_dropped);
-                    tracing::warn!(
-                        "too many store writes pending; revalidated response not stored"
-                    );
-                }
+                None => cache.observe.dropped(),
             }
             if let Some(key) = miss.claim {
                 cache.store.release_fill(key).await;
@@ -220,8 +219,7 @@ impl<St: Store + ?Sized> Cache<St> {
         let task = async move {
             let _settling = settling;
             if let Err(error) = cache.store.remove(key).await {
-                Counters::add(&cache.counters.store_errors);
-                tracing::warn!(%error, "could not remove an outdated stored response");
+                cache.store_error(StoreOp::Remove, &error);
             }
         };
         if tokio::runtime::Handle::try_current().is_ok() {

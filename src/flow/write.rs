@@ -4,11 +4,13 @@
 use http::{Request, Response, request};
 use http_body::Body;
 use std::sync::Arc;
+use std::time::Instant;
 use tower_service::Service;
 
 use crate::cache::{Cache, Disposition};
 use crate::invalidate;
 use crate::key::{Target, normalize_path, normalized_head, original_uri};
+use crate::observe::{Invalidation, OriginCall};
 use crate::semantics::{CacheStatus, Forward};
 use crate::{BypassReason, CacheBody, CacheOverride, Store};
 
@@ -29,14 +31,19 @@ where
 {
     let (parts, body) = request.into_parts();
     let write = (!invalidate::is_safe(&parts.method)).then(|| normalized_head(&parts));
-    let response = inner.call(Request::from_parts(parts, body)).await?;
+    let called = Instant::now();
+    let response = inner.call(Request::from_parts(parts, body)).await;
+    cache
+        .observe
+        .origin_answered(OriginCall::Bypass, &response, called);
+    let response = response?;
     let (mut parts, body) = response.into_parts();
     CacheOverride::take(&mut parts, cache.override_header.as_ref());
     if let Some(write) = write {
         let tags = cache.written_tags(&write, &mut parts);
         if parts.status.is_success() || parts.status.is_redirection() {
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-            cache.invalidate(&tags).await;
+            cache.invalidate(Invalidation::Write, &tags).await;
         }
     } else {
         cache.strip_tag_header(&mut parts.headers);

@@ -11,9 +11,12 @@ pub(crate) use tagger::SharedTagger;
 pub use tagger::Tagger;
 
 use http::request;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::entry::capped;
+use crate::observe::routes::DEFAULT_ROUTE;
+use crate::observe::{RouteCounters, Routes};
 
 /// What to do with a response that carries `Set-Cookie`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -402,11 +405,13 @@ impl Policy {
     }
 }
 
-/// The default policy and the per-route ones, first match wins.
-#[derive(Clone, Debug, Default)]
+/// The default policy and the per-route ones, first match wins; with each one's outcome
+/// counters (`counters[0]` the default's, then the routes' in order).
+#[derive(Clone)]
 pub(crate) struct Policies {
     pub default: Policy,
     pub routes: Vec<(RoutePattern, Policy)>,
+    counters: Vec<Arc<RouteCounters>>,
 }
 
 /// Which of a [`Policies`]' policies applies: an index that outlives the borrow of the request.
@@ -414,6 +419,27 @@ pub(crate) struct Policies {
 pub(crate) struct PolicyId(usize);
 
 impl Policies {
+    /// The default policy alone, counted in `routes`.
+    pub(crate) fn new(routes: &Routes) -> Self {
+        Policies {
+            default: Policy::default(),
+            routes: Vec::new(),
+            counters: vec![routes.add(DEFAULT_ROUTE)],
+        }
+    }
+
+    /// Adds a route, counted in `routes` under its pattern.
+    pub(crate) fn push(&mut self, pattern: RoutePattern, policy: Policy, routes: &Routes) {
+        self.counters.push(routes.add(pattern.source()));
+        self.routes.push((pattern, policy));
+    }
+
+    /// The outcome counters of the policy `id`.
+    #[inline]
+    pub(crate) fn counters(&self, id: PolicyId) -> &RouteCounters {
+        self.counters.get(id.0).unwrap_or(&self.counters[0])
+    }
+
     /// The policy of the first route matching `request`, or the default.
     pub(crate) fn select(&self, request: &request::Parts) -> PolicyId {
         if self.routes.is_empty() {

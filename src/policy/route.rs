@@ -39,6 +39,11 @@ impl std::error::Error for InvalidPattern {}
 
 impl RoutePattern {
     /// Parses a pattern. It must start with `/`; `{*rest}` may only be the last segment.
+    /// The pattern as written.
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
     pub(crate) fn parse(pattern: &str) -> Result<Self, InvalidPattern> {
         let invalid = |why| InvalidPattern {
             pattern: pattern.to_owned(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::cache::{Cache, Disposition};
 use crate::key::Target;
+use crate::observe::Invalidation;
 use crate::semantics::CacheStatus;
 use crate::{CacheBody, Store, invalidate};
 
@@ -28,7 +29,7 @@ where
         match Target::of(&request) {
             Ok(target) => {
                 let tag = invalidate::uri_tag(&target.authority, &target.path);
-                let purged = cache.invalidate(&[&tag]).await;
+                let purged = cache.invalidate(Invalidation::Purge, &[&tag]).await;
                 super::text(http::StatusCode::OK, format!("purged {purged} entries\n"))
             }
             Err(_) => super::text(http::StatusCode::BAD_REQUEST, "invalid Host\n"),

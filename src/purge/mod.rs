@@ -70,7 +70,10 @@ pub struct PurgeService {
 impl PurgeService {
     /// A purge endpoint for the cache behind `handle`, accepting `token`.
     pub fn new(handle: CacheHandle, token: PurgeToken) -> Self {
-        PurgeService { handle, token }
+        PurgeService {
+            handle: handle.purging(),
+            token,
+        }
     }
 }
 

@@ -122,6 +122,42 @@ pub trait Store: Send + Sync + 'static {
     fn remote_invalidations(&self) -> u64 {
         0
     }
+
+    /// A short, stable name for labels and logs (`memory`, `redis`, `tiered`; `custom` by
+    /// default).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
+    /// The entries carrying `tag`, for inspection (the admin service's `entry` endpoint asks
+    /// for a URI's implicit tag): each with its key and the tier that holds it. Never used to
+    /// answer requests; the default lists none.
+    fn inspect<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> impl Future<Output = Result<Vec<InspectedEntry>, StoreError>> + Send + 'a {
+        let _ = tag;
+        std::future::ready(Ok(Vec::new()))
+    }
+}
+
+/// An entry a store lists for [`Store::inspect`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct InspectedEntry {
+    /// Its key in the store.
+    pub key: StoreKey,
+    /// The entry.
+    pub entry: Arc<Entry>,
+    /// The tier that holds it (`memory`, `redis`).
+    pub tier: &'static str,
+}
+
+impl InspectedEntry {
+    /// `entry`, stored under `key` in `tier`.
+    pub fn new(key: StoreKey, entry: Arc<Entry>, tier: &'static str) -> Self {
+        InspectedEntry { key, entry, tier }
+    }
 }
 
 /// What [`Store::put`] did with an entry.
@@ -155,10 +191,35 @@ pub struct StoreMetrics {
     pub weighted_bytes: u64,
     /// Entries the memory tier dropped to stay within its capacity.
     pub evictions: u64,
+    /// Entries the memory tier dropped because their lifetime (plus stale windows) ran out.
+    pub expirations: u64,
     /// Live entries in the shared tier (stored by every instance), when the store has one and
     /// has counted them: as of this instance's last write, invalidation, clear or (at most
     /// once a second) read there.
     pub shared_entries: Option<u64>,
+    /// Bytes of the shared tier's live entries (their stored values), when the store has one
+    /// and has counted them, as of the same moment as `shared_entries`.
+    pub shared_bytes: Option<u64>,
+    /// The state of the shared tier's circuit breaker, when it has one.
+    pub breaker: Option<BreakerState>,
+}
+
+/// The state of a store's circuit breaker (see [`RedisFaults`](crate::store)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerState {
+    /// Whether the circuit is open now: operations fail at once, as misses, until the cooldown
+    /// ends.
+    pub open: bool,
+    /// How many times it opened since the store was built.
+    pub opened: u64,
+}
+
+impl BreakerState {
+    /// A breaker `open` now, that opened `opened` times.
+    pub fn new(open: bool, opened: u64) -> Self {
+        BreakerState { open, opened }
+    }
 }
 
 impl StoreMetrics {
@@ -168,8 +229,26 @@ impl StoreMetrics {
             entries,
             weighted_bytes,
             evictions,
-            shared_entries: None,
+            ..StoreMetrics::default()
         }
+    }
+
+    /// These metrics with `expirations` entries expired from the memory tier.
+    pub fn with_expirations(mut self, expirations: u64) -> Self {
+        self.expirations = expirations;
+        self
+    }
+
+    /// These metrics with a shared tier of `bytes` (`None`: not counted yet).
+    pub fn with_shared_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.shared_bytes = bytes;
+        self
+    }
+
+    /// These metrics with a circuit breaker in this state.
+    pub fn with_breaker(mut self, breaker: Option<BreakerState>) -> Self {
+        self.breaker = breaker;
+        self
     }
 
     /// These metrics with a shared tier holding `entries` (`None`: not counted yet).
@@ -183,6 +262,7 @@ impl StoreMetrics {
 #[derive(Debug)]
 pub struct StoreError {
     source: Box<dyn StdError + Send + Sync>,
+    store: Option<&'static str>,
 }
 
 impl StoreError {
@@ -190,7 +270,20 @@ impl StoreError {
     pub fn new(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         StoreError {
             source: source.into(),
+            store: None,
         }
+    }
+
+    /// This error, saying which store (or tier) it comes from (`redis`...): the `store` label
+    /// of its count, rather than the name of the store the cache was given.
+    pub fn in_store(mut self, store: &'static str) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The store it comes from, when it says.
+    pub fn store(&self) -> Option<&'static str> {
+        self.store
     }
 }
 
@@ -237,6 +330,15 @@ pub trait DynStore: Send + Sync + 'static {
     fn release_fill_dyn(&self, key: StoreKey) -> BoxFuture<'_, ()>;
     /// [`Store::remote_invalidations`].
     fn remote_invalidations_dyn(&self) -> u64;
+
+    /// [`Store::name`].
+    fn name_dyn(&self) -> &'static str;
+
+    /// [`Store::inspect`], boxed.
+    fn inspect_dyn<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<InspectedEntry>, StoreError>>;
 }
 
 impl<T: Store> DynStore for T {
@@ -277,6 +379,15 @@ impl<T: Store> DynStore for T {
     }
     fn remote_invalidations_dyn(&self) -> u64 {
         self.remote_invalidations()
+    }
+    fn name_dyn(&self) -> &'static str {
+        self.name()
+    }
+    fn inspect_dyn<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<InspectedEntry>, StoreError>> {
+        Box::pin(self.inspect(tag))
     }
 }
 
@@ -366,6 +477,15 @@ impl Store for AnyStore {
     fn remote_invalidations(&self) -> u64 {
         self.0.remote_invalidations_dyn()
     }
+    fn name(&self) -> &'static str {
+        self.0.name_dyn()
+    }
+    fn inspect<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> impl Future<Output = Result<Vec<InspectedEntry>, StoreError>> + Send + 'a {
+        self.0.inspect_dyn(tag)
+    }
 }
 
 impl<T: Store> Store for Arc<T> {
@@ -409,5 +529,14 @@ impl<T: Store> Store for Arc<T> {
     }
     fn remote_invalidations(&self) -> u64 {
         (**self).remote_invalidations()
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn inspect<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> impl Future<Output = Result<Vec<InspectedEntry>, StoreError>> + Send + 'a {
+        (**self).inspect(tag)
     }
 }

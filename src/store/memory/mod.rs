@@ -14,7 +14,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
-use super::{PutOutcome, Store, StoreError, StoreMetrics};
+use super::{InspectedEntry, PutOutcome, Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
 use slot::{PerEntryTtl, Slot, Stored, weigh};
 use tag_index::TagIndex;
@@ -66,6 +66,7 @@ struct Counts {
     entries: AtomicU64,
     bytes: AtomicU64,
     evictions: AtomicU64,
+    expirations: AtomicU64,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -115,9 +116,11 @@ impl MemoryStoreBuilder {
             // Called once for every value put, whatever removes it (replaced, invalidated,
             // expired, evicted), after the put counted it.
             .eviction_listener(move |key: Arc<StoreKey>, slot: Stored, cause| {
-                if cause == RemovalCause::Size {
-                    listener_counts.evictions.fetch_add(1, Relaxed);
-                }
+                match cause {
+                    RemovalCause::Size => listener_counts.evictions.fetch_add(1, Relaxed),
+                    RemovalCause::Expired => listener_counts.expirations.fetch_add(1, Relaxed),
+                    RemovalCause::Explicit | RemovalCause::Replaced => 0,
+                };
                 listener_counts.entries.fetch_sub(1, Relaxed);
                 listener_counts
                     .bytes
@@ -240,6 +243,22 @@ impl Store for MemoryStore {
             self.counts.bytes.load(Relaxed),
             self.counts.evictions.load(Relaxed),
         )
+        .with_expirations(self.counts.expirations.load(Relaxed))
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn inspect<'a>(&'a self, tag: &'a str) -> Result<Vec<InspectedEntry>, StoreError> {
+        let mut found = Vec::new();
+        for (key, id) in self.tags.inserts(&[tag]) {
+            let live = self.cache.get(&key).await;
+            if let Some(entry) = live.filter(|slot| slot.id == id).and_then(|s| s.entry()) {
+                found.push(InspectedEntry::new(key, entry, "memory"));
+            }
+        }
+        Ok(found)
     }
 }
 

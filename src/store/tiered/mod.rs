@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{MemoryStore, PutOutcome, RedisStore, Store, StoreError, StoreMetrics};
+use super::{InspectedEntry, MemoryStore, PutOutcome, RedisStore, Store, StoreError, StoreMetrics};
 use crate::invalidate::FillTicket;
 use crate::{Entry, StoreKey};
 use message::{Message, key_tag};
@@ -334,8 +334,24 @@ impl Store for TieredStore {
     /// L1's figures, and L2's count of live entries as
     /// [`shared_entries`](StoreMetrics::shared_entries).
     fn metrics(&self) -> StoreMetrics {
-        let shared = self.shared.l2.metrics().shared_entries;
-        self.shared.l1.metrics().with_shared_entries(shared)
+        let shared = self.shared.l2.metrics();
+        self.shared
+            .l1
+            .metrics()
+            .with_shared_entries(shared.shared_entries)
+            .with_shared_bytes(shared.shared_bytes)
+            .with_breaker(shared.breaker)
+    }
+
+    fn name(&self) -> &'static str {
+        "tiered"
+    }
+
+    /// Both tiers' entries: the memory tier's first.
+    async fn inspect<'a>(&'a self, tag: &'a str) -> Result<Vec<InspectedEntry>, StoreError> {
+        let mut found = self.shared.l1.inspect(tag).await?;
+        found.extend(self.shared.l2.inspect(tag).await?);
+        Ok(found)
     }
 
     async fn claim_fill(&self, key: StoreKey, hold: Duration) -> bool {
