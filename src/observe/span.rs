@@ -27,6 +27,17 @@ impl RequestSpan {
     /// this crate).
     #[inline]
     pub(crate) fn new(parts: &http::request::Parts) -> Self {
+        // Checked first, so that a span that is off costs one atomic load: the macro alone
+        // would still build it for the `log` crate (tracing's `log` feature) when no
+        // subscriber wants it.
+        if !tracing::level_enabled!(tracing::Level::DEBUG)
+            || !tracing::enabled!(target: TARGET, tracing::Level::DEBUG)
+        {
+            return RequestSpan {
+                span: Span::none(),
+                started: None,
+            };
+        }
         let span = tracing::debug_span!(
             target: TARGET,
             "cache",
