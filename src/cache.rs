@@ -175,6 +175,17 @@ impl<St: ?Sized> Cache<St> {
         headers
     }
 
+    /// Stored fields as the origin sent them: without what the cache keeps there for its hits
+    /// (`Age`, the `X-Cache` field, the `Cache-Status` placeholder). For inspection.
+    pub(crate) fn origin_fields(&self, stored: &HeaderMap) -> HeaderMap {
+        let mut headers = self.without_placeholder(stored);
+        headers.remove(http::header::AGE);
+        if let Some(name) = &self.cache_header {
+            headers.remove(name);
+        }
+        headers
+    }
+
     /// Sets this cache's member in an answer from a stored entry: in place of the
     /// placeholder, the field's last member (appended when there is none).
     pub(crate) fn restate(&self, headers: &mut HeaderMap, value: HeaderValue) {
@@ -210,6 +221,15 @@ impl<St: ?Sized> Cache<St> {
 }
 
 impl<St: crate::Store + ?Sized> Cache<St> {
+    /// A handle on this cache's counters and its store's figures.
+    pub(crate) fn stats(&self) -> crate::CacheStats {
+        let store = Arc::clone(&self.store);
+        crate::CacheStats {
+            observer: Arc::clone(&self.observe),
+            store: Arc::new(move || store.metrics()),
+        }
+    }
+
     /// A store operation failed: counted under the store's name, logged.
     pub(crate) fn store_error(&self, op: StoreOp, error: &crate::StoreError) {
         self.observe.store_error(self.store.name(), op, error);

@@ -1,17 +1,17 @@
 //! [`CacheHandle`]: invalidating, clearing and warming a cache from application code.
 
-use http::{Request, Uri};
+use http::{HeaderMap, Request, Uri};
 use http_body::Body;
 use std::fmt;
 use std::sync::Arc;
 use tower_service::Service;
 
-use crate::Store;
 use crate::cache::Cache;
 use crate::invalidate;
 use crate::key::{normalize_authority, normalize_path};
 use crate::observe::Invalidation;
 use crate::store::BoxFuture;
+use crate::{CacheStats, Entry, InspectedEntry, Store, StoreError};
 
 /// A cheap-to-clone handle on a cache (from [`CacheLayer::handle`](crate::CacheLayer::handle)),
 /// for invalidating what the application changed by other paths than HTTP writes through the
@@ -35,7 +35,7 @@ use crate::store::BoxFuture;
 /// ```
 #[derive(Clone)]
 pub struct CacheHandle {
-    cache: Arc<dyn Invalidate>,
+    cache: Arc<dyn Operations>,
     /// Invalidations through this handle are the purge service's (counted as `purge`).
     purging: bool,
 }
@@ -46,14 +46,23 @@ impl fmt::Debug for CacheHandle {
     }
 }
 
-/// The operations a handle needs, without the store and key maker types.
-trait Invalidate: Send + Sync {
+/// The operations a handle needs, without the store and key maker types: invalidating, and
+/// the reads of the admin service (counters, the store's entries, how an entry is shown).
+trait Operations: Send + Sync {
     fn invalidate<'a>(&'a self, kind: Invalidation, tags: &'a [&'a str]) -> BoxFuture<'a, u64>;
     fn clear(&self, kind: Invalidation) -> BoxFuture<'_, u64>;
     fn flush(&self) -> BoxFuture<'_, ()>;
+    fn stats(&self) -> CacheStats;
+    fn store_name(&self) -> &'static str;
+    fn inspect<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<InspectedEntry>, StoreError>>;
+    fn origin_fields(&self, stored: &HeaderMap) -> HeaderMap;
+    fn hides(&self, entry: &Entry) -> bool;
 }
 
-impl<St: Store + ?Sized> Invalidate for Cache<St> {
+impl<St: Store + ?Sized> Operations for Cache<St> {
     fn invalidate<'a>(&'a self, kind: Invalidation, tags: &'a [&'a str]) -> BoxFuture<'a, u64> {
         Box::pin(Cache::invalidate(self, kind, tags))
     }
@@ -62,6 +71,24 @@ impl<St: Store + ?Sized> Invalidate for Cache<St> {
     }
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.unsettled.settled())
+    }
+    fn stats(&self) -> CacheStats {
+        Cache::stats(self)
+    }
+    fn store_name(&self) -> &'static str {
+        self.store.name()
+    }
+    fn inspect<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<InspectedEntry>, StoreError>> {
+        Box::pin(self.store.inspect(tag))
+    }
+    fn origin_fields(&self, stored: &HeaderMap) -> HeaderMap {
+        Cache::origin_fields(self, stored)
+    }
+    fn hides(&self, entry: &Entry) -> bool {
+        self.unapplied.hides(entry)
     }
 }
 
@@ -97,13 +124,8 @@ impl CacheHandle {
     /// any spelling of a URI finds its entries. Returns how many entries were removed (0 for
     /// a URI whose host cannot be read).
     pub async fn invalidate_uri(&self, uri: &Uri) -> u64 {
-        let path = normalize_path(uri.path());
-        let tag = match uri.authority() {
-            None => invalidate::any_host_uri_tag(&path),
-            Some(authority) => match normalize_authority(authority.as_str(), uri.scheme_str()) {
-                Ok(authority) => invalidate::uri_tag(&authority, &path),
-                Err(_) => return 0,
-            },
+        let Some(tag) = invalidate::uri_tag_of(uri) else {
+            return 0;
         };
         let kind = self.kind(Invalidation::Uri);
         self.cache.invalidate(kind, &[&tag]).await
@@ -159,6 +181,34 @@ impl CacheHandle {
     /// it deleted under its prefix, whichever instance stored them).
     pub async fn clear(&self) -> u64 {
         self.cache.clear(self.kind(Invalidation::Clear)).await
+    }
+
+    /// The cache's counters (what [`CacheLayer::stats`](crate::CacheLayer::stats) gives): for
+    /// code that holds the handle and not the layer.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The store's name (`memory`, `redis`, `tiered`, `custom`...).
+    pub(crate) fn store_name(&self) -> &'static str {
+        self.cache.store_name()
+    }
+
+    /// The entries the store holds under `tag` (every tier), for inspection.
+    pub(crate) async fn inspect(&self, tag: &str) -> Result<Vec<InspectedEntry>, StoreError> {
+        self.cache.inspect(tag).await
+    }
+
+    /// Stored fields without the ones the cache keeps there for its hits (`Age`, `X-Cache`,
+    /// the `Cache-Status` placeholder).
+    pub(crate) fn origin_fields(&self, stored: &HeaderMap) -> HeaderMap {
+        self.cache.origin_fields(stored)
+    }
+
+    /// Whether an invalidation the store has not taken yet covers `entry`: this instance
+    /// never serves it.
+    pub(crate) fn hides(&self, entry: &Entry) -> bool {
+        self.cache.hides(entry)
     }
 
     /// Sends `requests` through `service` (a service with this cache in front), one after the

@@ -294,11 +294,7 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
 
     /// A handle on this cache's counters, readable at any time.
     pub fn stats(&self) -> CacheStats {
-        let store = Arc::clone(&self.cache.store);
-        CacheStats {
-            observer: Arc::clone(&self.cache.observe),
-            store: Arc::new(move || store.metrics()),
-        }
+        self.cache.stats()
     }
 
     /// A handle to invalidate, clear and warm this cache from application code.

@@ -39,7 +39,7 @@
 //!
 //! And it follows the data it copies: a write that passes through invalidates what it changed
 //! (its URI in every variant, same-host locations, tags) before its response returns, and a fill
-//! that started earlier can never write the old data back. [`CacheHandle`] and [`PurgeService`]
+//! that started earlier can never write the old data back. [`CacheHandle`] and [`AdminService`]
 //! invalidate by URI, prefix or tag from code or over HTTP.
 //!
 //! # Pieces
@@ -51,6 +51,8 @@
 //! - [`Store`]: where entries live; [`MemoryStore`] (moka, bounded in bytes) by default, any
 //!   `Arc<dyn DynStore>` at run time, or your own.
 //! - [`CacheStats`]: hits, misses, bypasses, stores, evictions.
+//! - [`AdminService`]: an endpoint behind a bearer token, mounted outside the layer: purges,
+//!   the counters as JSON, and what is stored for a URI.
 //!
 //! Every response carries `X-Cache: HIT | STALE | MISS | BYPASS` (configurable), and hits an
 //! `Age`.
@@ -87,7 +89,7 @@
 //!
 //! A write that passes through and succeeds invalidates, before its response returns, every
 //! variant of its URI, same-host `Location`/`Content-Location` URIs, and the tags its response
-//! names; [`CacheHandle`] and [`PurgeService`] invalidate by URI, prefix or tag. A fill that
+//! names; [`CacheHandle`] and [`AdminService`] invalidate by URI, prefix or tag. A fill that
 //! started before an invalidation never stores what it fetched, and a request sent after a write
 //! returned is never answered by a fetch made before it.
 //!
@@ -136,8 +138,8 @@ pub use layer::CacheLayer;
 pub use outcome::{BypassReason, NotStoredReason};
 pub(crate) use policy::RoutePattern;
 pub use policy::{Authorization, Cookies, InvalidPattern, Policy, SetCookie, StatusSet, Tagger};
-pub use purge::PurgeService;
 pub use purge::token::{InvalidToken, PurgeToken};
+pub use purge::{AdminService, PurgeService};
 pub use response_override::CacheOverride;
 pub use service::CacheService;
 pub use stats::{CacheStats, RouteStats, StatsSnapshot};

@@ -227,6 +227,17 @@ impl Entry {
         }
     }
 
+    /// Its stale windows after `fresh_until`: served stale while one refresh runs, served
+    /// stale when the origin fails, kept to be revalidated.
+    pub(crate) fn stale_windows(&self) -> [Duration; 3] {
+        [
+            self.stale_while_revalidate_ms,
+            self.stale_if_error_ms,
+            self.keep_ms,
+        ]
+        .map(Duration::from_millis)
+    }
+
     /// How long it has been stale at `now` (zero while fresh).
     pub(crate) fn stale_for(&self, now: SystemTime) -> Duration {
         Duration::from_millis(unix_ms(now).saturating_sub(self.fresh_until_ms))

@@ -50,6 +50,21 @@ pub(crate) fn any_host_uri_tag(path: &str) -> String {
     format!("{INTERNAL}any-uri {}", tag_path(path))
 }
 
+/// The internal tag of everything stored for `uri`: its authority and path normalised as keys
+/// are, on that host for an absolute URI, on every host for a path alone (`/products/1`).
+/// `None` when the authority cannot be read.
+pub(crate) fn uri_tag_of(uri: &http::Uri) -> Option<String> {
+    let path = crate::key::normalize_path(uri.path());
+    Some(match uri.authority() {
+        None => any_host_uri_tag(&path),
+        Some(authority) => {
+            let authority =
+                crate::key::normalize_authority(authority.as_str(), uri.scheme_str()).ok()?;
+            uri_tag(&authority, &path)
+        }
+    })
+}
+
 /// A normalised path decoded further for tags: every `%XX` but `%2F`, `%25` and controls
 /// (when the result is UTF-8). Keys keep reserved characters as sent, since `@` and `%40` may mean
 /// different things to an app (RFC 3986 §2.2); but most apps decode both the same, so a write

@@ -12,11 +12,13 @@ use std::fmt;
 use crate::BypassReason;
 
 mod normalize;
+mod read;
 mod target;
 mod unkeyed;
 mod variant;
 
 pub(crate) use normalize::{normalize_authority, normalize_path};
+pub(crate) use read::{KeyedQuery, KeyedTarget};
 pub(crate) use target::{Target, bare_head, normalized_head, original_uri};
 pub(crate) use unkeyed::Unkeyed;
 pub(crate) use variant::VaryNormalizers;

@@ -24,15 +24,15 @@ where
         .as_ref()
         .is_some_and(|token| token.authorizes(&request.headers));
     let answer = if !allowed {
-        super::unauthorized()
+        super::reply::unauthorized()
     } else {
         match Target::of(&request) {
             Ok(target) => {
                 let tag = invalidate::uri_tag(&target.authority, &target.path);
                 let purged = cache.invalidate(Invalidation::Purge, &[&tag]).await;
-                super::text(http::StatusCode::OK, format!("purged {purged} entries\n"))
+                super::reply::text(http::StatusCode::OK, format!("purged {purged} entries\n"))
             }
-            Err(_) => super::text(http::StatusCode::BAD_REQUEST, "invalid Host\n"),
+            Err(_) => super::reply::text(http::StatusCode::BAD_REQUEST, "invalid Host\n"),
         }
     };
     let mut answer = answer.map(|body| CacheBody::buffered(body, None));

@@ -18,10 +18,10 @@ impl fmt::Display for InvalidToken {
 
 impl std::error::Error for InvalidToken {}
 
-/// The secret a purge must carry (`Authorization: Bearer <token>`), for
-/// [`PurgeService`](crate::PurgeService) and [`CacheLayer::purge_method`](crate::CacheLayer::purge_method).
-/// Checked when made, compared in constant time, and never printed (`Debug` shows
-/// `PurgeToken(..)`). Cloning is cheap.
+/// The secret a purge or an admin read must carry (`Authorization: Bearer <token>`), for
+/// [`AdminService`](crate::AdminService) and
+/// [`CacheLayer::purge_method`](crate::CacheLayer::purge_method). Checked when made, compared
+/// in constant time, and never printed (`Debug` shows `PurgeToken(..)`). Cloning is cheap.
 ///
 /// ```
 /// use tower_response_cache::PurgeToken;
