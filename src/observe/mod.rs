@@ -65,7 +65,7 @@ impl Outcome {
 pub(crate) enum Invalidation {
     /// A write (POST, PUT, ...) that passed through and succeeded.
     Write,
-    /// [`CacheHandle::invalidate_tag`](crate::CacheHandle::invalidate_tag).
+    /// [`CacheHandle::invalidate_tags`](crate::CacheHandle::invalidate_tags).
     Tag,
     /// [`CacheHandle::invalidate_uri`](crate::CacheHandle::invalidate_uri).
     Uri,
