@@ -130,8 +130,8 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// The entries carrying `tag`, for inspection (the admin service's `entry` endpoint asks
-    /// for a URI's implicit tag): each with its key and the tier that holds it. Never used to
-    /// answer requests; the default lists none.
+    /// for a URI's implicit tag): each with its key and the tier that holds it, at most
+    /// [`MAX_INSPECTED`] per tier. Never used to answer requests; the default lists none.
     fn inspect<'a>(
         &'a self,
         tag: &'a str,
@@ -140,6 +140,10 @@ pub trait Store: Send + Sync + 'static {
         std::future::ready(Ok(Vec::new()))
     }
 }
+
+/// The most entries a store lists for one [`Store::inspect`] (per tier), so that inspecting a
+/// URI stored under a great many queries stays bounded.
+pub const MAX_INSPECTED: usize = 1_000;
 
 /// An entry a store lists for [`Store::inspect`].
 #[derive(Clone, Debug)]

@@ -256,6 +256,9 @@ impl Store for MemoryStore {
             let live = self.cache.get(&key).await;
             if let Some(entry) = live.filter(|slot| slot.id == id).and_then(|s| s.entry()) {
                 found.push(InspectedEntry::new(key, entry, "memory"));
+                if found.len() == super::MAX_INSPECTED {
+                    break;
+                }
             }
         }
         Ok(found)
