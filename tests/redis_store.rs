@@ -851,7 +851,7 @@ async fn invalidation_records_are_capped_and_older_ones_fold_into_everything() {
     let (keys, bytes) = invalidation_records(&server).await;
     let mut raw = server.raw().await;
     let records: u64 = redis::cmd("ZCARD")
-        .arg("test:v3:inv")
+        .arg("test:v4:inv")
         .query_async(&mut raw)
         .await
         .unwrap_or(0);

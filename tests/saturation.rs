@@ -291,7 +291,7 @@ mod redis {
         handle.flush().await;
         let mut raw = server.raw().await;
         let keys: Vec<String> = ::redis::cmd("KEYS")
-            .arg("test:v3:e:*")
+            .arg("test:v4:e:*")
             .query_async(&mut raw)
             .await
             .unwrap();

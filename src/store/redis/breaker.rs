@@ -10,6 +10,9 @@
 //! A call can also end [inconclusive](Permit::inconclusive): it says nothing about the backend
 //! (a large value's transfer ran out of time), so it neither closes the circuit nor counts
 //! towards opening it; a probe that ends so lets the next call probe instead.
+//!
+//! It logs each change: `cache store circuit opened` (warn, with the cooldown) and `cache
+//! store circuit closed` (info), once each time.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -92,7 +95,10 @@ impl Breaker {
 
     fn succeeded(&self) {
         self.failures.store(0, SeqCst);
-        self.open_until.store(0, SeqCst);
+        // Read first: while closed (nearly always), a success writes nothing more.
+        if self.open_until.load(SeqCst) != 0 && self.open_until.swap(0, SeqCst) != 0 {
+            tracing::info!("cache store circuit closed");
+        }
         self.probing.store(false, SeqCst);
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
-use super::count::EntryCount;
+use super::count::SharedCount;
 use super::keys::Keys;
 use super::{Inner, RedisStore, scripts};
 use crate::StoreError;
@@ -131,7 +131,8 @@ impl RedisStoreBuilder {
     /// Builds the store. Only the URL is checked here (`redis://`, `rediss://` with the
     /// `redis-tls` feature, user and password in the URL); the connection is made on first use.
     pub fn build(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(StoreError::new)?;
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|error| StoreError::new(error).in_store(super::NAME))?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 client,
@@ -146,6 +147,9 @@ impl RedisStoreBuilder {
                 invalidate: Script::new(scripts::INVALIDATE_TAGS),
                 invalidate_everything: Script::new(scripts::INVALIDATE_EVERYTHING),
                 put: Script::new(scripts::PUT),
+                remove: Script::new(scripts::REMOVE),
+                tally: Script::new(scripts::TALLY),
+                lengths: Script::new(scripts::LENGTHS),
                 clock_margin: self.clock_margin,
                 release: Script::new(scripts::RELEASE_LOCK),
                 lock_token: self.cluster_coalescing.then(instance_token),
@@ -153,7 +157,7 @@ impl RedisStoreBuilder {
                 uploads: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
                 undecodable: AtomicU64::new(0),
-                count: EntryCount::new(),
+                count: SharedCount::new(),
             }),
         })
     }

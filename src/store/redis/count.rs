@@ -1,5 +1,9 @@
-//! The count of live entries in Redis, as last heard, for [`StoreMetrics`](crate::StoreMetrics)
-//! (which must not wait for Redis).
+//! The shared tier's figures as last heard: the live entries in Redis and the bytes of their
+//! values, for [`StoreMetrics`](crate::StoreMetrics) (which must not wait for Redis).
+//!
+//! Both come from the same script answer (a write's, or a read's refresh at most once a
+//! second), stored one after the other: a reader may see one answer's count with the next
+//! one's bytes, never a figure no answer gave.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -7,39 +11,47 @@ use std::time::{Duration, Instant};
 /// Not counted yet.
 const UNKNOWN: u64 = u64::MAX;
 
-/// How often a read may also ask for the count.
+/// How often a read may also ask for the figures.
 const REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
-pub(super) struct EntryCount {
-    value: AtomicU64,
+pub(super) struct SharedCount {
+    entries: AtomicU64,
+    bytes: AtomicU64,
     /// Nanoseconds after `epoch` of the last refresh by a read, plus one; 0: never.
     refreshed: AtomicU64,
     epoch: Instant,
 }
 
-impl EntryCount {
+impl SharedCount {
     pub(crate) fn new() -> Self {
-        EntryCount {
-            value: AtomicU64::new(UNKNOWN),
+        SharedCount {
+            entries: AtomicU64::new(UNKNOWN),
+            bytes: AtomicU64::new(UNKNOWN),
             refreshed: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
 
-    /// The count last heard, if any.
-    pub(crate) fn get(&self) -> Option<u64> {
-        Some(self.value.load(Relaxed)).filter(|&n| n != UNKNOWN)
+    /// The count of live entries last heard, if any.
+    pub(crate) fn entries(&self) -> Option<u64> {
+        known(&self.entries)
     }
 
-    /// Remembers a count Redis returned (negative: none).
-    pub(crate) fn set(&self, count: i64) {
-        if let Ok(count) = u64::try_from(count) {
-            self.value.store(count.min(UNKNOWN - 1), Relaxed);
+    /// The bytes of their values last heard, if any.
+    pub(crate) fn bytes(&self) -> Option<u64> {
+        known(&self.bytes)
+    }
+
+    /// Remembers the figures a script returned (negative: none, as from a refused put).
+    pub(crate) fn set(&self, entries: i64, bytes: i64) {
+        if let (Ok(entries), Ok(bytes)) = (u64::try_from(entries), u64::try_from(bytes)) {
+            self.entries.store(entries.min(UNKNOWN - 1), Relaxed);
+            self.bytes.store(bytes.min(UNKNOWN - 1), Relaxed);
         }
     }
 
-    /// Whether a read should ask for the count too (at most once per [`REFRESH`]); `true`
+    /// Whether a read should ask for the figures too (at most once per [`REFRESH`]); `true`
     /// claims the refresh.
     pub(crate) fn refresh_due(&self) -> bool {
         let now = u64::try_from(self.epoch.elapsed().as_nanos())
@@ -55,18 +67,24 @@ impl EntryCount {
     }
 }
 
+fn known(figure: &AtomicU64) -> Option<u64> {
+    Some(figure.load(Relaxed)).filter(|&n| n != UNKNOWN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn unknown_until_set_and_refreshed_at_most_once_a_period() {
-        let count = EntryCount::new();
-        assert_eq!(count.get(), None);
-        count.set(-1);
-        assert_eq!(count.get(), None);
-        count.set(7);
-        assert_eq!(count.get(), Some(7));
+        let count = SharedCount::new();
+        assert_eq!((count.entries(), count.bytes()), (None, None));
+        count.set(-1, -1);
+        assert_eq!((count.entries(), count.bytes()), (None, None));
+        count.set(7, 700);
+        assert_eq!((count.entries(), count.bytes()), (Some(7), Some(700)));
+        count.set(-1, -1);
+        assert_eq!(count.bytes(), Some(700), "a refused put says nothing");
         assert!(count.refresh_due());
         assert!(!count.refresh_due(), "claimed for a second");
     }

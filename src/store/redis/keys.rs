@@ -1,7 +1,8 @@
 //! The names of everything a [`RedisStore`](super::RedisStore) keeps in Redis.
 //!
 //! Every name starts with the store's namespace, `{prefix}:v{LAYOUT}`: `…:e:{key}` an entry,
-//! `…:entries` the index of all entries, `…:t:{tag}` a tag's index, `…:inv` the invalidation
+//! `…:entries` the index of all entries, `…:sizes` their sizes and total,
+//! `…:t:{tag}` a tag's index, `…:inv` the invalidation
 //! records (a sorted set of [`record`](Keys::record) names scored by time), `…:inv-all` when
 //! everything was last invalidated, `…:lock:{key}` a fill lock, `…:u:{key}:{n}` a large value
 //! on its way to its entry, `…:{name}` a pub/sub channel.
@@ -17,7 +18,10 @@ use crate::StoreKey;
 /// - 2: tag indexes are sorted sets scored by expiry; an index of all entries.
 /// - 3: invalidations are recorded in one capped sorted set of tag hashes (`…:inv`), the
 ///   oldest folding into `…:inv-all`; no key per invalidated tag (`…:inv:{tag}`).
-pub(super) const LAYOUT: u32 = 3;
+/// - 4: the size of every entry in the entries index, and their total, in a hash (`…:sizes`)
+///   that every script adding or removing an entry keeps up to date: a build of layout 3
+///   would add and drop entries without it, and the total would drift for good.
+pub(super) const LAYOUT: u32 = 4;
 
 /// The names under one namespace.
 #[derive(Clone, Debug)]
@@ -45,6 +49,27 @@ impl Keys {
     /// The index of every entry (counting them).
     pub(crate) fn entries(&self) -> String {
         format!("{}:entries", self.namespace)
+    }
+
+    /// The sizes of the entries in the [`entries`](Self::entries) index: a hash of entry name
+    /// to the byte length of its value, one field per member of the index, and the field
+    /// `total` with their sum (no entry name is that short). Kept by the scripts.
+    pub(crate) fn sizes(&self) -> String {
+        format!("{}:sizes", self.namespace)
+    }
+
+    /// The key a Redis entry name stands for: the inverse of [`entry`](Self::entry), `None`
+    /// for any other name (a member of an index that this store did not write).
+    pub(crate) fn entry_key(&self, name: &[u8]) -> Option<StoreKey> {
+        let hex = name
+            .strip_prefix(self.namespace.as_bytes())?
+            .strip_prefix(b":e:")?;
+        let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+        if hex.len() != 32 || !hex.iter().all(lower_hex) {
+            return None;
+        }
+        let hex = std::str::from_utf8(hex).ok()?;
+        u128::from_str_radix(hex, 16).ok().map(StoreKey::from_u128)
     }
 
     /// The index of the entries carrying `tag`.
@@ -124,16 +149,43 @@ mod tests {
         for name in [
             keys.entry(key),
             keys.entries(),
+            keys.sizes(),
             keys.everything(),
             keys.lock(key),
             keys.upload(key, "1"),
             keys.channel("invalidations"),
         ] {
-            assert!(name.starts_with("shop*:v3:"), "{name}");
+            assert!(name.starts_with("shop*:v4:"), "{name}");
         }
-        assert!(keys.tag("t").starts_with(b"shop*:v3:"));
-        assert!(keys.records().starts_with("shop*:v3:"));
-        assert_eq!(keys.pattern("e"), "shop\\*:v3:e:*");
+        assert!(keys.tag("t").starts_with(b"shop*:v4:"));
+        assert!(keys.records().starts_with("shop*:v4:"));
+        assert_eq!(keys.pattern("e"), "shop\\*:v4:e:*");
+    }
+
+    #[test]
+    fn entry_names_give_back_their_key_and_nothing_else_does() {
+        let keys = Keys::new("shop".to_owned());
+        let key = StoreKey::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(keys.entry_key(keys.entry(key).as_bytes()), Some(key));
+        let zero = StoreKey::from_u128(0);
+        assert_eq!(keys.entry_key(keys.entry(zero).as_bytes()), Some(zero));
+        let other = Keys::new("other".to_owned());
+        for name in [
+            other.entry(key),
+            keys.lock(key),
+            keys.upload(key, "1"),
+            keys.entries(),
+            format!("shop:v3:e:{key}"),
+            format!("shop:v4:e:{key}0"),
+            format!("shop:v4:e:{}", &key.to_string()[1..]),
+            format!("shop:v4:e:+{}", &key.to_string()[1..]),
+            format!("shop:v4:e:{}", key.to_string().to_uppercase()),
+            "shop:v4:e:é".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(keys.entry_key(name.as_bytes()), None, "{name}");
+        }
+        assert_eq!(keys.entry_key(b"shop:v4:e:\xff\xfe"), None);
     }
 
     #[test]

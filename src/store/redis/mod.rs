@@ -2,7 +2,8 @@
 //! state here; `operations.rs` its [`Store`] operations, `run.rs` how one runs (connection,
 //! timeout, breaker), `value.rs` what a stored value is (encoding, HMAC), `keys.rs` every
 //! Redis name, `scripts.rs` the Lua scripts, `breaker.rs` the circuit breaker, `count.rs` the
-//! count of live entries, `builder.rs` the builder.
+//! live entries and bytes as last heard, `inspect.rs` listing a tag's entries, `builder.rs`
+//! the builder.
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -19,12 +20,13 @@ use super::{PutOutcome, Store, StoreMetrics};
 use crate::Entry;
 use crate::StoreKey;
 use breaker::Breaker;
-use count::EntryCount;
+use count::SharedCount;
 use keys::Keys;
 
 mod breaker;
 mod builder;
 mod count;
+mod inspect;
 mod keys;
 mod operations;
 mod run;
@@ -59,6 +61,13 @@ const LARGE_VALUE: usize = 1 << 20;
 /// the bulk connection if large), so at most this much travels twice.
 const INLINE_READ: usize = 64 << 10;
 
+/// The most entries one [`Store::inspect`] call lists (those that expire last): it reads their
+/// values, so a tag on every page of a large site must not read the whole cache.
+const MAX_INSPECTED: usize = 1_000;
+
+/// This store's [`Store::name`], the tier of what it lists and the store its errors name.
+const NAME: &str = "redis";
+
 /// A [`Store`] in Redis (7 or later), shared by every instance of a service.
 ///
 /// - Entries are stored in the crate's versioned binary format ([`Entry::encode`]) with their
@@ -68,7 +77,8 @@ const INLINE_READ: usize = 64 << 10;
 ///   of expired members on every write, and expiring with its longest-lived entry; so an index
 ///   stays within a small factor of its live entries. Invalidating tags is one Lua script:
 ///   atomic. An index of all entries, kept the same way, counts them for
-///   [`StoreMetrics::shared_entries`].
+///   [`StoreMetrics::shared_entries`]; beside it, each entry's size and their total give
+///   [`StoreMetrics::shared_bytes`] (see [Figures](#figures)).
 /// - A put is refused ([`PutOutcome::Refused`]) when an invalidation of one of the entry's tags,
 ///   on any instance, came after its fill started (less a clock margin, see
 ///   [`invalidation_clock_margin`](RedisStoreBuilder::invalidation_clock_margin)), or when its
@@ -98,6 +108,35 @@ const INLINE_READ: usize = 64 << 10;
 ///   So a few large responses never make the small hot keys miss.
 /// - The connection is made on first use and re-made after a loss, so a service starts, and
 ///   serves, while Redis is down.
+///
+/// # Figures
+///
+/// Its [`metrics`](Store::metrics) has no memory tier (its `entries` are 0). It reports:
+///
+/// - [`shared_entries`](StoreMetrics::shared_entries) and
+///   [`shared_bytes`](StoreMetrics::shared_bytes): the entries live in Redis (stored by every
+///   instance sharing the prefix) and the bytes of their values as stored (the encoding and its
+///   HMAC; not Redis's own overhead per key). Both are as of this instance's last write,
+///   invalidation, removal or clear, or (at most once a second) read: `None` until then. The
+///   Lua scripts keep each entry's size beside the entries index and the total up to date
+///   atomically (a put adds its value and takes off the one it replaced; an invalidation, a
+///   removal and a clear take off what they delete; an entry that expired is taken off by the
+///   next write or refreshing read, on any instance), so every instance hears the same total.
+///   They can drift from what Redis holds only when something else removes keys: Redis's own
+///   `maxmemory` eviction (or a `DEL` by hand) of an entry leaves it counted, in both figures,
+///   until the time it was stored to expire; an eviction of the sizes record itself leaves
+///   the entries stored before it uncounted until they go. Either way the figures are right
+///   again once the entries concerned have expired, and the record starts again from zero
+///   whenever the entries index empties (a clear, or every entry expired).
+/// - [`breaker`](StoreMetrics::breaker): whether the circuit is open now (from the moment it
+///   opens until a call succeeds again) and how many times it opened, as
+///   [`faults`](RedisStore::faults) says too. It logs `cache store circuit opened` (warn) and
+///   `cache store circuit closed` (info).
+///
+/// Its [`name`](Store::name) is `redis`, and every error it returns says so
+/// ([`StoreError::store`]). [`inspect`](Store::inspect) lists at most 1,000 of a tag's entries
+/// (those that expire last), read and verified as a lookup reads them (a value that does not
+/// decode, or whose HMAC or key does not match its place, is left out), each in tier `redis`.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -133,6 +172,9 @@ struct Inner {
     invalidate: Script,
     invalidate_everything: Script,
     put: Script,
+    remove: Script,
+    tally: Script,
+    lengths: Script,
     release: Script,
     clock_margin: Duration,
     /// With cluster-wide coalescing, this instance's lock token.
@@ -142,8 +184,8 @@ struct Inner {
     uploads: AtomicU64,
     faults: AtomicU64,
     undecodable: AtomicU64,
-    /// Live entries in Redis, as last heard.
-    count: EntryCount,
+    /// Live entries in Redis and their bytes, as last heard.
+    count: SharedCount,
 }
 
 impl fmt::Debug for RedisStore {
@@ -201,6 +243,12 @@ impl RedisStore {
     #[doc(hidden)]
     pub fn entry_key(&self, key: StoreKey) -> String {
         self.inner.keys.entry(key)
+    }
+
+    /// The Redis key of a tag's index. For tests that read Redis directly; not part of the API.
+    #[doc(hidden)]
+    pub fn tag_index_key(&self, tag: &str) -> Vec<u8> {
+        self.inner.keys.tag(tag)
     }
 
     pub(crate) fn client(&self) -> &redis::Client {

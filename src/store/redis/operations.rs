@@ -1,5 +1,5 @@
 //! [`Store`] for [`RedisStore`]: reads, puts (checked against invalidations by a script),
-//! removals, invalidations, clears, and the cluster-wide fill claim.
+//! removals, invalidations, clears, its figures, and the cluster-wide fill claim.
 
 use redis::AsyncCommands;
 use std::sync::Arc;
@@ -7,20 +7,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::keys::Keys;
-use super::{INLINE_READ, LARGE_VALUE, MAX_RECORDS, RedisStore};
-use crate::store::{PutOutcome, Store, StoreError, StoreMetrics};
+use super::{INLINE_READ, LARGE_VALUE, MAX_RECORDS, NAME, RedisStore, scripts};
+use crate::store::{BreakerState, InspectedEntry, PutOutcome, Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
 
 impl RedisStore {
     /// Deletes every key matching the glob `pattern`, in batches (SCAN, not KEYS; each batch
-    /// an operation of its own, within the timeout); with `entries`, they also leave the
-    /// entries index. Returns how many keys were deleted.
+    /// an operation of its own, within the timeout); with `entries`, they are entries, and
+    /// also leave the entries index and the sizes record. Returns how many keys were deleted.
     async fn delete_matching(&self, pattern: &str, entries: bool) -> Result<u64, StoreError> {
         let mut deleted = 0;
         let mut cursor = 0u64;
         loop {
             let pattern = pattern.to_owned();
-            let index = self.inner.keys.entries();
+            let remove = entries.then(|| self.removal());
             let (next, removed) = self
                 .run(|mut c| async move {
                     let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -34,12 +34,18 @@ impl RedisStore {
                     if keys.is_empty() {
                         return Ok((next, 0));
                     }
-                    let mut batch = redis::pipe();
-                    batch.atomic().del(&keys);
-                    if entries {
-                        batch.zrem(index, &keys).ignore();
-                    }
-                    let (removed,): (u64,) = batch.query_async(&mut c).await?;
+                    let removed = match remove {
+                        Some(mut remove) => {
+                            for key in &keys {
+                                remove.key(key);
+                            }
+                            // The figures are asked for once the clear is done.
+                            let (removed, _, _): (u64, i64, i64) =
+                                remove.invoke_async(&mut c).await?;
+                            removed
+                        }
+                        None => c.del(&keys).await?,
+                    };
                     Ok((next, removed))
                 })
                 .await?;
@@ -50,26 +56,63 @@ impl RedisStore {
             cursor = next;
         }
     }
+
+    /// The whole value under `redis_key`, given a read's first round trip (the value's length
+    /// and its first [`INLINE_READ`] bytes): those bytes when fewer (empty: none; no entry
+    /// encodes to nothing), else the value fetched whole, within the timeout for its size (one
+    /// over `max_value_bytes`: none).
+    async fn whole_value(
+        &self,
+        redis_key: &str,
+        len: usize,
+        head: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if head.len() < INLINE_READ {
+            return Ok(Some(head).filter(|head| !head.is_empty()));
+        }
+        if len > self.inner.max_value_bytes {
+            tracing::debug!(key = %redis_key, len, "value over max_value_bytes; a miss");
+            return Ok(None);
+        }
+        let k = redis_key.to_owned();
+        self.run_sized(len, |mut c| async move { c.get(k).await })
+            .await
+    }
+
+    /// The removal script, its first keys given: add the entries to remove.
+    fn removal(&self) -> redis::ScriptInvocation<'_> {
+        let mut invocation = self.inner.remove.prepare_invoke();
+        invocation
+            .key(self.inner.keys.entries())
+            .key(self.inner.keys.sizes());
+        invocation
+    }
 }
 
 impl Store for RedisStore {
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
         let redis_key = self.inner.keys.entry(key);
-        // Now and then, a read also counts the live entries (same round trip).
-        let counting = self.inner.count.refresh_due().then(|| {
-            let live = format!("({}", crate::entry::unix_ms(std::time::SystemTime::now()));
-            (self.inner.keys.entries(), live)
-        });
+        // Now and then, a read also refreshes the figures (same round trip): the script drops
+        // the entries that expired (and their sizes), and counts the rest.
+        let counting = self
+            .inner
+            .count
+            .refresh_due()
+            .then(|| (self.inner.keys.entries(), self.inner.keys.sizes()));
         let k = redis_key.clone();
-        let (len, head, count): (usize, Vec<u8>, Option<i64>) = self
+        let (len, head, figures): (usize, Vec<u8>, Option<(i64, i64)>) = self
             .run(|mut c| async move {
                 let mut pipe = redis::pipe();
                 pipe.strlen(&k).getrange(&k, 0, INLINE_READ as isize - 1);
                 match counting {
-                    Some((index, live)) => {
-                        pipe.zcount(index, live, "+inf");
-                        let (len, head, count) = pipe.query_async(&mut c).await?;
-                        Ok((len, head, Some(count)))
+                    Some((entries, sizes)) => {
+                        pipe.cmd("EVAL")
+                            .arg(scripts::TALLY)
+                            .arg(2)
+                            .arg(entries)
+                            .arg(sizes);
+                        let (len, head, figures) = pipe.query_async(&mut c).await?;
+                        Ok((len, head, Some(figures)))
                     }
                     None => {
                         let (len, head) = pipe.query_async(&mut c).await?;
@@ -78,28 +121,11 @@ impl Store for RedisStore {
                 }
             })
             .await?;
-        if let Some(count) = count {
-            self.inner.count.set(count);
+        if let Some((entries, bytes)) = figures {
+            self.inner.count.set(entries, bytes);
         }
-        // Shorter than asked for: the whole value (empty: none; no entry encodes to nothing).
-        let value = if head.len() < INLINE_READ {
-            if head.is_empty() {
-                return Ok(None);
-            }
-            head
-        } else {
-            if len > self.inner.max_value_bytes {
-                tracing::debug!(key = %redis_key, len, "value over max_value_bytes; a miss");
-                return Ok(None);
-            }
-            let k = redis_key.clone();
-            let value: Option<Vec<u8>> = self
-                .run_sized(len, |mut c| async move { c.get(k).await })
-                .await?;
-            match value {
-                Some(value) => value,
-                None => return Ok(None),
-            }
+        let Some(value) = self.whole_value(&redis_key, len, head).await? else {
+            return Ok(None);
         };
         match self.open(&redis_key, value) {
             Some(entry) => Ok(Some(Arc::new(entry))),
@@ -160,6 +186,7 @@ impl Store for RedisStore {
             None => invocation.key(&redis_key),
         };
         invocation
+            .key(keys.sizes())
             .arg(inline)
             .arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64)
             .arg(crate::entry::unix_ms(entry.fill_started_at()))
@@ -171,7 +198,7 @@ impl Store for RedisStore {
         // An upload the script never takes (this call gave up) goes by itself.
         let upload_ttl =
             crate::entry::millis(self.timeout_for(len).saturating_add(Duration::from_secs(1)));
-        let (stored, count): (i64, i64) = self
+        let (stored, count, bytes): (i64, i64, i64) = self
             .run_sized(len, |mut c| async move {
                 if let Some((upload, value)) = upload {
                     redis::cmd("SET")
@@ -185,7 +212,7 @@ impl Store for RedisStore {
                 invocation.invoke_async(&mut c).await
             })
             .await?;
-        self.inner.count.set(count);
+        self.inner.count.set(count, bytes);
         if stored == 1 {
             Ok(PutOutcome::Stored)
         } else {
@@ -195,23 +222,12 @@ impl Store for RedisStore {
     }
 
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
-        let redis_key = self.inner.keys.entry(key);
-        let index = self.inner.keys.entries();
-        let count: i64 = self
-            .run(|mut c| async move {
-                let (count,): (i64,) = redis::pipe()
-                    .atomic()
-                    .del(&redis_key)
-                    .ignore()
-                    .zrem(&index, &redis_key)
-                    .ignore()
-                    .zcard(&index)
-                    .query_async(&mut c)
-                    .await?;
-                Ok(count)
-            })
+        let mut invocation = self.removal();
+        invocation.key(self.inner.keys.entry(key));
+        let (_, count, bytes): (u64, i64, i64) = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        self.inner.count.set(count);
+        self.inner.count.set(count, bytes);
         Ok(())
     }
 
@@ -225,22 +241,24 @@ impl Store for RedisStore {
             .key(keys.entries())
             .key(keys.records())
             .key(keys.everything())
+            .key(keys.sizes())
             .arg(crate::entry::unix_ms(std::time::SystemTime::now()))
             .arg(crate::entry::millis(self.record_memory()))
             .arg(MAX_RECORDS);
         for tag in tags {
             invocation.key(keys.tag(tag)).arg(Keys::record(tag));
         }
-        let (removed, count): (u64, i64) = self
+        let (removed, count, bytes): (u64, i64, i64) = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        self.inner.count.set(count);
+        self.inner.count.set(count, bytes);
         Ok(removed)
     }
 
     /// Records everything as invalidated (fills that started before are refused), then deletes
     /// every entry and tag index under the prefix, whoever stored them; returns how many entries
-    /// were deleted.
+    /// were deleted. The figures follow: the entries deleted leave the count and the bytes, and
+    /// once the entries index is empty the sizes record goes with it (any drift too).
     async fn clear(&self) -> Result<u64, StoreError> {
         let mut invocation = self.inner.invalidate_everything.prepare_invoke();
         invocation
@@ -254,18 +272,40 @@ impl Store for RedisStore {
             .await?;
         self.delete_matching(&self.inner.keys.pattern("t"), false)
             .await?;
-        let index = self.inner.keys.entries();
-        let count: i64 = self
-            .run(|mut c| async move { c.zcard(index).await })
+        let mut tally = self.inner.tally.prepare_invoke();
+        tally
+            .key(self.inner.keys.entries())
+            .key(self.inner.keys.sizes());
+        let (count, bytes): (i64, i64) = self
+            .run(|mut c| async move { tally.invoke_async(&mut c).await })
             .await?;
-        self.inner.count.set(count);
+        self.inner.count.set(count, bytes);
         Ok(removed)
     }
 
-    /// No memory tier: only [`shared_entries`](StoreMetrics::shared_entries), the live
-    /// entries in Redis as last heard.
+    /// No memory tier: [`shared_entries`](StoreMetrics::shared_entries) and
+    /// [`shared_bytes`](StoreMetrics::shared_bytes), the live entries in Redis and the bytes
+    /// of their values as last heard, and the circuit [`breaker`](StoreMetrics::breaker).
     fn metrics(&self) -> StoreMetrics {
-        StoreMetrics::default().with_shared_entries(self.inner.count.get())
+        let count = &self.inner.count;
+        let breaker = &self.inner.breaker;
+        StoreMetrics::default()
+            .with_shared_entries(count.entries())
+            .with_shared_bytes(count.bytes())
+            .with_breaker(Some(BreakerState::new(
+                breaker.is_open(),
+                breaker.opened.load(Relaxed),
+            )))
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// At most 1,000 of the entries carrying `tag` (those that expire last), in tier `redis`;
+    /// values that do not decode or verify, or do not belong under their key, are left out.
+    async fn inspect<'a>(&'a self, tag: &'a str) -> Result<Vec<InspectedEntry>, StoreError> {
+        self.listed(tag).await
     }
 
     async fn claim_fill(&self, key: StoreKey, hold: Duration) -> bool {

@@ -1,5 +1,6 @@
 //! Running one Redis operation: on the right connection (a large value on its own), within
-//! the timeout for its size, through the circuit breaker.
+//! the timeout for its size, through the circuit breaker. Every error it returns names the
+//! store (`redis`), the `store` label of its count.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
@@ -7,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::breaker::Permit;
-use super::{LARGE_VALUE, RedisStore};
+use super::{LARGE_VALUE, NAME, RedisStore};
 use crate::StoreError;
 
 impl RedisStore {
@@ -40,7 +41,7 @@ impl RedisStore {
         let large = len > LARGE_VALUE;
         // Dropped with this future (a cancelled request), a probe counts as failed.
         let Some(permit) = inner.breaker.allow() else {
-            return Err(StoreError::new("redis circuit open"));
+            return Err(store_error("redis circuit open"));
         };
         let attempt = async {
             let (cell, response_timeout) = if large {
@@ -69,14 +70,14 @@ impl RedisStore {
                 Ok(value)
             }
             Ok(Err(error)) if large && error.is_timeout() => {
-                Err(self.slow_transfer(permit, StoreError::new(error)))
+                Err(self.slow_transfer(permit, store_error(error)))
             }
-            Ok(Err(error)) => Err(self.fault(permit, StoreError::new(error))),
+            Ok(Err(error)) => Err(self.fault(permit, store_error(error))),
             Err(_) if large => Err(self.slow_transfer(
                 permit,
-                StoreError::new("redis operation on a large value timed out"),
+                store_error("redis operation on a large value timed out"),
             )),
-            Err(_) => Err(self.fault(permit, StoreError::new("redis operation timed out"))),
+            Err(_) => Err(self.fault(permit, store_error("redis operation timed out"))),
         }
     }
 
@@ -92,4 +93,9 @@ impl RedisStore {
         permit.inconclusive();
         error
     }
+}
+
+/// An error of this store, saying so.
+fn store_error(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::new(source).in_store(NAME)
 }
