@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+use super::MAX_INSPECTED;
 use super::StoreError;
 #[cfg(doc)]
 use super::{PutOutcome, Store, StoreMetrics};
@@ -60,10 +61,6 @@ const LARGE_VALUE: usize = 1 << 20;
 /// shorter than this come back whole; a longer one is then fetched whole, knowing its size (on
 /// the bulk connection if large), so at most this much travels twice.
 const INLINE_READ: usize = 64 << 10;
-
-/// The most entries one [`Store::inspect`] call lists (those that expire last): it reads their
-/// values, so a tag on every page of a large site must not read the whole cache.
-const MAX_INSPECTED: usize = 1_000;
 
 /// This store's [`Store::name`], the tier of what it lists and the store its errors name.
 const NAME: &str = "redis";

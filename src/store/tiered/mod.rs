@@ -331,8 +331,9 @@ impl Store for TieredStore {
         l2
     }
 
-    /// L1's figures, and L2's count of live entries as
-    /// [`shared_entries`](StoreMetrics::shared_entries).
+    /// L1's figures, and L2's: its live entries and their bytes
+    /// ([`shared_entries`](StoreMetrics::shared_entries), [`shared_bytes`](StoreMetrics::shared_bytes))
+    /// and its circuit breaker.
     fn metrics(&self) -> StoreMetrics {
         let shared = self.shared.l2.metrics();
         self.shared
