@@ -586,3 +586,60 @@ async fn a_dead_redis_fails_with_errors_that_name_it() {
         StoreMetrics::default().with_breaker(Some(BreakerState::new(false, 0)))
     );
 }
+
+/// The admin service over a `TieredStore`: `/stats` shows both tiers and the breaker, `/entry`
+/// lists a URI's variants in each tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_service_shows_both_tiers() {
+    use tower::ServiceExt;
+    let server = RedisServer::start();
+    let tiered =
+        TieredStore::new(MemoryStore::with_capacity_bytes(16 << 20), store(&server)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tiered.is_subscribed() {
+        assert!(Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let layer = CacheLayer::new(tiered.clone());
+    let handle = layer.handle();
+    let token = tower_response_cache::PurgeToken::new("token").unwrap();
+    let admin = tower_response_cache::AdminService::new(layer.handle(), token);
+    let app = app(layer).nest_service("/_cache", admin);
+    fill(&app, &handle, "/page", "en").await;
+    fill(&app, &handle, "/page", "fr").await;
+
+    let read = |uri: &str| {
+        let request = http::Request::get(uri)
+            .header("authorization", "Bearer token")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let s = read("/_cache/stats").await;
+    assert_eq!(s["store"], "tiered");
+    // Two variants and their list, in each tier.
+    assert_eq!(s["tiers"]["memory"]["entries"], 3, "{s:#}");
+    assert_eq!(s["tiers"]["redis"]["entries"], 3, "{s:#}");
+    assert!(s["tiers"]["redis"]["bytes"].as_u64().unwrap() > 0, "{s:#}");
+    assert_eq!(s["breaker"]["open"], false, "{s:#}");
+
+    let e = read("/_cache/entry?uri=/page").await;
+    let tiers: Vec<(&str, &str)> = e["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["tier"].as_str().unwrap(), v["kind"].as_str().unwrap()))
+        .collect();
+    for tier in ["memory", "redis"] {
+        let responses = tiers.iter().filter(|t| **t == (tier, "response")).count();
+        assert_eq!(responses, 2, "{tier}: {e:#}");
+    }
+}
