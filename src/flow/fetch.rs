@@ -463,8 +463,10 @@ pub(crate) fn refresh<S, St, ReqB, ResB>(
     let observe = Arc::clone(&cache.observe);
     let spawned = background.spawn(async move {
         let _permit = permit;
-        if refreshing.await.is_err() {
-            observe.refresh_failed();
+        match refreshing.await {
+            Ok(response) if !response.status().is_server_error() => {}
+            // An error, or a server error (what a proxy makes of an origin it cannot reach).
+            _ => observe.refresh_failed(),
         }
     });
     if spawned {

@@ -215,7 +215,7 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     let path = profile_dir.join("examples").join(name);
     assert!(
         path.exists(),
-        "{} is not built: run the whole suite (`cargo test` builds the examples) or `cargo build --example {name}` first",
+        "{} is not built: run the whole suite (`cargo test` builds the examples whose features are on) or `cargo build --example {name}` (with its required features) first",
         path.display()
     );
     path
@@ -227,14 +227,17 @@ pub async fn start_proxy(
     upstream: std::net::SocketAddr,
     extra: &[&str],
 ) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(example_binary("reverse_proxy"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &format!("http://{upstream}"),
-        ])
-        .args(extra)
+    let upstream = format!("http://{upstream}");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--upstream", &upstream];
+    args.extend_from_slice(extra);
+    start_example("reverse_proxy", &args).await
+}
+
+/// The example `name` run with `args` as a process (killed when the `Child` is dropped, also
+/// when a test panics); its address, read from the `listening on ADDR` line it prints.
+pub async fn start_example(name: &str, args: &[&str]) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(example_binary(name))
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -242,14 +245,14 @@ pub async fn start_proxy(
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
         .await
-        .expect("proxy starts")
+        .unwrap_or_else(|_| panic!("{name} starts"))
         .unwrap()
         .unwrap();
     let addr = line
         .strip_prefix("listening on ")
         .expect("listening line")
         .to_owned();
-    // Keep reading, so that the proxy never writes to a closed pipe.
+    // Keep reading, so that the example never writes to a closed pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, addr)
 }
