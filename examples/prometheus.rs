@@ -86,6 +86,12 @@ fn install_recorder() -> PrometheusHandle {
 #[tokio::main]
 async fn main() {
     let options = <Options as clap::Parser>::parse();
+    // Logs to stderr, as `RUST_LOG` says (quiet by default; `tower_response_cache=debug`
+    // shows each request's `cache` span).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     // First, before the cache counts anything.
     let metrics = install_recorder();
 

@@ -71,7 +71,7 @@ impl fmt::Display for BypassReason {
     }
 }
 
-/// Why a response fetched on a miss was not stored.
+/// Why a response fetched from the origin (on a miss, a pass or a refresh) was not stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum NotStoredReason {

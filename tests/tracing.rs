@@ -315,7 +315,7 @@ async fn store_faults_and_failed_refreshes_are_warnings() {
     handle.flush().await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(send().await.cache(), "STALE");
-    let message = "background refresh failed; the stored response stays";
+    let message = "background refresh failed (an error or a 5xx from the origin)";
     eventually("the refresh fails", || {
         !collector.events(message).is_empty()
     })

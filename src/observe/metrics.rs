@@ -82,7 +82,7 @@ fn describe() {
             "Requests by what the cache did (hit, stale, miss, bypass, pass, revalidated) and route pattern"
         );
         metrics::describe_counter!(BYPASS, "Requests that did not use the cache, by reason");
-        metrics::describe_counter!(NOT_STORED, "Responses fetched on a miss and not stored, by reason");
+        metrics::describe_counter!(NOT_STORED, "Responses fetched from the origin (on a miss or a pass) and not stored, by reason");
         metrics::describe_counter!(COALESCED, "Misses answered by another request's fetch");
         metrics::describe_counter!(REFRESHES, "Background refreshes started (swr, ahead) and failed (error)");
         metrics::describe_counter!(INVALIDATIONS, "Invalidations, by what asked for them");

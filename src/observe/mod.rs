@@ -291,7 +291,7 @@ impl Observer {
         self.metrics.get().refreshes[2].increment(1);
         tracing::warn!(
             target: span::TARGET,
-            "background refresh failed; the stored response stays"
+            "background refresh failed (an error or a 5xx from the origin)"
         );
     }
 
