@@ -297,6 +297,16 @@ async fn stored_len(server: &RedisServer, s: &RedisStore, key: StoreKey) -> u64 
         .unwrap()
 }
 
+/// Waits (bounded) until `s` reports `expected`: a read refreshes the figures in a task of
+/// its own.
+async fn settled_figures(s: &RedisStore, expected: (Option<u64>, Option<u64>)) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while figures(s) != expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(figures(s), expected);
+}
+
 fn figures(s: &RedisStore) -> (Option<u64>, Option<u64>) {
     let m = s.metrics();
     (m.shared_entries, m.shared_bytes)
@@ -351,13 +361,13 @@ async fn shared_bytes_follow_puts_replacements_invalidations_expiry_and_clears()
     // Another instance sharing the Redis hears the same total, and adds to it.
     let b = store(&server);
     assert!(b.get(key("one")).await.unwrap().is_some());
-    assert_eq!(figures(&b), figures(&a));
+    settled_figures(&b, figures(&a)).await;
     b.put(key("three"), tagged(&["three"]), long).await.unwrap();
     let three = stored_len(&server, &b, key("three")).await;
     let total = one_again + two + three;
     assert_eq!(figures(&b), (Some(3), Some(total)));
     assert!(a.get(key("two")).await.unwrap().is_some(), "a's first read");
-    assert_eq!(figures(&a), (Some(3), Some(total)));
+    settled_figures(&a, (Some(3), Some(total))).await;
     assert_eq!(stored_bytes(&server).await, total);
 
     // Invalidations and removals take off what they delete.
@@ -391,7 +401,8 @@ async fn shared_bytes_follow_puts_replacements_invalidations_expiry_and_clears()
     tokio::time::sleep(short + Duration::from_millis(100)).await;
     let c = store(&server);
     assert!(c.get(key("brief")).await.unwrap().is_none());
-    assert_eq!(figures(&c), (Some(2), Some(one_again + two)));
+    // The read's refresh runs beside it.
+    settled_figures(&c, (Some(2), Some(one_again + two))).await;
     assert_eq!(stored_bytes(&server).await, one_again + two);
 
     // A large value (uploaded, then moved to its entry) counts its size too.
@@ -455,6 +466,15 @@ async fn two_instances_filling_through_layers_agree_on_the_bytes() {
     let total = stored_bytes(&server).await;
     // Two variants of /one and their list, one of /two and its list.
     let expected = (Some(5), Some(total));
+    // The read's refresh runs beside it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let s = b_stats.snapshot();
+        if (s.shared_entries, s.shared_bytes) == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let a_snapshot = a_stats.snapshot();
     let b_snapshot = b_stats.snapshot();
     assert_eq!(

@@ -18,6 +18,11 @@ const REFRESH: Duration = Duration::from_secs(1);
 pub(super) struct SharedCount {
     entries: AtomicU64,
     bytes: AtomicU64,
+    /// The number of the last operation that asked for the figures ([`begin`](Self::begin)),
+    /// and of the one whose answer was kept: an answer older than one kept is dropped (a read's
+    /// refresh runs beside the read and may come back after a later write's answer).
+    asked: AtomicU64,
+    kept: AtomicU64,
     /// Nanoseconds after `epoch` of the last refresh by a read, plus one; 0: never.
     refreshed: AtomicU64,
     epoch: Instant,
@@ -28,6 +33,8 @@ impl SharedCount {
         SharedCount {
             entries: AtomicU64::new(UNKNOWN),
             bytes: AtomicU64::new(UNKNOWN),
+            asked: AtomicU64::new(0),
+            kept: AtomicU64::new(0),
             refreshed: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -43,9 +50,18 @@ impl SharedCount {
         known(&self.bytes)
     }
 
-    /// Remembers the figures a script returned (negative: none, as from a refused put).
-    pub(crate) fn set(&self, entries: i64, bytes: i64) {
+    /// The number of an operation about to ask for the figures, for [`set`](Self::set).
+    pub(crate) fn begin(&self) -> u64 {
+        self.asked.fetch_add(1, Relaxed) + 1
+    }
+
+    /// Remembers the figures operation `seq` was answered (negative: none, as from a refused
+    /// put), unless an operation begun after it was answered first.
+    pub(crate) fn set(&self, seq: u64, entries: i64, bytes: i64) {
         if let (Ok(entries), Ok(bytes)) = (u64::try_from(entries), u64::try_from(bytes)) {
+            if self.kept.fetch_max(seq, Relaxed) > seq {
+                return;
+            }
             self.entries.store(entries.min(UNKNOWN - 1), Relaxed);
             self.bytes.store(bytes.min(UNKNOWN - 1), Relaxed);
         }
@@ -79,11 +95,13 @@ mod tests {
     fn unknown_until_set_and_refreshed_at_most_once_a_period() {
         let count = SharedCount::new();
         assert_eq!((count.entries(), count.bytes()), (None, None));
-        count.set(-1, -1);
+        count.set(count.begin(), -1, -1);
         assert_eq!((count.entries(), count.bytes()), (None, None));
-        count.set(7, 700);
+        let (older, newer) = (count.begin(), count.begin());
+        count.set(newer, 7, 700);
+        count.set(older, 1, 100);
         assert_eq!((count.entries(), count.bytes()), (Some(7), Some(700)));
-        count.set(-1, -1);
+        count.set(count.begin(), -1, -1);
         assert_eq!(count.bytes(), Some(700), "a refused put says nothing");
         assert!(count.refresh_due());
         assert!(!count.refresh_due(), "claimed for a second");

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::keys::Keys;
-use super::{INLINE_READ, LARGE_VALUE, MAX_RECORDS, NAME, RedisStore, scripts};
+use super::{INLINE_READ, LARGE_VALUE, MAX_RECORDS, NAME, RedisStore};
 use crate::store::{BreakerState, InspectedEntry, PutOutcome, Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
 
@@ -89,41 +89,45 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Trims the expired entries' sizes and counts what is live (see `scripts::TALLY`); a
+    /// failure leaves the last figures as they were.
+    async fn refresh_figures(&self) {
+        let mut tally = self.inner.tally.prepare_invoke();
+        tally
+            .key(self.inner.keys.entries())
+            .key(self.inner.keys.sizes());
+        let seq = self.inner.count.begin();
+        let figures: Result<(i64, i64), _> = self
+            .run(|mut c| async move { tally.invoke_async(&mut c).await })
+            .await;
+        match figures {
+            Ok((entries, bytes)) => self.inner.count.set(seq, entries, bytes),
+            Err(error) => tracing::debug!(%error, "could not count the Redis tier"),
+        }
+    }
+}
+
 impl Store for RedisStore {
     async fn get(&self, key: StoreKey) -> Result<Option<Arc<Entry>>, StoreError> {
         let redis_key = self.inner.keys.entry(key);
-        // Now and then, a read also refreshes the figures (same round trip): the script drops
-        // the entries that expired (and their sizes), and counts the rest.
-        let counting = self
-            .inner
-            .count
-            .refresh_due()
-            .then(|| (self.inner.keys.entries(), self.inner.keys.sizes()));
+        // Now and then, a read also refreshes the figures, in a task of its own: the script
+        // drops entries that expired (and their sizes) and counts the rest; the read itself
+        // stays a plain `STRLEN` + `GETRANGE`, whatever becomes of the script.
+        if self.inner.count.refresh_due() && tokio::runtime::Handle::try_current().is_ok() {
+            let store = self.clone();
+            tokio::spawn(async move { store.refresh_figures().await });
+        }
         let k = redis_key.clone();
-        let (len, head, figures): (usize, Vec<u8>, Option<(i64, i64)>) = self
+        let (len, head): (usize, Vec<u8>) = self
             .run(|mut c| async move {
-                let mut pipe = redis::pipe();
-                pipe.strlen(&k).getrange(&k, 0, INLINE_READ as isize - 1);
-                match counting {
-                    Some((entries, sizes)) => {
-                        pipe.cmd("EVAL")
-                            .arg(scripts::TALLY)
-                            .arg(2)
-                            .arg(entries)
-                            .arg(sizes);
-                        let (len, head, figures) = pipe.query_async(&mut c).await?;
-                        Ok((len, head, Some(figures)))
-                    }
-                    None => {
-                        let (len, head) = pipe.query_async(&mut c).await?;
-                        Ok((len, head, None))
-                    }
-                }
+                redis::pipe()
+                    .strlen(&k)
+                    .getrange(&k, 0, INLINE_READ as isize - 1)
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
-        if let Some((entries, bytes)) = figures {
-            self.inner.count.set(entries, bytes);
-        }
         let Some(value) = self.whole_value(&redis_key, len, head).await? else {
             return Ok(None);
         };
@@ -198,6 +202,7 @@ impl Store for RedisStore {
         // An upload the script never takes (this call gave up) goes by itself.
         let upload_ttl =
             crate::entry::millis(self.timeout_for(len).saturating_add(Duration::from_secs(1)));
+        let seq = self.inner.count.begin();
         let (stored, count, bytes): (i64, i64, i64) = self
             .run_sized(len, |mut c| async move {
                 if let Some((upload, value)) = upload {
@@ -212,7 +217,7 @@ impl Store for RedisStore {
                 invocation.invoke_async(&mut c).await
             })
             .await?;
-        self.inner.count.set(count, bytes);
+        self.inner.count.set(seq, count, bytes);
         if stored == 1 {
             Ok(PutOutcome::Stored)
         } else {
@@ -224,10 +229,11 @@ impl Store for RedisStore {
     async fn remove(&self, key: StoreKey) -> Result<(), StoreError> {
         let mut invocation = self.removal();
         invocation.key(self.inner.keys.entry(key));
+        let seq = self.inner.count.begin();
         let (_, count, bytes): (u64, i64, i64) = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        self.inner.count.set(count, bytes);
+        self.inner.count.set(seq, count, bytes);
         Ok(())
     }
 
@@ -248,10 +254,11 @@ impl Store for RedisStore {
         for tag in tags {
             invocation.key(keys.tag(tag)).arg(Keys::record(tag));
         }
+        let seq = self.inner.count.begin();
         let (removed, count, bytes): (u64, i64, i64) = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        self.inner.count.set(count, bytes);
+        self.inner.count.set(seq, count, bytes);
         Ok(removed)
     }
 
@@ -276,10 +283,11 @@ impl Store for RedisStore {
         tally
             .key(self.inner.keys.entries())
             .key(self.inner.keys.sizes());
+        let seq = self.inner.count.begin();
         let (count, bytes): (i64, i64) = self
             .run(|mut c| async move { tally.invoke_async(&mut c).await })
             .await?;
-        self.inner.count.set(count, bytes);
+        self.inner.count.set(seq, count, bytes);
         Ok(removed)
     }
 

@@ -15,8 +15,10 @@
 /// - `forget_all(sizes, names)`: the same for any number of names, 500 at a time (Lua's
 ///   `unpack` is bounded).
 /// - `trim(entries, sizes, now)`: drops the expired members of the entries index, and their
-///   sizes: how an entry Redis expired leaves the total.
-/// - `tally(entries, sizes)`: `{live entries, their bytes}`. An empty index takes the record
+///   sizes, at most 1,000 a call (so that one script never holds Redis long after a mass
+///   expiry; the next calls take the rest): how an entry Redis expired leaves the total.
+/// - `tally(entries, sizes)`: `{live entries, their bytes}` (the bytes of expired entries not
+///   trimmed yet included). An empty index takes the record
 ///   with it, so whatever drift the total held is gone once the index empties (a clear).
 macro_rules! sizes_lua {
     () => {
@@ -42,17 +44,20 @@ local function forget_all(sizes, names)
   end
 end
 local function trim(entries, sizes, now)
-  forget_all(sizes, redis.call('ZRANGE', entries, '-inf', now, 'BYSCORE'))
-  redis.call('ZREMRANGEBYSCORE', entries, '-inf', now)
+  local expired = redis.call('ZRANGE', entries, '-inf', now, 'BYSCORE', 'LIMIT', 0, 1000)
+  forget_all(sizes, expired)
+  for j = 1, #expired, 500 do
+    redis.call('ZREM', entries, unpack(expired, j, math.min(j + 499, #expired)))
+  end
 end
 local function tally(entries, sizes)
-  local count = redis.call('ZCARD', entries)
-  if count == 0 then
+  if redis.call('ZCARD', entries) == 0 then
     redis.call('DEL', sizes)
     return {0, 0}
   end
+  local live = redis.call('ZCOUNT', entries, string.format('(%d', now_ms()), '+inf')
   local total = tonumber(redis.call('HGET', sizes, 'total')) or 0
-  return {count, math.max(0, total)}
+  return {live, math.max(0, total)}
 end
 "#
     };
