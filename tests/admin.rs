@@ -394,3 +394,22 @@ async fn the_admin_service_mounted_outside_the_layer_is_never_cached() {
     let s = stats.snapshot();
     assert_eq!((s.misses, s.bypasses, s.hits), (1, 0, 0), "{s:?}");
 }
+
+/// A purge-only service purges, and reads nothing.
+#[tokio::test]
+async fn a_purge_only_service_answers_no_reads() {
+    let layer = layer();
+    let admin =
+        AdminService::new(layer.handle(), PurgeToken::new("s3cret-token").unwrap()).purge_only();
+    let app = Router::new()
+        .route("/a/{id}", get(|| async { "a page" }))
+        .layer(layer)
+        .nest_service("/_cache", admin);
+    for path in ["/_cache/stats", "/_cache/entry?uri=/a/1"] {
+        let got = send(&app, req("GET", path, &[AUTH])).await;
+        assert_eq!(got.status, 404, "{path}");
+        assert!(!got.text().contains('{'), "{path}: {}", got.text());
+    }
+    let purge = req("POST", "/_cache?all=true", &[AUTH]);
+    assert_eq!(send(&app, purge).await.status, 200);
+}

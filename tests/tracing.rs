@@ -356,3 +356,26 @@ async fn at_info_no_request_has_a_span() {
         "the write's invalidation only: {levels:?}"
     );
 }
+
+#[tokio::test]
+async fn a_response_not_stored_says_why_in_its_span() {
+    let (collector, _subscriber) = Collector::start(Level::DEBUG);
+    let handle;
+    let app = {
+        let layer = cache();
+        handle = layer.handle();
+        Router::new()
+            .route(
+                "/mine",
+                get(|| async { ([("cache-control", "private")], "mine") }),
+            )
+            .layer(layer)
+    };
+    assert_eq!(send(&app, get_request("/mine")).await.cache(), "MISS");
+    handle.flush().await;
+
+    let spans = collector.requests();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].field("outcome"), Some("miss"));
+    assert_eq!(spans[0].field("reason"), Some("private"), "{spans:#?}");
+}

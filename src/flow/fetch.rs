@@ -375,6 +375,16 @@ where
     let called = inner.call(Request::from_parts(request.parts, body));
     async move {
         let answered = called.await;
+        // A revalidation the origin answers in full is a miss's call after all.
+        let call = match &answered {
+            Ok(response)
+                if call == OriginCall::Revalidated
+                    && response.status() != http::StatusCode::NOT_MODIFIED =>
+            {
+                OriginCall::Miss
+            }
+            _ => call,
+        };
         cache.observe.origin_answered(call, &answered, started);
         // On an error the guard is dropped, which tells the waiters the fetch failed.
         let response = match answered {

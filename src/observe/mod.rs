@@ -216,6 +216,9 @@ pub(crate) struct Observer {
     pub routes: Routes,
     #[cfg(feature = "metrics")]
     metrics: metrics::Lazy,
+    /// The lookup histogram (one store per cache, so one label value).
+    #[cfg(feature = "metrics")]
+    lookups: std::sync::OnceLock<::metrics::Histogram>,
     /// Whether the task that publishes the store's figures runs.
     #[cfg(feature = "metrics")]
     publishing: std::sync::atomic::AtomicBool,
@@ -228,6 +231,8 @@ impl Default for Observer {
             routes: Routes::default(),
             #[cfg(feature = "metrics")]
             metrics: metrics::Lazy::default(),
+            #[cfg(feature = "metrics")]
+            lookups: std::sync::OnceLock::new(),
             #[cfg(feature = "metrics")]
             publishing: std::sync::atomic::AtomicBool::new(false),
         }
@@ -266,6 +271,7 @@ impl Observer {
     }
 
     pub(crate) fn not_stored(&self, reason: NotStoredReason) {
+        span::not_stored(reason.as_str());
         self.counts.not_stored.add(reason as usize);
         #[cfg(feature = "metrics")]
         self.metrics.get().not_stored[reason as usize].increment(1);
@@ -302,7 +308,8 @@ impl Observer {
         tracing::info!(
             target: span::TARGET,
             kind = kind.as_str(),
-            tags = ?tags,
+            tags = ?&tags[..tags.len().min(8)],
+            tag_count = tags.len(),
             removed,
             "cache invalidation"
         );
@@ -389,7 +396,9 @@ impl Observer {
     /// A timed lookup in `store`.
     pub(crate) fn lookup(&self, store: &'static str, took: Duration) {
         #[cfg(feature = "metrics")]
-        ::metrics::histogram!(metrics::LOOKUP, "store" => store).record(took);
+        self.lookups
+            .get_or_init(|| ::metrics::histogram!(metrics::LOOKUP, "store" => store))
+            .record(took);
         let _ = (store, took);
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Observer;
 use super::metrics::{BYTES, ENTRIES, EVICTIONS, INVALIDATIONS};
 use crate::Store;
 use crate::flow::background::Background;
@@ -14,7 +15,7 @@ const PERIOD: Duration = Duration::from_secs(1);
 
 /// Starts the task, once per cache (on its first request, when a runtime is at hand).
 pub(crate) fn start<St: Store + ?Sized>(
-    observer: &super::Observer,
+    observer: &Arc<Observer>,
     background: &Background,
     store: &Arc<St>,
 ) {
@@ -22,7 +23,11 @@ pub(crate) fn start<St: Store + ?Sized>(
         return;
     }
     let store = Arc::clone(store);
+    // Whatever ends the task (the layer dropped, its runtime shut down), the next request
+    // starts another.
+    let publishing = Publishing(Arc::clone(observer));
     let started = background.spawn(async move {
+        let _publishing = publishing;
         let mut ticks = tokio::time::interval(PERIOD);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -33,6 +38,15 @@ pub(crate) fn start<St: Store + ?Sized>(
     if !started {
         // No runtime: published by the next request that has one.
         observer.stop_publishing();
+    }
+}
+
+/// Held by the task: says it no longer runs when it ends or is dropped.
+struct Publishing(Arc<Observer>);
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        self.0.stop_publishing();
     }
 }
 

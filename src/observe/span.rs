@@ -93,6 +93,17 @@ impl RequestSpan {
     }
 }
 
+/// Records why the current request's response is not stored, in its span (the fill runs in
+/// the request's span, or its fetch task's).
+pub(crate) fn not_stored(reason: &'static str) {
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        let span = Span::current();
+        if !span.is_disabled() {
+            span.record("reason", reason);
+        }
+    }
+}
+
 /// Records how long the origin took in the current span (the request's, in its fetch).
 pub(crate) fn origin_took(took: std::time::Duration) {
     let span = Span::current();

@@ -38,12 +38,12 @@ impl fmt::Display for InvalidPattern {
 impl std::error::Error for InvalidPattern {}
 
 impl RoutePattern {
-    /// Parses a pattern. It must start with `/`; `{*rest}` may only be the last segment.
     /// The pattern as written.
     pub(crate) fn source(&self) -> &str {
         &self.source
     }
 
+    /// Parses a pattern. It must start with `/`; `{*rest}` may only be the last segment.
     pub(crate) fn parse(pattern: &str) -> Result<Self, InvalidPattern> {
         let invalid = |why| InvalidPattern {
             pattern: pattern.to_owned(),

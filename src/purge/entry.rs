@@ -70,6 +70,12 @@ impl Inquiry {
                 format!("the store could not list the entries: {error}\n"),
             )
         })?;
+        // A store lists at most `MAX_INSPECTED` per tier: at the cap, there may be more.
+        let mut per_tier = std::collections::BTreeMap::<&str, usize>::new();
+        for f in &found {
+            *per_tier.entry(f.tier).or_default() += 1;
+        }
+        let capped = per_tier.values().any(|&n| n >= crate::store::MAX_INSPECTED);
         let mut found: Vec<(Option<KeyedTarget<'_>>, &InspectedEntry)> = found
             .iter()
             .map(|f| (KeyedTarget::of(f.entry.key()), f))
@@ -97,7 +103,7 @@ impl Inquiry {
             "uri": self.given,
             "variants": variants,
             "total": total,
-            "truncated": total > MAX_LISTED,
+            "truncated": total > MAX_LISTED || capped,
         }))
     }
 

@@ -79,11 +79,14 @@ use crate::store::BoxFuture;
 pub struct AdminService {
     handle: CacheHandle,
     token: PurgeToken,
+    /// Whether `stats` and `entry` are answered (see [`AdminService::purge_only`]).
+    reads: bool,
 }
 
 /// The former name of [`AdminService`], from when it only purged: the same service, so code
-/// that mounts a `PurgeService` keeps working and now also answers the reads (behind the same
-/// token).
+/// that mounts a `PurgeService` keeps working, and now also answers the reads behind the same
+/// token: whoever holds the token can read what is cached. For a token that may only purge
+/// (a deploy script's), use [`AdminService::purge_only`].
 pub type PurgeService = AdminService;
 
 impl AdminService {
@@ -92,7 +95,15 @@ impl AdminService {
         AdminService {
             handle: handle.purging(),
             token,
+            reads: true,
         }
+    }
+
+    /// Answers purges only: `GET …/stats` and `GET …/entry` are `404`, so the token can remove
+    /// entries but not read what is cached (a token for deploy scripts).
+    pub fn purge_only(mut self) -> Self {
+        self.reads = false;
+        self
     }
 }
 
@@ -137,7 +148,11 @@ impl<B> Service<Request<B>> for AdminService {
         let purges = method == Method::POST || method == Method::DELETE;
         let query = request.uri().query().unwrap_or("");
         let handle = self.handle.clone();
-        match Endpoint::of(request.uri().path()) {
+        let endpoint = Endpoint::of(request.uri().path());
+        if endpoint != Endpoint::Purge && !self.reads {
+            return ready(text(StatusCode::NOT_FOUND, "reads are off here\n"));
+        }
+        match endpoint {
             Endpoint::Purge if purges => match Orders::parse(query) {
                 Ok(orders) => Box::pin(async move {
                     let purged = orders.carry_out(&handle).await;

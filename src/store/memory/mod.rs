@@ -252,9 +252,11 @@ impl Store for MemoryStore {
 
     async fn inspect<'a>(&'a self, tag: &'a str) -> Result<Vec<InspectedEntry>, StoreError> {
         let mut found = Vec::new();
-        for (key, id) in self.tags.inserts(&[tag]) {
+        for (key, id) in self.tags.inserts_of(tag, 4 * super::MAX_INSPECTED) {
             let live = self.cache.get(&key).await;
-            if let Some(entry) = live.filter(|slot| slot.id == id).and_then(|s| s.entry()) {
+            let entry = live.filter(|slot| slot.id == id).and_then(|s| s.entry());
+            // The index is by the tag's hash: a tag of the same hash is not this one.
+            if let Some(entry) = entry.filter(|e| e.tags().any(|t| t == tag)) {
                 found.push(InspectedEntry::new(key, entry, "memory"));
                 if found.len() == super::MAX_INSPECTED {
                     break;

@@ -83,6 +83,23 @@ impl TagIndex {
         inserts
     }
 
+    /// At most `limit` of the inserts carrying `tag` (for inspection: the lock is held for
+    /// `limit` steps at most, whatever the tag's fan-out).
+    pub(super) fn inserts_of(&self, tag: &str, limit: usize) -> Vec<(StoreKey, u64)> {
+        let hash = xxh3_64(tag.as_bytes());
+        let triples = self.lock();
+        triples
+            .range((hash, 0, 0, 0)..=(hash, u64::MAX, u64::MAX, u64::MAX))
+            .take(limit)
+            .map(|t| {
+                (
+                    StoreKey::from_u128(u128::from(t.1) << 64 | u128::from(t.2)),
+                    t.3,
+                )
+            })
+            .collect()
+    }
+
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.lock().len()

@@ -52,7 +52,13 @@ impl RedisStore {
             .run(|mut c| async move { lengths.invoke_async(&mut c).await })
             .await?;
         let mut found = Vec::new();
+        let mut read = 0usize;
         for batch in batches(&named, &lengths, self.inner.max_value_bytes) {
+            // Bounded in bytes too: a thousand large values must not all be held at once.
+            if read >= MAX_INSPECTED_BYTES {
+                break;
+            }
+            read = read.saturating_add(batch.bytes);
             let names: Vec<&str> = batch.names.iter().map(|&(_, name)| name.as_str()).collect();
             let values: Vec<Option<Vec<u8>>> = self
                 .run_sized(batch.bytes, |mut c| async move { c.mget(names).await })
@@ -72,6 +78,9 @@ impl RedisStore {
         Ok(found)
     }
 }
+
+/// The most bytes of values one inspection reads (it stops at the batch that passes it).
+const MAX_INSPECTED_BYTES: usize = 64 << 20;
 
 /// Entries read in one round trip.
 struct Batch<'a> {
