@@ -230,6 +230,25 @@ impl<St: crate::Store + ?Sized> Cache<St> {
         }
     }
 
+    /// Publishes the store's figures to the metrics if a second has passed since the last
+    /// time (`observe/publish.rs`). Called where the clock is read anyway, never on a hit
+    /// that is not timed.
+    #[inline]
+    pub(crate) fn publish_if_due(&self) {
+        #[cfg(feature = "metrics")]
+        self.publish_if_due_at(std::time::Instant::now());
+    }
+
+    /// [`publish_if_due`](Self::publish_if_due), the clock read already.
+    #[inline]
+    pub(crate) fn publish_if_due_at(&self, now: std::time::Instant) {
+        #[cfg(feature = "metrics")]
+        if self.observe.publish_due(now) {
+            crate::observe::publish::publish(&*self.store);
+        }
+        let _ = now;
+    }
+
     /// A store operation failed: counted under the store's name, logged.
     pub(crate) fn store_error(&self, op: StoreOp, error: &crate::StoreError) {
         self.observe.store_error(self.store.name(), op, error);
@@ -262,6 +281,7 @@ impl<St: crate::Store + ?Sized> Cache<St> {
             }
         };
         self.observe.invalidated(kind, tags, removed);
+        self.publish_if_due();
         self.unapplied.retry_pending(&self.store).await;
         removed
     }
@@ -286,6 +306,7 @@ impl<St: crate::Store + ?Sized> Cache<St> {
             }
         };
         self.observe.invalidated(kind, &["*"], removed);
+        self.publish_if_due();
         self.unapplied.retry_pending(&self.store).await;
         removed
     }

@@ -130,14 +130,6 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        #[cfg(feature = "metrics")]
-        if !self.cache.observe.publishing() {
-            crate::observe::publish::start(
-                &self.cache.observe,
-                &self.background,
-                &self.cache.store,
-            );
-        }
         let span = RequestSpan::new(&parts);
         if parts.method.as_str() == "PURGE" && self.cache.purge_token.is_some() {
             let answering = crate::purge::method::answer(Arc::clone(&self.cache), parts);

@@ -90,7 +90,9 @@ impl<St: Store + ?Sized> Cache<St> {
     #[inline]
     fn lookup_timed(&self, timer: Option<Instant>) {
         if let Some(started) = timer {
-            self.observe.lookup(self.store.name(), started.elapsed());
+            let now = Instant::now();
+            self.observe.lookup(self.store.name(), now - started);
+            self.publish_if_due_at(now);
         }
     }
 

@@ -139,6 +139,7 @@ where
             Some(_) => self.observe.refused(),
             None => {}
         }
+        self.publish_if_due();
         kept
     }
 

@@ -3,7 +3,7 @@
 //!
 //! - `routes.rs`: the per-route request outcomes (a route is a policy's pattern, never a path);
 //! - `metrics.rs`: the facade's handles, registered once (the hit path increments, never looks up);
-//! - `publish.rs`: the task that copies the store's figures to gauges once a second;
+//! - `publish.rs`: the store's figures copied to gauges, at most once a second;
 //! - `span.rs`: the span of one request (target `tower_response_cache`, level `DEBUG`).
 //!
 //! [`CacheStats`]: crate::CacheStats
@@ -219,9 +219,12 @@ pub(crate) struct Observer {
     /// The lookup histogram (one store per cache, so one label value).
     #[cfg(feature = "metrics")]
     lookups: std::sync::OnceLock<::metrics::Histogram>,
-    /// Whether the task that publishes the store's figures runs.
+    /// When the store's figures were last published: nanoseconds after `epoch`, plus one
+    /// (0: never).
     #[cfg(feature = "metrics")]
-    publishing: std::sync::atomic::AtomicBool,
+    published: AtomicU64,
+    #[cfg(feature = "metrics")]
+    epoch: Instant,
 }
 
 impl Default for Observer {
@@ -234,7 +237,9 @@ impl Default for Observer {
             #[cfg(feature = "metrics")]
             lookups: std::sync::OnceLock::new(),
             #[cfg(feature = "metrics")]
-            publishing: std::sync::atomic::AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            epoch: Instant::now(),
         }
     }
 }
@@ -402,22 +407,18 @@ impl Observer {
         let _ = (store, took);
     }
 
-    /// Claims the start of the publishing task: `true` once.
+    /// Whether the store's figures are due to be published (a second since the last time,
+    /// as of `now`); `true` claims it.
     #[cfg(feature = "metrics")]
-    pub(crate) fn start_publishing(&self) -> bool {
-        !self.publishing.swap(true, Relaxed)
-    }
-
-    /// Whether the publishing task was started.
-    #[cfg(feature = "metrics")]
-    #[inline]
-    pub(crate) fn publishing(&self) -> bool {
-        self.publishing.load(Relaxed)
-    }
-
-    /// The publishing task could not start: the next request tries again.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn stop_publishing(&self) {
-        self.publishing.store(false, Relaxed);
+    pub(crate) fn publish_due(&self, now: Instant) -> bool {
+        let at = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1);
+        let last = self.published.load(Relaxed);
+        (last == 0 || at.saturating_sub(last) >= 1_000_000_000)
+            && self
+                .published
+                .compare_exchange(last, at, Relaxed, Relaxed)
+                .is_ok()
     }
 }

@@ -1,54 +1,11 @@
 //! The store's figures as gauges (feature `metrics`): entries and bytes of each tier, the
-//! memory tier's evictions and the invalidations other instances made, copied once a second
-//! by a task of the layer's (it stops with the layer).
+//! memory tier's evictions and the invalidations other instances made. Copied as the cache is
+//! used, at most once a second: after a store write, an invalidation, or a timed lookup (all
+//! of which read the clock anyway), so there is no task and no timer (a runtime without
+//! timers works), and an idle cache leaves them as they were.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use super::Observer;
 use super::metrics::{BYTES, ENTRIES, EVICTIONS, INVALIDATIONS};
 use crate::Store;
-use crate::flow::background::Background;
-
-/// How often the figures are copied.
-const PERIOD: Duration = Duration::from_secs(1);
-
-/// Starts the task, once per cache (on its first request, when a runtime is at hand).
-pub(crate) fn start<St: Store + ?Sized>(
-    observer: &Arc<Observer>,
-    background: &Background,
-    store: &Arc<St>,
-) {
-    if !observer.start_publishing() {
-        return;
-    }
-    let store = Arc::clone(store);
-    // Whatever ends the task (the layer dropped, its runtime shut down), the next request
-    // starts another.
-    let publishing = Publishing(Arc::clone(observer));
-    let started = background.spawn(async move {
-        let _publishing = publishing;
-        let mut ticks = tokio::time::interval(PERIOD);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            publish(&*store);
-        }
-    });
-    if !started {
-        // No runtime: published by the next request that has one.
-        observer.stop_publishing();
-    }
-}
-
-/// Held by the task: says it no longer runs when it ends or is dropped.
-struct Publishing(Arc<Observer>);
-
-impl Drop for Publishing {
-    fn drop(&mut self) {
-        self.0.stop_publishing();
-    }
-}
 
 /// Copies the store's figures now.
 pub(crate) fn publish<St: Store + ?Sized>(store: &St) {
