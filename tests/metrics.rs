@@ -13,7 +13,7 @@ mod common;
 
 use axum::Router;
 use axum::routing::get;
-use common::{Calls, get as get_request, req, send};
+use common::{Calls, eventually, get as get_request, req, send};
 use http::{HeaderMap, Request, StatusCode};
 use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
@@ -159,17 +159,6 @@ impl Recorder for Recording {
 
 fn cache(policy: Policy) -> CacheLayer<MemoryStore> {
     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20)).policy(policy)
-}
-
-/// Polls `check` every 10 ms for up to 3 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within 3 s");
 }
 
 /// `/etag`: `no-cache` with an entity-tag (stored, validated before every reuse); a `304`

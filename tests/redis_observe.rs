@@ -34,6 +34,18 @@ fn store(server: &RedisServer) -> RedisStore {
     builder(server).build().unwrap()
 }
 
+/// A `TieredStore` over `server`, once it hears other instances' invalidations.
+async fn subscribed_tiered(server: &RedisServer) -> TieredStore {
+    let tiered =
+        TieredStore::new(MemoryStore::with_capacity_bytes(16 << 20), store(server)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tiered.is_subscribed() {
+        assert!(Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tiered
+}
+
 /// An app over `layer` whose pages vary by `Accept-Language`, tagged `page`, with a body of
 /// `?size=` bytes when asked.
 fn app<St: Store + Clone>(layer: CacheLayer<St>) -> Router {
@@ -131,13 +143,7 @@ async fn inspect_lists_a_uris_variants_in_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_lists_both_tiers_of_a_tiered_store() {
     let server = RedisServer::start();
-    let tiered =
-        TieredStore::new(MemoryStore::with_capacity_bytes(16 << 20), store(&server)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !tiered.is_subscribed() {
-        assert!(Instant::now() < deadline, "never subscribed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let tiered = subscribed_tiered(&server).await;
     let layer = CacheLayer::new(tiered.clone());
     let handle = layer.handle();
     let app = app(layer);
@@ -613,13 +619,7 @@ async fn a_dead_redis_fails_with_errors_that_name_it() {
 async fn the_admin_service_shows_both_tiers() {
     use tower::ServiceExt;
     let server = RedisServer::start();
-    let tiered =
-        TieredStore::new(MemoryStore::with_capacity_bytes(16 << 20), store(&server)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !tiered.is_subscribed() {
-        assert!(Instant::now() < deadline, "never subscribed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let tiered = subscribed_tiered(&server).await;
     let layer = CacheLayer::new(tiered.clone());
     let handle = layer.handle();
     let token = tower_response_cache::PurgeToken::new("token").unwrap();

@@ -10,7 +10,7 @@ mod common;
 
 use axum::Router;
 use axum::routing::get;
-use common::{Calls, get as get_request, req, send};
+use common::{Calls, eventually, get as get_request, req, send};
 use http::Request;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -132,17 +132,6 @@ impl Collector {
         let matching = events.filter(|e| e.field("message") == Some(message));
         matching.cloned().collect()
     }
-}
-
-/// Polls `check` every 10 ms for up to 3 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within 3 s");
 }
 
 fn cache() -> CacheLayer<MemoryStore> {

@@ -256,3 +256,14 @@ pub async fn start_example(name: &str, args: &[&str]) -> (tokio::process::Child,
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, addr)
 }
+
+/// Polls `check` every 10 ms for up to 3 s; panics naming `what` if it never holds.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 3 s");
+}
