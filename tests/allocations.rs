@@ -161,7 +161,10 @@ fn allocations_per_hit_are_pinned() {
     // Pinned: lower these when a change saves an allocation; a change that adds one must say
     // why. The fraction is moka's maintenance, run every few hundred reads.
     assert!(hit <= HIT, "a hit allocates {hit} times (pinned: {HIT})");
-    assert!(head <= HEAD_HIT, "a HEAD hit allocates {head} times (pinned: {HEAD_HIT})");
+    assert!(
+        head <= HEAD_HIT,
+        "a HEAD hit allocates {head} times (pinned: {HEAD_HIT})"
+    );
     assert!(
         not_modified <= CONDITIONAL_HIT,
         "a conditional hit allocates {not_modified} times (pinned: {CONDITIONAL_HIT})"
