@@ -114,7 +114,12 @@ impl Store for RedisStore {
         // Now and then, a read also refreshes the figures, in a task of its own: the script
         // drops entries that expired (and their sizes) and counts the rest; the read itself
         // stays a plain `STRLEN` + `GETRANGE`, whatever becomes of the script.
-        if self.inner.count.refresh_due() && tokio::runtime::Handle::try_current().is_ok() {
+        // Only while the circuit is closed: a refresh must never take the half-open probe
+        // (the request that should test Redis would then fail at once).
+        if !self.inner.breaker.is_open()
+            && self.inner.count.refresh_due()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
             let store = self.clone();
             tokio::spawn(async move { store.refresh_figures().await });
         }
