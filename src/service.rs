@@ -234,12 +234,18 @@ where
             Some(conditions) => conditions.answer(response, cache.cache_header.as_ref()),
         })
     };
+    // An answer from the store, counted at once (the others by their `Tally`, below).
+    let policy = request.policy;
+    let counted = |outcome| {
+        cache
+            .observe
+            .request(cache.policies.counters(policy), outcome);
+        span.outcome(outcome);
+    };
     let (stale, pass) = match found {
         Found::Fresh { entry, refresh } => {
             if let Some(response) = answered(Served::Hit, &entry) {
-                let route = cache.policies.counters(request.policy);
-                cache.observe.request(route, Outcome::Hit);
-                span.outcome(Outcome::Hit);
+                counted(Outcome::Hit);
                 if refresh && request.facts.fills_for_others() {
                     request.prior = Some(entry);
                     fetch::refresh(cache, background, origin(), request, Refresh::Ahead);
@@ -250,9 +256,7 @@ where
         }
         Found::Stale(entry) => {
             if let Some(response) = answered(Served::Stale, &entry) {
-                let route = cache.policies.counters(request.policy);
-                cache.observe.request(route, Outcome::Stale);
-                span.outcome(Outcome::Stale);
+                counted(Outcome::Stale);
                 if request.facts.fills_for_others() {
                     request.prior = Some(entry);
                     fetch::refresh(cache, background, origin(), request, Refresh::Swr);

@@ -5,14 +5,9 @@
 
 mod common;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+use common::HttpClient;
 
 /// What the client saw, tallied as the cache counts it: a collapsed answer (`X-Cache: HIT`,
 /// `Cache-Status: ...; collapsed`) is a miss another request's fetch answered.
@@ -54,19 +49,7 @@ async fn call(
     uri: String,
     headers: &[(&str, &str)],
 ) -> (http::response::Parts, String) {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.request(request.body(Empty::new()).unwrap()),
-    )
-    .await
-    .expect("no hang")
-    .unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
+    let (parts, body) = common::http_call(client, method, &uri, headers).await;
     assert_eq!(parts.status, 200, "{method}: {body:?}");
     (parts, String::from_utf8(body.to_vec()).unwrap())
 }
@@ -158,7 +141,7 @@ const LOOKUP: &str = "tower_response_cache_lookup_duration_seconds";
 async fn the_metrics_page_counts_what_the_cache_did() {
     // Killed when dropped: also when an assertion below fails.
     let (mut child, addr) = common::start_example("prometheus", &["--listen", "127.0.0.1:0"]).await;
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = common::http_client();
     let url = |path: &str| format!("http://{addr}{path}");
     let mut seen = Seen::default();
 

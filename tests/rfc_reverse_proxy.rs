@@ -7,10 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::validating::Validating;
-use http::{HeaderMap, Request};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::HeaderMap;
 use std::time::Duration;
 
 /// The proxy in front of `origin`, and its address.
@@ -31,25 +28,13 @@ impl Got {
 }
 
 async fn call(proxy: &str, method: &str, headers: &[(&str, &str)]) -> Got {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("http://{proxy}/doc"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.request(request.body(Empty::new()).unwrap()),
-    )
-    .await
-    .expect("no hang")
-    .unwrap();
-    let (parts, body) = response.into_parts();
+    let client = common::http_client();
+    let uri = format!("http://{proxy}/doc");
+    let (parts, body) = common::http_call(&client, method, &uri, headers).await;
     Got {
         status: parts.status.as_u16(),
         headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
+        body,
     }
 }
 

@@ -267,3 +267,38 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("{what}: not within 3 s");
 }
+
+/// A hyper client over plain HTTP, for tests that talk to a real server on loopback.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// A new [`HttpClient`].
+pub fn http_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// Sends a bodiless request over real HTTP (at most 10 s for the head), and reads the
+/// response to its end.
+pub async fn http_call(
+    client: &HttpClient,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (http::response::Parts, bytes::Bytes) {
+    use http_body_util::BodyExt;
+    let mut request = http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.request(request.body(http_body_util::Empty::new()).unwrap()),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    let (parts, body) = response.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes())
+}
