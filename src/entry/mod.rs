@@ -258,6 +258,20 @@ impl Entry {
         Duration::from_millis(end.saturating_sub(unix_ms(now)))
     }
 
+    /// A copy for one thread to answer from (the memory store's hit front): its header fields
+    /// and trailers copied ([`semantics::private_copy`](crate::semantics::private_copy)), its
+    /// key and body shared.
+    pub(crate) fn private_copy(&self) -> Entry {
+        let mut copy = self.clone();
+        if let Kind::Response(stored) = &mut copy.kind {
+            stored.headers = crate::semantics::private_copy(&stored.headers);
+            if let Some(trailers) = &mut stored.trailers {
+                *trailers = crate::semantics::private_copy(trailers);
+            }
+        }
+        copy
+    }
+
     /// The stored response, for a response entry.
     pub(crate) fn stored(&self) -> Option<&StoredResponse> {
         match &self.kind {

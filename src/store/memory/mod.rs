@@ -1,6 +1,7 @@
 //! The in-memory store, on moka's concurrent cache: the store and its builder here, what it
 //! keeps for each entry in `slot.rs`, its tag index in `tag_index.rs`.
 
+mod front;
 mod slot;
 mod tag_index;
 
@@ -16,6 +17,7 @@ use moka::policy::EvictionPolicy;
 
 use super::{InspectedEntry, PutOutcome, Store, StoreError, StoreMetrics};
 use crate::{Entry, StoreKey};
+use front::Front;
 use slot::{PerEntryTtl, Slot, Stored, weigh};
 use tag_index::TagIndex;
 
@@ -58,6 +60,7 @@ pub struct MemoryStore {
     tags: Arc<TagIndex>,
     counts: Arc<Counts>,
     next_id: Arc<AtomicU64>,
+    front: Front,
 }
 
 /// What the store holds, kept up to date by puts and by moka's removal notifications.
@@ -136,6 +139,7 @@ impl MemoryStoreBuilder {
             tags,
             counts,
             next_id: Arc::new(AtomicU64::new(1)),
+            front: Front::new(self.capacity_bytes),
         }
     }
 }
@@ -154,6 +158,15 @@ impl MemoryStore {
         Self::builder().capacity_bytes(bytes).build()
     }
 
+    /// moka's lookup, polled once: `None` when it would have to wait.
+    fn poll_once(&self, key: StoreKey) -> Option<Option<Stored>> {
+        let lookup = std::pin::pin!(self.cache.get(&key));
+        match lookup.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(slot) => Some(slot),
+            Poll::Pending => None,
+        }
+    }
+
     /// Runs moka's pending maintenance (evictions, expirations, listener calls) now. For tests
     /// and benchmarks that read exact figures; not part of the API.
     #[doc(hidden)]
@@ -167,15 +180,25 @@ impl Store for MemoryStore {
         Ok(self.cache.get(&key).await.and_then(|slot| slot.entry()))
     }
 
-    /// moka's `get` is asynchronous only to take a maintenance lock when it must; nearly always
-    /// it is ready on its first poll. If not, the future is dropped (moka's operations are
+    /// First from this thread's hit front (`front.rs`), which holds a private copy of what
+    /// this thread hit lately for as long as the store holds it; then from moka, whose `get`
+    /// is asynchronous only to take a maintenance lock when it must: nearly always it is
+    /// ready on its first poll. If not, the future is dropped (moka's operations are
     /// cancellation-safe) and the layer awaits [`get`](Store::get) instead.
     fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
-        let lookup = std::pin::pin!(self.cache.get(&key));
-        match lookup.poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(slot) => Some(Ok(slot.and_then(|s| s.entry()))),
-            Poll::Pending => None,
+        if let Some(hit) = self.front.get(key) {
+            if hit.touch {
+                // Only for moka's eviction policy: what it answers, the front already has.
+                let _ = self.poll_once(key);
+            }
+            return Some(Ok(Some(hit.entry)));
         }
+        let slot = self.poll_once(key)?;
+        let entry = slot.as_ref().and_then(|slot| slot.entry());
+        if let (Some(slot), Some(entry)) = (&slot, &entry) {
+            self.front.admit(key, slot, entry);
+        }
+        Some(Ok(entry))
     }
 
     async fn put(

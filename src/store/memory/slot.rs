@@ -2,6 +2,7 @@
 //! moka keeps it.
 
 use std::mem::size_of;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,12 @@ pub(super) type Stored = Arc<Slot>;
 /// values a thread (crossbeam-epoch), which kept removed entries, whole bodies, alive beyond
 /// the capacity: 20 MiB over a 64 MiB budget with 64 KiB bodies under churn
 /// (`examples/memory_budget.rs`). A lookup pays one uncontended lock for this.
+///
+/// `gone` says the same without the lock, for the threads' hit fronts (`front.rs`), which
+/// hold the slot and read the flag on every hit: a load of a line nobody writes again.
 pub(super) struct Slot {
     entry: Mutex<Option<Arc<Entry>>>,
+    gone: AtomicBool,
     ttl: Duration,
     pub(super) id: u64,
     pub(super) weight: u32,
@@ -33,6 +38,7 @@ impl Slot {
     pub(super) fn new(entry: Arc<Entry>, ttl: Duration, id: u64, weight: u32) -> Self {
         Slot {
             entry: Mutex::new(Some(entry)),
+            gone: AtomicBool::new(false),
             ttl,
             id,
             weight,
@@ -49,8 +55,18 @@ impl Slot {
         self.lock().clone()
     }
 
+    /// The entry, taken out: the store let go of it. From now on [`is_gone`](Self::is_gone).
     pub(super) fn take(&self) -> Option<Arc<Entry>> {
+        // Set before the entry is taken, and both before moka's removal call returns: a
+        // lookup that starts after an invalidation returned sees the flag (Release/Acquire).
+        self.gone.store(true, Ordering::Release);
         self.lock().take()
+    }
+
+    /// Whether the store let go of this slot's entry (removed, replaced, evicted, expired).
+    #[inline]
+    pub(super) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
     }
 }
 

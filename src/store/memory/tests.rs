@@ -281,3 +281,233 @@ async fn metrics_count_puts_at_once_and_every_removal() {
     store.run_pending_tasks().await;
     assert_eq!(store.metrics(), StoreMetrics::new(0, 0, 0));
 }
+
+// The threads' hit fronts (`front.rs`).
+
+fn front_hit(store: &MemoryStore, at: StoreKey) -> Option<Arc<Entry>> {
+    match store.get_now(at) {
+        Some(Ok(found)) => found,
+        _ => panic!("the memory store answers at once"),
+    }
+}
+
+fn entry_with_body(body: &'static [u8], tags: &[&str]) -> Arc<Entry> {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", http::HeaderValue::from_static("text/plain"));
+    headers.insert("x-custom", http::HeaderValue::from_str("v").unwrap());
+    Arc::new(
+        Entry::response(
+            Bytes::from_static(b"key"),
+            StoredResponse {
+                status: StatusCode::OK,
+                headers,
+                body: Bytes::from_static(body),
+                trailers: None,
+                shared_with_credentials: false,
+                must_revalidate: false,
+                immutable: false,
+            },
+            SystemTime::now(),
+            crate::entry::Lifetime::fresh(Duration::from_secs(60)),
+            0,
+        )
+        .with_tags(tags.iter().copied()),
+    )
+}
+
+#[tokio::test]
+async fn a_second_hit_comes_from_a_private_copy_with_the_same_fields() {
+    let store = MemoryStore::with_capacity_bytes(1 << 20);
+    let stored = entry_with_body(b"body", &[]);
+    store
+        .put(key(1), Arc::clone(&stored), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let first = front_hit(&store, key(1)).unwrap();
+    assert!(Arc::ptr_eq(&first, &stored), "the first hit is moka's");
+    let second = front_hit(&store, key(1)).unwrap();
+    assert!(
+        !Arc::ptr_eq(&second, &stored),
+        "the second is the front's copy"
+    );
+    let (a, b) = (stored.stored().unwrap(), second.stored().unwrap());
+    assert_eq!(a.headers, b.headers);
+    assert_eq!(a.body, b.body);
+    assert_eq!(stored.key(), second.key());
+    for (name, value) in &b.headers {
+        let original = &a.headers[name];
+        assert_ne!(
+            value.as_bytes().as_ptr(),
+            original.as_bytes().as_ptr(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        a.body.as_ptr(),
+        b.body.as_ptr(),
+        "the body is shared, not copied"
+    );
+    assert!(store.front.held_here() > 0);
+}
+
+#[tokio::test]
+async fn the_front_never_answers_what_was_replaced_removed_invalidated_or_cleared() {
+    let store = MemoryStore::with_capacity_bytes(1 << 20);
+    let put = |body: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            store
+                .put(
+                    key(1),
+                    entry_with_body(body, &["t"]),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let body = |store: &MemoryStore| front_hit(store, key(1)).map(|e| e.body().unwrap().clone());
+    put(b"one").await;
+    body(&store);
+    assert_eq!(body(&store).unwrap(), "one");
+    put(b"two").await;
+    assert_eq!(body(&store).unwrap(), "two", "replaced");
+    assert_eq!(body(&store).unwrap(), "two");
+    store.remove(key(1)).await.unwrap();
+    assert!(body(&store).is_none(), "removed");
+    put(b"three").await;
+    body(&store);
+    assert_eq!(body(&store).unwrap(), "three");
+    store.invalidate_tags(&["t"]).await.unwrap();
+    assert!(body(&store).is_none(), "invalidated");
+    put(b"four").await;
+    body(&store);
+    assert_eq!(body(&store).unwrap(), "four");
+    store.clear().await.unwrap();
+    assert!(body(&store).is_none(), "cleared");
+    assert_eq!(store.front.held_here(), 0, "and let go of");
+}
+
+#[tokio::test]
+async fn the_front_lets_go_of_evicted_entries_and_stays_within_its_budget() {
+    // Room for about 200 entries of 4 KiB; this thread's front holds a sixteenth of that.
+    let store = MemoryStore::builder()
+        .capacity_bytes(1 << 20)
+        .eviction(Eviction::Lru)
+        .build();
+    let ttl = Duration::from_secs(60);
+    for i in 0..40 {
+        store.put(key(i), entry(4 << 10, &[]), ttl).await.unwrap();
+        front_hit(&store, key(i));
+        front_hit(&store, key(i));
+        assert!(store.front.held_here() <= store.front.budget());
+    }
+    assert!(
+        store.front.held_here() > store.front.budget() / 2,
+        "the front was used"
+    );
+    // Least-recently-used eviction removes those first; the front is not asked meanwhile.
+    for i in 40..600 {
+        store.put(key(i), entry(4 << 10, &[]), ttl).await.unwrap();
+    }
+    store.run_pending_tasks().await;
+    let live: Vec<u64> = (0..600)
+        .filter(|i| store.cache.contains_key(&key(*i)))
+        .collect();
+    assert!(
+        !live.contains(&0) && live.len() < 300,
+        "moka evicted the first"
+    );
+    for i in 0..600 {
+        assert_eq!(
+            front_hit(&store, key(i)).is_some(),
+            live.contains(&i),
+            "key {i}: the front answers exactly what moka holds"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_stores_never_answer_from_each_others_fronts() {
+    let (a, b) = (
+        MemoryStore::with_capacity_bytes(1 << 20),
+        MemoryStore::with_capacity_bytes(1 << 20),
+    );
+    let ttl = Duration::from_secs(60);
+    a.put(key(1), entry_with_body(b"a", &[]), ttl)
+        .await
+        .unwrap();
+    b.put(key(1), entry_with_body(b"b", &[]), ttl)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(front_hit(&a, key(1)).unwrap().body().unwrap(), "a");
+        assert_eq!(front_hit(&b, key(1)).unwrap().body().unwrap(), "b");
+    }
+    b.remove(key(1)).await.unwrap();
+    assert!(front_hit(&b, key(1)).is_none());
+    assert_eq!(front_hit(&a, key(1)).unwrap().body().unwrap(), "a");
+}
+
+/// Threads answering from their fronts while another replaces and invalidates: once a
+/// removal returned, no thread's next lookup answers the removed entry. Random timing, many
+/// rounds.
+#[test]
+fn no_thread_answers_from_its_front_what_an_invalidation_removed() {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = MemoryStore::with_capacity_bytes(1 << 24);
+    // The generation the writer last removed: readers must never see it (or older) again.
+    let removed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, removed, stop) = (store.clone(), removed.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                while !stop.load(Relaxed) {
+                    let floor = removed.load(std::sync::atomic::Ordering::Acquire);
+                    if let Some(found) = front_hit(&store, key(1)) {
+                        let generation = found.tags().next().unwrap().parse::<u64>().unwrap();
+                        assert!(generation > floor, "generation {generation} was removed");
+                        seen += 1;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for generation in 1..=400u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let tag = generation.to_string();
+        runtime.block_on(async {
+            let fresh = entry(16, &[tag.as_str()]);
+            store
+                .put(key(1), fresh, Duration::from_secs(60))
+                .await
+                .unwrap();
+        });
+        std::thread::sleep(Duration::from_micros(seed % 300));
+        runtime.block_on(async {
+            match seed % 3 {
+                0 => store.remove(key(1)).await.unwrap(),
+                1 => {
+                    store.invalidate_tags(&[tag.as_str()]).await.unwrap();
+                }
+                _ => {
+                    store.clear().await.unwrap();
+                }
+            }
+        });
+        removed.store(generation, std::sync::atomic::Ordering::Release);
+        std::thread::sleep(Duration::from_micros((seed >> 20) % 200));
+    }
+    stop.store(true, Relaxed);
+    let seen: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(seen > 0, "the readers saw entries at all");
+}
