@@ -48,6 +48,16 @@ pub(crate) struct Cache<St: ?Sized> {
     pub purge_token: Option<PurgeToken>,
     /// Writes still pending behind responses already returned.
     pub unsettled: Arc<crate::flow::background::Unsettled>,
+    /// Tells this configuration's answers apart from any other's (a new one for every cache
+    /// made, cloned or configured): what a hit's memoized head was made by
+    /// (`entry/memo.rs`).
+    pub answer_id: u64,
+}
+
+/// A new [`Cache::answer_id`].
+pub(crate) fn next_answer_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 // Manual: the derive would require `St: Clone`, but the store is behind an `Arc`.
@@ -70,6 +80,7 @@ impl<St: ?Sized> Clone for Cache<St> {
             keep_tag_header: self.keep_tag_header,
             purge_token: self.purge_token.clone(),
             unsettled: Arc::clone(&self.unsettled),
+            answer_id: next_answer_id(),
         }
     }
 }

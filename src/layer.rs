@@ -99,6 +99,7 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 keep_tag_header: false,
                 purge_token: None,
                 unsettled: Arc::default(),
+                answer_id: crate::cache::next_answer_id(),
             }),
             keys: Arc::new(DefaultKey),
             background: Arc::new(Background::new(
@@ -111,7 +112,9 @@ impl<St: Store + ?Sized> CacheLayer<St> {
 
 impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     fn configure(mut self, change: impl FnOnce(&mut Cache<St>)) -> Self {
-        change(Arc::make_mut(&mut self.cache));
+        let cache = Arc::make_mut(&mut self.cache);
+        change(cache);
+        cache.answer_id = crate::cache::next_answer_id();
         self
     }
 

@@ -102,10 +102,12 @@ fn request(method: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
 }
 
 /// Allocations per request of `make()` through `service`, over [`HITS`] requests, after as
-/// many unmeasured ones (every lazily made structure made).
+/// many unmeasured ones (every lazily made structure made) and `settle` (the store's pending
+/// maintenance run: hits from the threads' fronts seldom give moka a chance to run it).
 fn per_request<S, B>(
     runtime: &tokio::runtime::Runtime,
     service: &S,
+    settle: impl Fn(&tokio::runtime::Runtime),
     make: impl Fn() -> Request<Full<Bytes>>,
 ) -> f64
 where
@@ -123,6 +125,7 @@ where
         })
     };
     run(HITS);
+    settle(runtime);
     let before = ALLOCATIONS.load(Relaxed);
     COUNTED.with(|c| c.set(true));
     run(HITS);
@@ -144,14 +147,16 @@ fn allocations_per_hit_are_pinned() {
     let _serial = serial();
     let runtime = runtime();
     let bare = origin();
-    let cached = CacheLayer::new(MemoryStore::with_capacity_bytes(64 << 20))
+    let store = MemoryStore::with_capacity_bytes(64 << 20);
+    let cached = CacheLayer::new(store.clone())
         .ttl(Duration::from_secs(600))
         .layer(origin());
+    let settle = |runtime: &tokio::runtime::Runtime| runtime.block_on(store.run_pending_tasks());
     let get = || request("GET", &[]);
-    let bare_get = per_request(&runtime, &bare, get);
-    let hit = per_request(&runtime, &cached, get);
-    let head = per_request(&runtime, &cached, || request("HEAD", &[]));
-    let not_modified = per_request(&runtime, &cached, || {
+    let bare_get = per_request(&runtime, &bare, |_| {}, get);
+    let hit = per_request(&runtime, &cached, settle, get);
+    let head = per_request(&runtime, &cached, settle, || request("HEAD", &[]));
+    let not_modified = per_request(&runtime, &cached, settle, || {
         request("GET", &[("if-none-match", "\"v1\"")])
     });
     eprintln!(
@@ -175,9 +180,10 @@ fn allocations_per_hit_are_pinned() {
 }
 
 /// Allocations of one warmed `GET` hit, the caller's request and reading the body included
-/// (measured: 9.088).
-const HIT: f64 = 9.1;
-/// The same for `HEAD` (measured: 8.088).
-const HEAD_HIT: f64 = 8.1;
+/// (measured: 9, the store's maintenance settled; a second boundary crossed during the
+/// count adds a memoized head, 2 allocations).
+const HIT: f64 = 9.02;
+/// The same for `HEAD` (measured: 8).
+const HEAD_HIT: f64 = 8.02;
 /// The same for a conditional `GET` answered `304` from the stored response (measured: 15.083).
-const CONDITIONAL_HIT: f64 = 15.1;
+const CONDITIONAL_HIT: f64 = 15.02;

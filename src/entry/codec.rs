@@ -199,6 +199,7 @@ impl Entry {
             initial_age,
             tags: Tags::new(tags),
             kind,
+            memo: super::AnswerMemo::default(),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 mod codec;
 mod lifetime;
+mod memo;
 mod tags;
 mod weight;
 
@@ -17,6 +18,7 @@ use http::{HeaderMap, HeaderName, StatusCode};
 use std::time::{Duration, SystemTime};
 
 use lifetime::at_unix_ms;
+use memo::AnswerMemo;
 use tags::Tags;
 
 /// One stored object: a response, or the list of request fields a URI's responses vary on.
@@ -45,6 +47,8 @@ pub struct Entry {
     initial_age: u64,
     tags: Tags,
     kind: Kind,
+    /// In a thread's private copy only: the head its hits were last answered with.
+    memo: AnswerMemo,
 }
 
 // Entries always live behind an `Arc`; boxing the response would add a pointer chase to every hit.
@@ -109,6 +113,7 @@ impl Entry {
             initial_age,
             tags: Tags::default(),
             kind,
+            memo: AnswerMemo::default(),
         }
     }
 
@@ -263,6 +268,7 @@ impl Entry {
     /// key and body shared.
     pub(crate) fn private_copy(&self) -> Entry {
         let mut copy = self.clone();
+        copy.memo = AnswerMemo::enabled();
         if let Kind::Response(stored) = &mut copy.kind {
             stored.headers = crate::semantics::private_copy(&stored.headers);
             if let Some(trailers) = &mut stored.trailers {
@@ -270,6 +276,12 @@ impl Entry {
             }
         }
         copy
+    }
+
+    /// The memo of the head its hits were last answered with (a private copy's; others
+    /// remember nothing).
+    pub(crate) fn memo(&self) -> &AnswerMemo {
+        &self.memo
     }
 
     /// The stored response, for a response entry.

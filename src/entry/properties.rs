@@ -97,6 +97,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                 initial_age: age,
                 tags: super::Tags::default(),
                 kind,
+                memo: super::AnswerMemo::default(),
             }
             .with_tags(tags)
         })

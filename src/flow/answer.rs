@@ -39,13 +39,7 @@ impl Served {
         }
     }
 
-    fn status(self, entry: &Entry, now: SystemTime) -> CacheStatus {
-        let fresh = entry.fresh_for(now).as_secs();
-        let ttl = if fresh > 0 {
-            i64::try_from(fresh).unwrap_or(i64::MAX)
-        } else {
-            -i64::try_from(entry.stale_for(now).as_secs()).unwrap_or(i64::MAX)
-        };
+    fn status(self, entry: &Entry, ttl: i64) -> CacheStatus {
         let status = CacheStatus {
             ttl: Some(ttl),
             ..CacheStatus::default()
@@ -109,22 +103,33 @@ impl<St: ?Sized> Cache<St> {
         };
         let mut response = Response::new(body(stored));
         *response.status_mut() = stored.status;
+        let age = entry.age(now);
+        let ttl = ttl(entry, now);
+        // Hits within one second share their head: a thread's private copy remembers it.
+        if served == Served::Hit {
+            if let Some(headers) = entry.memo().recall(self.answer_id, age, ttl) {
+                *response.headers_mut() = headers;
+                return Some(response);
+            }
+        }
         let headers = response.headers_mut();
         *headers = stored.headers.clone();
         // Stored headers already hold `age` and the cache header (saying HIT), so these replace
         // in place and the cloned map never grows (a growth would copy every field).
-        headers.insert(AGE, age_value(entry.age(now)));
+        headers.insert(AGE, age_value(age));
         let disposition = served.disposition();
         if disposition != Disposition::Hit {
             self.mark(headers, disposition);
         }
         if let Some(name) = &self.cache_status {
-            let status = served.status(entry, now);
-            let value = match (served, status.ttl) {
-                (Served::Hit | Served::Stale, Some(ttl)) => hit_value(&name.hit_prefix, ttl),
-                _ => status.value(&name.name),
+            let value = match served {
+                Served::Hit | Served::Stale => hit_value(&name.hit_prefix, ttl),
+                _ => served.status(entry, ttl).value(&name.name),
             };
             self.restate(headers, value);
+        }
+        if served == Served::Hit {
+            entry.memo().remember(self.answer_id, age, ttl, headers);
         }
         match served {
             Served::StaleFallback => tally::mark(&mut response, Outcome::Stale),
@@ -156,6 +161,17 @@ impl<St: ?Sized> Cache<St> {
         };
         self.status(headers, status);
         response
+    }
+}
+
+/// The entry's ttl as `Cache-Status` gives it: seconds it stays fresh, or, once stale, minus
+/// the seconds it has been.
+fn ttl(entry: &Entry, now: SystemTime) -> i64 {
+    let fresh = entry.fresh_for(now).as_secs();
+    if fresh > 0 {
+        i64::try_from(fresh).unwrap_or(i64::MAX)
+    } else {
+        -i64::try_from(entry.stale_for(now).as_secs()).unwrap_or(i64::MAX)
     }
 }
 
