@@ -2,6 +2,7 @@
 //! `metrics` feature, the `metrics` facade, and writes the tracing event beside it.
 //!
 //! - `routes.rs`: the per-route request outcomes (a route is a policy's pattern, never a path);
+//! - `striped.rs`: counters each thread adds to on a cache line of its own (the hit path's);
 //! - `metrics.rs`: the facade's handles, registered once (the hit path increments, never looks up);
 //! - `publish.rs`: the store's figures copied to gauges, at most once a second;
 //! - `span.rs`: the span of one request (target `tower_response_cache`, level `DEBUG`).
@@ -14,6 +15,7 @@ pub(crate) mod metrics;
 pub(crate) mod publish;
 pub(crate) mod routes;
 pub(crate) mod span;
+mod striped;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};

@@ -1,10 +1,10 @@
 //! Request outcomes per route: the route a policy was given for (its pattern as written), or
 //! `default`. Never the request's path: label values stay as few as the routes.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use super::Outcome;
+use super::striped::Striped;
 
 /// The route label of requests no route matched.
 pub(crate) const DEFAULT_ROUTE: &str = "default";
@@ -12,7 +12,9 @@ pub(crate) const DEFAULT_ROUTE: &str = "default";
 /// One route's outcome counters.
 pub(crate) struct RouteCounters {
     label: Box<str>,
-    outcomes: [AtomicU64; Outcome::ALL.len()],
+    /// Striped: every request adds to them, a hit included, from whichever thread serves it
+    /// (one shared atomic per outcome would be one contended cache line per hit).
+    outcomes: Striped<{ Outcome::ALL.len() }>,
     #[cfg(feature = "metrics")]
     metrics: std::sync::OnceLock<[::metrics::Counter; Outcome::ALL.len()]>,
 }
@@ -21,7 +23,7 @@ impl RouteCounters {
     fn new(label: &str) -> Self {
         RouteCounters {
             label: label.into(),
-            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
+            outcomes: Striped::default(),
             #[cfg(feature = "metrics")]
             metrics: std::sync::OnceLock::new(),
         }
@@ -33,7 +35,7 @@ impl RouteCounters {
 
     #[inline]
     pub(crate) fn add(&self, outcome: Outcome) {
-        self.outcomes[outcome as usize].fetch_add(1, Relaxed);
+        self.outcomes.add(outcome as usize);
         #[cfg(feature = "metrics")]
         self.metrics
             .get_or_init(|| super::metrics::requests(&self.label))[outcome as usize]
@@ -42,7 +44,7 @@ impl RouteCounters {
 
     /// The counts, in [`Outcome::ALL`]'s order.
     pub(crate) fn load(&self) -> [u64; Outcome::ALL.len()] {
-        std::array::from_fn(|i| self.outcomes[i].load(Relaxed))
+        self.outcomes.load()
     }
 }
 
