@@ -185,5 +185,5 @@ fn allocations_per_hit_are_pinned() {
 const HIT: f64 = 9.02;
 /// The same for `HEAD` (measured: 8).
 const HEAD_HIT: f64 = 8.02;
-/// The same for a conditional `GET` answered `304` from the stored response (measured: 15.083).
+/// The same for a conditional `GET` answered `304` from the stored response (measured: 15).
 const CONDITIONAL_HIT: f64 = 15.02;

@@ -46,7 +46,6 @@ pub(crate) type Described = (PolicyId, RequestFacts, CacheKey);
 
 impl Cacheable {
     /// The request `parts` as `prepare` described it, looked up now.
-    #[inline]
     pub(crate) fn new(parts: request::Parts, (policy, facts, key): Described) -> Self {
         Cacheable {
             head: parts.method == http::Method::HEAD,
