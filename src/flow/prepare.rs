@@ -6,8 +6,8 @@ use http_body::Body;
 
 use crate::cache::Cache;
 use crate::flow::cacheable::Described;
-use crate::key::{Target, Unkeyed};
-use crate::semantics::RequestFacts;
+use crate::key::{Fields, Target};
+use crate::semantics::{Present, RequestFacts};
 use crate::{BypassReason, KeyBuilder, KeyMaker, Store};
 
 impl<St: Store + ?Sized> Cache<St> {
@@ -22,17 +22,24 @@ impl<St: Store + ?Sized> Cache<St> {
         if parts.method != Method::HEAD && parts.method != Method::GET {
             return Err(BypassReason::Method);
         }
-        if has_body(&parts.headers, body) {
+        // One pass over the fields tells all that is asked of them below.
+        let fields = Fields::scan(&parts.headers);
+        if has_body(&fields, body) {
             return Err(BypassReason::RequestBody);
         }
-        let unkeyed = Unkeyed::scan(&parts.headers);
+        let unkeyed = fields.unkeyed;
         if unkeyed.method_override {
             return Err(BypassReason::MethodOverride);
         }
         let policy_id = self.policies.select(parts);
         let policy = self.policies.get(policy_id);
-        let target = Target::of(parts)?;
-        let mut facts = RequestFacts::read(parts, policy, unkeyed.directives)?;
+        let target = Target::with_host(parts, fields.host()?)?;
+        let present = Present {
+            authorization: fields.authorization,
+            cookie: fields.cookie,
+            directives: unkeyed.directives,
+        };
+        let mut facts = RequestFacts::read(parts, policy, present)?;
         facts.canonical = target.canonical;
         facts.conditional = unkeyed.conditional;
         let mut key = KeyBuilder::new(parts);
@@ -44,11 +51,13 @@ impl<St: Store + ?Sized> Cache<St> {
 
 /// Whether a request carries a body, or may: a `GET` or `HEAD` body is not part of the key, so
 /// a request with one must not be answered from the cache nor fill it (some apps read it).
-fn has_body<B: Body>(headers: &http::HeaderMap, body: &B) -> bool {
+/// (`fields`: what the pass over the request's fields found of `Transfer-Encoding` and
+/// `Content-Length`.)
+fn has_body<B: Body>(fields: &Fields<'_>, body: &B) -> bool {
     let empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
-    let declared = headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers
-            .get(http::header::CONTENT_LENGTH)
+    let declared = fields.transfer_encoding
+        || fields
+            .content_length()
             .is_some_and(|length| length.as_bytes() != b"0");
     !empty || declared
 }

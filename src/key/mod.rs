@@ -11,12 +11,16 @@ use std::fmt;
 
 use crate::BypassReason;
 
+mod fields;
+mod full;
 mod normalize;
 mod read;
 mod target;
 mod unkeyed;
 mod variant;
 
+pub(crate) use fields::Fields;
+use full::{KeyBytes, KeySink, KeyWriter};
 pub(crate) use normalize::{normalize_authority, normalize_path};
 pub(crate) use read::{KeyedQuery, KeyedTarget};
 pub(crate) use target::{Target, bare_head, normalized_head, original_uri};
@@ -69,18 +73,30 @@ impl fmt::Display for StoreKey {
 }
 
 /// A request's identity in the cache: the canonical full key and its [`StoreKey`] hash.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// The full key is held inline when it is short (`key::full`): a hit builds its key without
+/// touching the heap.
+#[derive(Clone)]
 pub(crate) struct CacheKey {
-    full: Bytes,
+    full: KeyBytes,
     hash: StoreKey,
 }
 
 impl CacheKey {
-    fn new(full: Vec<u8>) -> Self {
-        let hash = StoreKey::of(&full);
+    fn new(full: KeyWriter) -> Self {
+        let hash = StoreKey::of(full.as_slice());
         CacheKey {
-            full: Bytes::from(full),
+            full: full.finish(),
             hash,
+        }
+    }
+
+    /// The key whose full bytes are `full`.
+    #[cfg(test)]
+    pub(crate) fn of_bytes(full: &[u8]) -> Self {
+        CacheKey {
+            full: KeyBytes::copy_of(full),
+            hash: StoreKey::of(full),
         }
     }
 
@@ -91,19 +107,30 @@ impl CacheKey {
 
     /// The full canonical key (length-prefixed fields; not meant to be read by people).
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.full
+        self.full.as_slice()
     }
 
+    /// The full key on the heap, for an entry or a marker to keep: a copy when the key is
+    /// held inline (on a miss, never on a hit).
     pub(crate) fn full(&self) -> Bytes {
-        self.full.clone()
+        self.full.shared()
     }
 }
+
+/// Keys are equal when their bytes are, however they are held.
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for CacheKey {}
 
 impl fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheKey")
             .field("hash", &self.hash)
-            .field("full", &String::from_utf8_lossy(&self.full))
+            .field("full", &String::from_utf8_lossy(self.as_bytes()))
             .finish()
     }
 }
@@ -307,29 +334,30 @@ impl<'a> KeyBuilder<'a> {
         if capacity > max_key_bytes.saturating_add(32) {
             return Err(BypassReason::KeyTooLarge);
         }
-        let mut full = Vec::with_capacity(capacity);
-        full.push(2); // key format version
-        full.push(method_class(&self.request.method));
+        let mut full = KeyWriter::with_capacity(capacity);
+        full.put(&[2, method_class(&self.request.method)]); // key format version, method
         // Schemes are case-insensitive; lowercased as copied.
-        full.extend_from_slice(&(scheme.len() as u32).to_le_bytes());
-        full.extend(scheme.bytes().map(|b| b.to_ascii_lowercase()));
+        full.put(&(scheme.len() as u32).to_le_bytes());
+        for b in scheme.bytes() {
+            full.put(&[b.to_ascii_lowercase()]);
+        }
         push_field(&mut full, authority.as_bytes());
         push_field(&mut full, path.as_bytes());
         match target.query {
-            None => full.push(0xff),
+            None => full.put(&[0xff]),
             Some(query) => self.push_query(&mut full, query),
         }
         unkeyed::push_present(&self.request.headers, unkeyed, &mut full);
-        full.extend_from_slice(&self.extra);
-        if full.len() > max_key_bytes {
+        full.put(&self.extra);
+        if full.as_slice().len() > max_key_bytes {
             return Err(BypassReason::KeyTooLarge);
         }
         Ok(CacheKey::new(full))
     }
 
-    fn push_query(&self, full: &mut Vec<u8>, query: &str) {
+    fn push_query(&self, full: &mut KeyWriter, query: &str) {
         if self.query == QueryMode::Ignored {
-            full.push(0xfe);
+            full.put(&[0xfe]);
             return;
         }
         if self.query == QueryMode::AsSent && self.dropped_params.is_empty() {
@@ -374,10 +402,11 @@ fn method_class(method: &Method) -> u8 {
 }
 
 /// Appends a length-prefixed field, so no two different keys share bytes.
-fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+#[inline]
+fn push_field(out: &mut impl KeySink, field: &[u8]) {
     // Fields are bounded by the key limit, far below 4 GiB.
-    out.extend_from_slice(&(field.len() as u32).to_le_bytes());
-    out.extend_from_slice(field);
+    out.put(&(field.len() as u32).to_le_bytes());
+    out.put(field);
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@ use http::Request;
 use proptest::prelude::*;
 
 use super::{
-    DefaultKey, KeyBuilder, KeyMaker, Target, Unkeyed, normalize_authority, normalize_path,
+    CacheKey, DefaultKey, Fields, KeyBuilder, KeyMaker, QueryMode, StoreKey, Target, Unkeyed,
+    method_class, normalize_authority, normalize_path, push_field, unkeyed,
 };
+use crate::BypassReason;
 use crate::invalidate::implicit_tags;
 use crate::testing::check;
 
@@ -240,6 +242,173 @@ fn different_targets_keep_different_keys() {
             let b = key_and_tags(&host_b, &path_b).map(|k| k.0);
             prop_assert!(a.is_some() && b.is_some());
             prop_assert_eq!(a == b, host_a == host_b && path_a == path_b);
+            Ok(())
+        },
+    );
+}
+
+/// The key as it was built before keys were held inline (`key::full`): one heap vector,
+/// written field by field. A reference for [`inline_keys_are_the_keys_they_were`]; the bytes
+/// are a storage format, shared by every instance that uses one Redis.
+fn key_the_old_way(
+    builder: KeyBuilder<'_>,
+    target: &Target<'_>,
+    unkeyed: Unkeyed,
+    max_key_bytes: usize,
+) -> Result<Vec<u8>, BypassReason> {
+    if builder.bypass {
+        return Err(BypassReason::KeyMaker);
+    }
+    let scheme = target.scheme.unwrap_or("");
+    let (authority, path) = (&*target.authority, &*target.path);
+    let query = target.query.unwrap_or("");
+    let capacity = 40 + scheme.len() + authority.len() + path.len() + query.len();
+    let capacity = capacity + builder.extra.len();
+    if capacity > max_key_bytes.saturating_add(32) {
+        return Err(BypassReason::KeyTooLarge);
+    }
+    let mut full = Vec::with_capacity(capacity);
+    full.push(2);
+    full.push(method_class(&builder.request.method));
+    full.extend_from_slice(&(scheme.len() as u32).to_le_bytes());
+    full.extend(scheme.bytes().map(|b| b.to_ascii_lowercase()));
+    push_field(&mut full, authority.as_bytes());
+    push_field(&mut full, path.as_bytes());
+    match target.query {
+        None => full.push(0xff),
+        Some(_) if builder.query == QueryMode::Ignored => full.push(0xfe),
+        Some(query) if builder.query == QueryMode::AsSent && builder.dropped_params.is_empty() => {
+            push_field(&mut full, query.as_bytes())
+        }
+        Some(query) => {
+            let mut params: Vec<&str> = query
+                .split('&')
+                .filter(|p| !p.is_empty() && !builder.is_dropped(p))
+                .collect();
+            if builder.query == QueryMode::Sorted {
+                params.sort_unstable();
+            }
+            push_field(&mut full, params.join("&").as_bytes());
+        }
+    }
+    unkeyed::push_present(&builder.request.headers, unkeyed, &mut full);
+    full.extend_from_slice(&builder.extra);
+    if full.len() > max_key_bytes {
+        return Err(BypassReason::KeyTooLarge);
+    }
+    Ok(full)
+}
+
+/// What a key maker does, in a generated request.
+#[derive(Clone, Debug)]
+enum MakerStep {
+    Header(&'static str),
+    Cookie(&'static str),
+    Value(String),
+    SortQuery,
+    IgnoreQuery,
+    Drop(&'static str),
+    Bypass,
+}
+
+fn maker_step() -> impl Strategy<Value = MakerStep> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["accept-language", "x-forwarded-host", "x-absent"])
+            .prop_map(MakerStep::Header),
+        3 => prop::sample::select(vec!["session", "theme"]).prop_map(MakerStep::Cookie),
+        3 => "[a-z0-9]{0,140}".prop_map(MakerStep::Value),
+        3 => Just(MakerStep::SortQuery),
+        3 => Just(MakerStep::IgnoreQuery),
+        3 => prop::sample::select(vec!["utm_*", "a", "b"]).prop_map(MakerStep::Drop),
+        1 => Just(MakerStep::Bypass),
+    ]
+}
+
+fn make(steps: &[MakerStep], key: &mut KeyBuilder<'_>) {
+    for step in steps {
+        match step {
+            MakerStep::Header(name) => key.header(name),
+            MakerStep::Cookie(name) => key.cookie(name),
+            MakerStep::Value(value) => key.value("v", value),
+            MakerStep::SortQuery => key.sort_query(),
+            MakerStep::IgnoreQuery => key.ignore_query(),
+            MakerStep::Drop(name) => key.drop_query_param(name),
+            MakerStep::Bypass => key.bypass(),
+        };
+    }
+}
+
+#[test]
+fn inline_keys_are_the_keys_they_were() {
+    let uri = prop_oneof![
+        "(/|[a-zA-Z0-9._~-]|%[0-9a-fA-F]{2}|\\.\\.){0,60}(\\?[a-z0-9=&;_]{0,80})?",
+        "(http|HTTPS)://[a-zA-Z0-9.]{1,20}(:[0-9]{1,3})?/[a-z0-9/]{0,150}(\\?[a-z=&]{0,20})?",
+    ];
+    let host = prop::option::of("[a-zA-Z0-9.:\\[\\] ]{0,30}");
+    let fields = prop::collection::vec(
+        (
+            prop::sample::select(vec![
+                "accept-language",
+                "cookie",
+                "x-forwarded-host",
+                "forwarded",
+                "x-original-url",
+                "host",
+                "authorization",
+                "content-length",
+                "cache-control",
+            ]),
+            "[a-zA-Z0-9=;, .]{0,60}",
+        ),
+        0..4,
+    );
+    let steps = prop::collection::vec(maker_step(), 0..4);
+    let limit = prop::sample::select(vec![40, 64, 110, 111, 200, 8192]);
+    check(
+        "key::properties::inline_keys_are_the_keys_they_were",
+        2000,
+        (uri, host, fields, steps, limit),
+        |(uri, host, fields, steps, limit)| {
+            let mut request = Request::get(uri.as_str());
+            if let Some(host) = &host {
+                request = request.header("host", host.as_str());
+            }
+            for (name, value) in &fields {
+                request = request.header(*name, value.as_str());
+            }
+            let Ok(request) = request.body(()) else {
+                return Ok(());
+            };
+            let (parts, ()) = request.into_parts();
+            // The target as `prepare` reads it (its host from the one pass over the fields)
+            // is the target as everything else reads it.
+            let found = Fields::scan(&parts.headers);
+            let target = Target::of(&parts);
+            let scanned = found
+                .host()
+                .and_then(|host| Target::with_host(&parts, host));
+            prop_assert_eq!(&scanned, &target);
+            let Ok(target) = target else {
+                return Ok(());
+            };
+            let unkeyed = found.unkeyed;
+            prop_assert_eq!(unkeyed, Unkeyed::scan(&parts.headers));
+            let mut new = KeyBuilder::new(&parts);
+            make(&steps, &mut new);
+            let mut old = KeyBuilder::new(&parts);
+            make(&steps, &mut old);
+            let new = new.finish(&target, unkeyed, limit);
+            let old = key_the_old_way(old, &target, unkeyed, limit);
+            match (new, old) {
+                (Ok(new), Ok(old)) => {
+                    prop_assert_eq!(new.as_bytes(), &old[..]);
+                    prop_assert_eq!(&new.full()[..], &old[..]);
+                    let hash = xxhash_rust::xxh3::xxh3_128(&old);
+                    prop_assert_eq!(new.store_key(), StoreKey::from_u128(hash));
+                    prop_assert_eq!(&new, &CacheKey::of_bytes(&old));
+                }
+                (new, old) => prop_assert_eq!(new.map(|_| ()), old.map(|_| ())),
+            }
             Ok(())
         },
     );

@@ -129,7 +129,7 @@ mod tests {
             k.value("v", "x").header("accept");
         });
         assert_eq!(KeyedTarget::of(&full).unwrap().query, KeyedQuery::None);
-        let base = crate::key::CacheKey::new(full_key("/p", |_| {}));
+        let base = crate::key::CacheKey::of_bytes(&full_key("/p", |_| {}));
         let mut headers = http::HeaderMap::new();
         headers.insert("accept", HeaderValue::from_static("text/html"));
         let variant = base.variant(&[HeaderName::from_static("accept")], &headers, &[]);

@@ -41,9 +41,17 @@ impl<'a> Target<'a> {
     /// The target of a request: its original URI (axum's `OriginalUri`, which nested routers
     /// leave whole while they strip their prefix from the URI) and its `Host` header.
     pub(crate) fn of(request: &'a request::Parts) -> Result<Self, BypassReason> {
+        Self::with_host(request, single_host(request)?)
+    }
+
+    /// [`of`](Self::of), given the single `Host` (what `single_host` or `Fields::host` read
+    /// of the request: a pass over the fields that found it spares a lookup by name).
+    pub(crate) fn with_host(
+        request: &'a request::Parts,
+        host: Option<&'a str>,
+    ) -> Result<Self, BypassReason> {
         let uri = original_uri(request);
         let scheme = uri.scheme_str();
-        let host = single_host(request)?;
         let (authority, authority_canonical) = match (uri.authority(), host) {
             (Some(target), Some(host)) => {
                 let target_raw = target.as_str();

@@ -20,6 +20,8 @@
 
 use http::HeaderMap;
 
+use super::KeySink;
+
 /// The headers keyed when present (lowercase), besides `Forwarded` and `Front-End-Https`.
 const KEYED: [&str; 14] = [
     "x-forwarded-host",
@@ -72,34 +74,46 @@ pub(crate) struct Unkeyed {
 }
 
 impl Unkeyed {
-    /// One pass over the names; most are dismissed by their first byte.
+    /// One pass over the names; most are dismissed by their first byte. (`prepare` makes
+    /// this pass as part of its own, `key::fields`, which tests compare with this one.)
+    #[cfg(test)]
     pub(crate) fn scan(headers: &HeaderMap) -> Self {
         let mut found = Unkeyed::default();
         for name in headers.keys() {
-            let name = name.as_str();
-            match name.as_bytes().first() {
-                Some(b'x') => {
-                    found.forwarding |= KEYED.contains(&name);
-                    found.method_override |= METHOD_OVERRIDES.contains(&name);
-                }
-                Some(b'f') => found.forwarding |= KEYED_OTHERS.contains(&name),
-                Some(b'i' | b'r') => found.conditional |= CONDITIONAL.contains(&name),
-                Some(b'c') => found.directives |= name == "cache-control",
-                Some(b'p') => found.directives |= name == "pragma",
-                _ => {}
-            }
+            found.note(name.as_str());
         }
         found
+    }
+
+    /// Notes a field name (lowercase, as `HeaderName`s are) if it is one of those looked for.
+    #[inline]
+    pub(crate) fn note(&mut self, name: &str) {
+        match name.as_bytes().first() {
+            Some(b'x') => {
+                self.forwarding |= KEYED.contains(&name);
+                self.method_override |= METHOD_OVERRIDES.contains(&name);
+            }
+            Some(b'f') => self.forwarding |= KEYED_OTHERS.contains(&name),
+            Some(b'i' | b'r') => self.conditional |= CONDITIONAL.contains(&name),
+            Some(b'c') => self.directives |= name == "cache-control",
+            Some(b'p') => self.directives |= name == "pragma",
+            _ => {}
+        }
     }
 }
 
 /// Appends the forwarding headers the request carries to `key`; nothing unless `scan` found
-/// one.
-pub(super) fn push_present(headers: &HeaderMap, found: Unkeyed, key: &mut Vec<u8>) {
-    if !found.forwarding {
-        return;
+/// one. (Inlined, so that the common case, none, costs no call.)
+#[inline]
+pub(super) fn push_present(headers: &HeaderMap, found: Unkeyed, key: &mut impl KeySink) {
+    if found.forwarding {
+        push_forwarding(headers, key);
     }
-    key.push(b'f');
+}
+
+#[inline(never)]
+fn push_forwarding(headers: &HeaderMap, key: &mut impl KeySink) {
+    key.put(b"f");
     for name in KEYED.iter().copied().chain(["front-end-https"]) {
         for value in headers.get_all(name) {
             super::push_field(key, name.as_bytes());

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName};
 use std::fmt;
 use std::sync::Arc;
 
-use super::{CacheKey, push_field};
+use super::{CacheKey, KeySink, KeyWriter, push_field};
 
 /// Normalises the value of one request field that responses vary on, so that values with the
 /// same meaning select one variant (e.g. [`token_set`] for `Accept-Encoding`: `br, gzip` and
@@ -59,15 +59,16 @@ impl CacheKey {
         headers: &HeaderMap,
         normalizers: &VaryNormalizers,
     ) -> CacheKey {
-        let mut full = Vec::with_capacity(self.full.len() + 64);
-        full.extend_from_slice(&self.full);
+        let base = self.as_bytes();
+        let mut full = KeyWriter::with_capacity(base.len() + 64);
+        full.put(base);
         push_field(&mut full, b"vary");
         for name in names {
             push_field(&mut full, name.as_str().as_bytes());
             let mut values = headers.get_all(name).iter().peekable();
             if values.peek().is_none() {
                 // An absent field differs from an empty one.
-                full.push(0xff);
+                full.put(&[0xff]);
                 continue;
             }
             let mut joined = Vec::new();
@@ -101,7 +102,7 @@ mod tests {
         for line in lines {
             headers.append("accept-encoding", HeaderValue::from_str(line).unwrap());
         }
-        let base = CacheKey::new(b"base".to_vec());
+        let base = CacheKey::of_bytes(b"base");
         base.variant(
             &[HeaderName::from_static("accept-encoding")],
             &headers,

@@ -16,7 +16,7 @@ mod vary;
 pub(crate) use cache_control::CacheControl;
 pub(crate) use cache_status::{CacheStatus, Forward, cache_name, hit_prefix, hit_value};
 pub(crate) use request_directives::only_if_cached;
-pub(crate) use request_facts::RequestFacts;
+pub(crate) use request_facts::{Present, RequestFacts};
 pub(crate) use storable::{Received, StoreDecision, decide};
 pub(crate) use stored_fields::{headers_for_storage, private_copy};
 pub(crate) use update::{freshened, head_matches, selects};

@@ -1,7 +1,6 @@
 //! What a request allows the cache (RFC 9111 §3.5, §5.2.1): whether it may use the cache at
 //! all under its route's policy, and what it may be answered with.
 
-use http::header;
 use http::request;
 
 use super::request_directives::{Directives, RequestDirectives};
@@ -25,29 +24,40 @@ pub(crate) struct RequestFacts {
     pub limits: Option<RequestDirectives>,
 }
 
+/// Which of the fields [`RequestFacts::read`] depends on a request has.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Present {
+    /// `Authorization`.
+    pub authorization: bool,
+    /// `Cookie`.
+    pub cookie: bool,
+    /// `Cache-Control` or `Pragma`.
+    pub directives: bool,
+}
+
 impl RequestFacts {
     /// Reads the request; `Err` when the request must bypass the cache under `policy`.
     /// `canonical` and `conditional` start as "in normal form" and "unconditional"; the caller
-    /// sets them from what it read of the target and the header names. `directives`: the
-    /// request has a `Cache-Control` or `Pragma` field (the caller's pass over the names saw
-    /// one), so its directives are read.
+    /// sets them from what it read of the target and the header names. `present`: which of
+    /// the fields read here the request has (the caller's pass over the fields told, so none
+    /// is looked up by name, and directives are parsed only when there are some).
     pub(crate) fn read(
         request: &request::Parts,
         policy: &Policy,
-        directives: bool,
+        present: Present,
     ) -> Result<Self, BypassReason> {
         if !policy.enabled {
             return Err(BypassReason::Policy);
         }
         let headers = &request.headers;
-        let has_authorization = headers.contains_key(header::AUTHORIZATION);
+        let has_authorization = present.authorization;
         if has_authorization && policy.authorization == Authorization::Bypass {
             return Err(BypassReason::Authorization);
         }
-        if policy.cookies == Cookies::Bypass && headers.contains_key(header::COOKIE) {
+        if policy.cookies == Cookies::Bypass && present.cookie {
             return Err(BypassReason::Cookie);
         }
-        let directives = if directives {
+        let directives = if present.directives {
             Directives::read(headers, policy.client_revalidation)
         } else {
             Directives::default()
