@@ -401,6 +401,11 @@ async fn stats_report_both_tiers() {
             "HIT"
         );
     }
+    // B's reads counted Redis's entries on a task of their own (`refresh_figures`).
+    common::eventually("B heard Redis's count", || {
+        b_stats.snapshot().shared_entries == Some(5)
+    })
+    .await;
     let s = b_stats.snapshot();
     assert_eq!((s.entries, s.shared_entries), (2, Some(5)), "{s:?}");
     let s = a_stats.snapshot();

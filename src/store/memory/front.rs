@@ -1,23 +1,25 @@
-//! Each thread's hit front: the entries this thread found in the store lately, answered again
-//! without asking moka, from a copy of their own.
+//! Each thread's hit front: the entries this thread found in the store lately, found again
+//! without asking moka and, within a budget, answered from a copy of the thread's own.
 //!
 //! A hit through moka costs about 1,300 instructions (its concurrent map, its read log, its
 //! maintenance) and writes to lines every thread shares: the entry's reference count, its
 //! header values' buffer, the slot's lock. Under two threads answering one hot URI those lines
-//! bounce between cores on every request. A thread's front is a direct-mapped array of what
-//! it hit, each with a private copy of the entry ([`Entry::private_copy`]: header fields in a
-//! buffer of its own, body shared), so a hit from the front reads shared memory and writes
-//! only this thread's.
+//! bounce between cores on every request. A thread's front is a set-associative array of what
+//! it hit (4,096 sets of 4), each held one of two ways:
+//! - a private copy of the entry ([`Entry::private_copy`]: header fields in a buffer of its
+//!   own, body shared, a memo of the last head answered), so a hit reads shared memory and
+//!   writes only this thread's. A copy keeps its body alive, so copies count against a budget
+//!   per thread and store: a sixteenth of the store's capacity;
+//! - past the budget, the store's [`Slot`] alone: the hit takes the entry from it (its lock,
+//!   its count), which still saves moka's lookup and holds no body at all.
 //!
-//! It never answers for the store what the store no longer holds: every use checks the store's
-//! [`Slot`], whose `gone` flag moka's removal of it sets (replaced, invalidated, cleared:
-//! before the call that removed it returns; evicted or expired: when moka's maintenance
-//! reports it, as a moka lookup would have found it until then). Every 32nd hit of a held
-//! entry is also a moka lookup, so that moka's eviction policy still sees what is popular.
-//!
-//! Memory: what a front holds counts against a budget per thread and store (a sixteenth of
-//! the store's capacity); an entry the store let go of is dropped by the thread's next hit
-//! on it, by the sweep each lookup makes of one other slot, or when the thread ends.
+//! It never answers for the store what the store no longer holds: every use checks the slot,
+//! whose `gone` flag moka's removal of it sets (replaced, invalidated, cleared: before the
+//! call that removed it returns; evicted or expired: when moka's maintenance reports it, as a
+//! moka lookup would have found it until then). Every 32nd hit of a held entry is also a moka
+//! lookup, so that moka's eviction policy still sees what is popular. A copy whose entry the
+//! store let go of is dropped by the thread's next lookup of it, by the sweep each lookup
+//! makes of one other way (the whole front every 16,384 lookups), or when the thread ends.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -26,13 +28,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::slot::Slot;
 use crate::{Entry, StoreKey};
 
-/// Slots per thread (a power of two): about 56 bytes each, allocated on a thread's first hit.
-const SLOTS: usize = 1 << 14;
+/// Sets per thread (a power of two), of [`WAYS`] ways each: about 1 MiB a thread, allocated on
+/// its first hit.
+const SETS: usize = 1 << 12;
+const WAYS: usize = 4;
 /// A held entry's every this-many-th hit is also a moka lookup.
 const TOUCH_EVERY: u32 = 32;
 
 /// One store's claim on the threads' fronts: its id (which tells its entries from another
-/// store's in a thread's array) and how many bytes a thread may hold for it.
+/// store's in a thread's array) and how many bytes of copies a thread may hold for it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Front {
     store: u64,
@@ -50,17 +54,25 @@ struct Held {
     store: u64,
     key: StoreKey,
     slot: Arc<Slot>,
-    entry: Arc<Entry>,
+    /// The thread's copy, or none: the entry is the slot's.
+    copy: Option<Arc<Entry>>,
+    /// What the copy costs (0 without one).
     weight: u64,
     hits: u32,
 }
 
+/// One set: the tags of its ways in one line, then the ways.
+struct Set {
+    tags: [u64; WAYS],
+    ways: [Option<Held>; WAYS],
+}
+
 /// One thread's front.
 struct Thread {
-    slots: Box<[Option<Held>]>,
-    /// Bytes held per store id (a thread rarely serves more than one or two stores).
+    sets: Box<[Set]>,
+    /// Bytes of copies held per store id (a thread rarely serves more than one or two).
     held: Vec<(u64, u64)>,
-    /// The next slot the sweep looks at.
+    /// The next way the sweep looks at.
     sweep: usize,
 }
 
@@ -78,9 +90,12 @@ impl Front {
         }
     }
 
-    fn index(&self, key: StoreKey) -> usize {
-        let hash = key.as_u128() as u64 ^ self.store.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        hash as usize & (SLOTS - 1)
+    /// The set and the tag of `key` (a tag is never 0, which marks an empty way).
+    #[inline]
+    fn place(&self, key: StoreKey) -> (usize, u64) {
+        let hash = key.as_u128();
+        let tag = (hash as u64 ^ self.store.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+        ((hash >> 64) as usize & (SETS - 1), tag)
     }
 
     /// The entry this thread holds for `key`, if the store still holds it.
@@ -91,67 +106,62 @@ impl Front {
                 let mut thread = thread.try_borrow_mut().ok()?;
                 let thread = thread.as_mut()?;
                 thread.sweep_one();
-                let index = self.index(key);
-                let held = thread.slots[index].as_ref()?;
+                let (set, tag) = self.place(key);
+                let way = thread.sets[set].tags.iter().position(|t| *t == tag)?;
+                let held = thread.sets[set].ways[way].as_mut()?;
                 if held.store != self.store || held.key != key {
                     return None;
                 }
-                if held.slot.is_gone() {
-                    thread.release(index);
+                let entry = match &held.copy {
+                    Some(copy) if !held.slot.is_gone() => Some(Arc::clone(copy)),
+                    Some(_) => None,
+                    None => held.slot.entry(),
+                };
+                let Some(entry) = entry else {
+                    thread.release(set, way);
                     return None;
-                }
-                let held = thread.slots[index].as_mut()?;
+                };
                 held.hits = held.hits.wrapping_add(1);
-                Some(Hit {
-                    entry: Arc::clone(&held.entry),
-                    touch: held.hits % TOUCH_EVERY == 0,
-                })
+                let touch = held.hits % TOUCH_EVERY == 0;
+                Some(Hit { entry, touch })
             })
             .ok()
             .flatten()
     }
 
-    /// Holds a copy of `entry`, which moka just answered for `key` from `slot`, unless this
-    /// thread's budget for the store is spent, or its slot holds an entry that is hit more.
+    /// Holds `entry`, which moka just answered for `key` from `slot`: a copy while this
+    /// thread's budget for the store allows, else the slot. An entry hit more than any other
+    /// in the set is not displaced: the least hit is, once every way had a second chance.
     pub(super) fn admit(&self, key: StoreKey, slot: &Arc<Slot>, entry: &Entry) {
-        let weight = entry.weight() as u64 + size_of::<Held>() as u64;
-        if weight > self.budget {
-            return;
-        }
         let _ = THREAD.try_with(|thread| {
             let Ok(mut thread) = thread.try_borrow_mut() else {
                 return;
             };
             let thread = thread.get_or_insert_with(Thread::new);
-            let index = self.index(key);
-            if let Some(incumbent) = &mut thread.slots[index] {
-                if !incumbent.slot.is_gone() && incumbent.hits > 0 {
-                    // A second chance: two keys that share a slot take turns only as often
-                    // as the one held goes unhit.
-                    incumbent.hits /= 2;
-                    return;
-                }
-            }
-            thread.release(index);
-            if thread.held(self.store) + weight > self.budget {
-                thread.sweep_all();
-                if thread.held(self.store) + weight > self.budget {
-                    return;
-                }
-            }
-            *thread.held_mut(self.store) += weight;
-            thread.slots[index] = Some(Held {
+            let (set, tag) = self.place(key);
+            let Some(way) = thread.victim(set) else {
+                return;
+            };
+            thread.release(set, way);
+            let weight = (entry.weight() + size_of::<Held>()) as u64;
+            let copy = (thread.held(self.store) + weight <= self.budget).then(|| {
+                *thread.held_mut(self.store) += weight;
+                Arc::new(entry.private_copy())
+            });
+            let weight = if copy.is_some() { weight } else { 0 };
+            thread.sets[set].tags[way] = tag;
+            thread.sets[set].ways[way] = Some(Held {
                 store: self.store,
                 key,
                 slot: Arc::clone(slot),
-                entry: Arc::new(entry.private_copy()),
+                copy,
                 weight,
                 hits: 0,
             });
         });
     }
 
-    /// Bytes this thread holds for the store (for tests).
+    /// Bytes of copies this thread holds for the store (for tests).
     #[cfg(test)]
     pub(super) fn held_here(&self) -> u64 {
         THREAD.with(|thread| {
@@ -171,10 +181,39 @@ impl Front {
 impl Thread {
     fn new() -> Self {
         Thread {
-            slots: (0..SLOTS).map(|_| None).collect(),
+            sets: (0..SETS)
+                .map(|_| Set {
+                    tags: [0; WAYS],
+                    ways: std::array::from_fn(|_| None),
+                })
+                .collect(),
             held: Vec::new(),
             sweep: 0,
         }
+    }
+
+    /// The way of `set` a new entry takes: an empty one, one the store let go of, or the
+    /// least hit once every way's count was halved down to nothing (none until then).
+    fn victim(&mut self, set: usize) -> Option<usize> {
+        let ways = &mut self.sets[set].ways;
+        if let Some(way) = ways
+            .iter()
+            .position(|w| w.as_ref().is_none_or(|held| held.slot.is_gone()))
+        {
+            return Some(way);
+        }
+        let (way, least) = ways
+            .iter()
+            .enumerate()
+            .map(|(way, held)| (way, held.as_ref().map_or(0, |held| held.hits)))
+            .min_by_key(|(_, hits)| *hits)?;
+        if least == 0 {
+            return Some(way);
+        }
+        for held in ways.iter_mut().flatten() {
+            held.hits /= 2;
+        }
+        None
     }
 
     fn held(&self, store: u64) -> u64 {
@@ -195,35 +234,28 @@ impl Thread {
         &mut self.held[at].1
     }
 
-    /// Lets go of what slot `index` holds.
-    fn release(&mut self, index: usize) {
-        if let Some(held) = self.slots[index].take() {
-            let bytes = self.held_mut(held.store);
-            *bytes = bytes.saturating_sub(held.weight);
+    /// Lets go of what a way holds.
+    fn release(&mut self, set: usize, way: usize) {
+        self.sets[set].tags[way] = 0;
+        if let Some(held) = self.sets[set].ways[way].take() {
+            if held.weight > 0 {
+                let bytes = self.held_mut(held.store);
+                *bytes = bytes.saturating_sub(held.weight);
+            }
         }
     }
 
-    /// Looks at one more slot: a front lets go of what the store removed within `SLOTS` of
-    /// its thread's lookups, even for keys it is never asked for again.
+    /// Looks at one more way: a front lets go of what the store removed within
+    /// `SETS * WAYS` of its thread's lookups, even for keys it is never asked for again.
     #[inline]
     fn sweep_one(&mut self) {
-        self.sweep = (self.sweep + 1) & (SLOTS - 1);
-        if self.slots[self.sweep]
+        self.sweep = (self.sweep + 1) & (SETS * WAYS - 1);
+        let (set, way) = (self.sweep / WAYS, self.sweep % WAYS);
+        if self.sets[set].ways[way]
             .as_ref()
             .is_some_and(|held| held.slot.is_gone())
         {
-            self.release(self.sweep);
-        }
-    }
-
-    fn sweep_all(&mut self) {
-        for index in 0..SLOTS {
-            if self.slots[index]
-                .as_ref()
-                .is_some_and(|held| held.slot.is_gone())
-            {
-                self.release(index);
-            }
+            self.release(set, way);
         }
     }
 }
