@@ -19,11 +19,13 @@
 //! moka lookup would have found it until then). Every 32nd hit of a held entry is also a moka
 //! lookup, so that moka's eviction policy still sees what is popular. A copy whose entry the
 //! store let go of is dropped by the thread's next lookup of it, by the sweep each lookup
-//! makes of one other way (the whole front every 16,384 lookups), or when the thread ends.
+//! makes of one other way every 16 (the whole front every 262,144 lookups), or when the
+//! thread ends. While the store removes nothing, a held copy is valid without reading its
+//! slot (the store's removal count, one line, says so).
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 use super::slot::Slot;
 use crate::{Entry, StoreKey};
@@ -34,14 +36,25 @@ const SETS: usize = 1 << 12;
 const WAYS: usize = 4;
 /// A held entry's every this-many-th hit is also a moka lookup.
 const TOUCH_EVERY: u32 = 32;
+/// Every this-many-th lookup sweeps one way.
+const SWEEP_EVERY: u32 = 16;
 
 /// One store's claim on the threads' fronts: its id (which tells its entries from another
-/// store's in a thread's array) and how many bytes of copies a thread may hold for it.
-#[derive(Clone, Copy, Debug)]
+/// store's in a thread's array), how many bytes of copies a thread may hold for it, and its
+/// removal count.
+#[derive(Clone, Debug)]
 pub(super) struct Front {
     store: u64,
     budget: u64,
+    removals: Arc<Removals>,
 }
+
+/// How many entries the store let go of, on a line of its own: while it stands still (a
+/// store that is only read), a held entry is valid without reading its slot, a line per
+/// entry that a lookup over many keys would mostly miss in the processor's caches.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Removals(AtomicU64);
 
 /// A hit from the front.
 pub(super) struct Hit {
@@ -58,6 +71,8 @@ struct Held {
     copy: Option<Arc<Entry>>,
     /// What the copy costs (0 without one).
     weight: u64,
+    /// The store's removal count when the slot was last seen holding the entry.
+    removals: u64,
     hits: u32,
 }
 
@@ -74,6 +89,7 @@ struct Thread {
     held: Vec<(u64, u64)>,
     /// The next way the sweep looks at.
     sweep: usize,
+    lookups: u32,
 }
 
 thread_local! {
@@ -87,7 +103,13 @@ impl Front {
         Front {
             store: NEXT.fetch_add(1, Relaxed),
             budget: capacity / 16,
+            removals: Arc::default(),
         }
+    }
+
+    /// The store let go of an entry (after its slot said so: `Slot::take`).
+    pub(super) fn removed(&self) {
+        self.removals.0.fetch_add(1, Release);
     }
 
     /// The set and the tag of `key` (a tag is never 0, which marks an empty way).
@@ -105,7 +127,9 @@ impl Front {
             .try_with(|thread| {
                 let mut thread = thread.try_borrow_mut().ok()?;
                 let thread = thread.as_mut()?;
-                thread.sweep_one();
+                thread.sweep_some();
+                // Read before the slot: a removal after this read changes it.
+                let removals = self.removals.0.load(Acquire);
                 let (set, tag) = self.place(key);
                 let way = thread.sets[set].tags.iter().position(|t| *t == tag)?;
                 let held = thread.sets[set].ways[way].as_mut()?;
@@ -113,7 +137,10 @@ impl Front {
                     return None;
                 }
                 let entry = match &held.copy {
-                    Some(copy) if !held.slot.is_gone() => Some(Arc::clone(copy)),
+                    Some(copy) if held.removals == removals || !held.slot.is_gone() => {
+                        held.removals = removals;
+                        Some(Arc::clone(copy))
+                    }
                     Some(_) => None,
                     None => held.slot.entry(),
                 };
@@ -138,6 +165,10 @@ impl Front {
                 return;
             };
             let thread = thread.get_or_insert_with(Thread::new);
+            let removals = self.removals.0.load(Acquire);
+            if slot.is_gone() {
+                return;
+            }
             let (set, tag) = self.place(key);
             let Some(way) = thread.victim(set) else {
                 return;
@@ -156,6 +187,7 @@ impl Front {
                 slot: Arc::clone(slot),
                 copy,
                 weight,
+                removals,
                 hits: 0,
             });
         });
@@ -189,6 +221,7 @@ impl Thread {
                 .collect(),
             held: Vec::new(),
             sweep: 0,
+            lookups: 0,
         }
     }
 
@@ -245,10 +278,16 @@ impl Thread {
         }
     }
 
-    /// Looks at one more way: a front lets go of what the store removed within
-    /// `SETS * WAYS` of its thread's lookups, even for keys it is never asked for again.
+    /// Every [`SWEEP_EVERY`] lookups, looks at one more way: a front lets go of what the store
+    /// removed within `SETS * WAYS * SWEEP_EVERY` of its thread's lookups, even for keys it is
+    /// never asked for again. (Not at every lookup: that read of another entry's slot was most
+    /// of a lookup's cost over 10,000 keys.)
     #[inline]
-    fn sweep_one(&mut self) {
+    fn sweep_some(&mut self) {
+        self.lookups = self.lookups.wrapping_add(1);
+        if self.lookups % SWEEP_EVERY != 0 {
+            return;
+        }
         self.sweep = (self.sweep + 1) & (SETS * WAYS - 1);
         let (set, way) = (self.sweep / WAYS, self.sweep % WAYS);
         if self.sets[set].ways[way]

@@ -107,6 +107,8 @@ impl MemoryStoreBuilder {
         let counts = Arc::new(Counts::default());
         let listener_tags = Arc::clone(&tags);
         let listener_counts = Arc::clone(&counts);
+        let front = Front::new(self.capacity_bytes);
+        let listener_front = front.clone();
         let policy = match self.eviction {
             Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
             Eviction::Lru => EvictionPolicy::lru(),
@@ -132,6 +134,7 @@ impl MemoryStoreBuilder {
                 if let Some(entry) = slot.take() {
                     listener_tags.forget(*key, &entry, slot.id);
                 }
+                listener_front.removed();
             })
             .build();
         MemoryStore {
@@ -139,7 +142,7 @@ impl MemoryStoreBuilder {
             tags,
             counts,
             next_id: Arc::new(AtomicU64::new(1)),
-            front: Front::new(self.capacity_bytes),
+            front,
         }
     }
 }
