@@ -23,7 +23,8 @@ pub(crate) struct Cacheable {
     pub key: CacheKey,
     /// The key of the request's variant, when the store said the key's responses vary: a
     /// fetch is coalesced with the requests for that variant.
-    pub variant: Option<CacheKey>,
+    /// (Boxed: rarely there, and the context is moved whole along the flow.)
+    pub variant: Option<Box<CacheKey>>,
     /// A `HEAD` request: answered without a body, fills nothing.
     pub head: bool,
     /// When the request was looked up (a background refresh resets it when it starts): the
@@ -63,7 +64,7 @@ impl Cacheable {
 
     /// The key the request's fetch is coalesced under.
     pub(crate) fn flight_key(&self) -> StoreKey {
-        self.variant.as_ref().unwrap_or(&self.key).store_key()
+        self.variant.as_deref().unwrap_or(&self.key).store_key()
     }
 
     /// A copy, for what needs the request once its head has gone to the origin: the fill

@@ -150,7 +150,7 @@ where
             // At most twice: a variant's fetch says which fields responses vary on.
             Taken::OtherVariant(variant) if other_variants < 2 => {
                 other_variants += 1;
-                request.variant = Some(variant);
+                request.variant = Some(Box::new(variant));
             }
             Taken::OtherVariant(_) | Taken::No => break shared,
         }

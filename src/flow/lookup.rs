@@ -41,8 +41,9 @@ pub(crate) enum Found {
     Pass,
     /// Nothing usable.
     Missing,
-    /// Nothing usable, for a key whose responses vary: this request's variant has this key.
-    MissingVariant(CacheKey),
+    /// Nothing usable, for a key whose responses vary: this request's variant has this key
+    /// (boxed: a key is 128 bytes, and every lookup's answer is moved).
+    MissingVariant(Box<CacheKey>),
 }
 
 /// What a synchronous lookup could tell.
@@ -260,7 +261,7 @@ fn follow(entry: Arc<Entry>, request: &Cacheable, normalizers: &VaryNormalizers)
 /// coalesced with the requests for that variant alone.
 fn in_variant(found: Found, variant: CacheKey) -> Found {
     match found {
-        Found::Missing => Found::MissingVariant(variant),
+        Found::Missing => Found::MissingVariant(Box::new(variant)),
         found => found,
     }
 }

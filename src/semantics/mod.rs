@@ -5,6 +5,7 @@ mod cache_control;
 mod cache_status;
 pub(crate) mod conditional;
 mod freshness;
+pub(crate) mod interned;
 mod request_directives;
 mod request_facts;
 mod storable;

@@ -91,9 +91,9 @@ pub(crate) fn headers_for_storage(
     headers
 }
 
-/// A copy of a stored header map that shares nothing with it: names that are not standard
-/// and every value copied into one new buffer, with the same room (see
-/// [`headers_for_storage`]). Cloning the copy's values touches only the copy's reference
+/// A copy of a stored header map that shares nothing with it: names and the values of fields
+/// that repeat across responses static (`interned.rs`), every other value copied into one new
+/// buffer, with the same room (see [`headers_for_storage`]). Cloning the copy's values touches only the copy's reference
 /// count, so a thread that answers from its own copy never contends with another thread
 /// answering the same entry (the memory store's hit front).
 pub(crate) fn private_copy(headers: &HeaderMap) -> HeaderMap {
@@ -108,12 +108,17 @@ pub(crate) fn private_copy(headers: &HeaderMap) -> HeaderMap {
     let mut copy = HeaderMap::with_capacity(headers.capacity());
     for (name, value) in headers {
         at += value.len();
-        let mut copied = HeaderValue::from_maybe_shared(buffer.slice(at - value.len()..at))
-            .unwrap_or_else(|_| value.clone());
-        copied.set_sensitive(value.is_sensitive());
-        // A standard name is a constant; another one is a buffer of its own, copied.
-        let name =
-            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone());
+        // A value that repeats across responses comes from the static table (free to clone);
+        // another is a slice of this copy's own buffer.
+        let copied = super::interned::value(name, value).unwrap_or_else(|| {
+            let mut copied = HeaderValue::from_maybe_shared(buffer.slice(at - value.len()..at))
+                .unwrap_or_else(|_| value.clone());
+            copied.set_sensitive(value.is_sensitive());
+            copied
+        });
+        let name = super::interned::name(name).unwrap_or_else(|| {
+            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone())
+        });
         copy.append(name, copied);
     }
     copy
