@@ -303,8 +303,25 @@ impl Entry {
 
     /// The `Age` of the response at `now`, in seconds: its age when stored plus the time since.
     pub fn age(&self, now: SystemTime) -> u64 {
-        let resident_ms = unix_ms(now).saturating_sub(self.stored_at_ms);
+        self.age_at(unix_ms(now))
+    }
+
+    /// [`age`](Self::age) at `now_ms` Unix milliseconds.
+    pub(crate) fn age_at(&self, now_ms: u64) -> u64 {
+        let resident_ms = now_ms.saturating_sub(self.stored_at_ms);
         self.initial_age.saturating_add(resident_ms / 1000)
+    }
+
+    /// Its ttl as `Cache-Status` gives it at `now_ms` Unix milliseconds: whole seconds it stays
+    /// fresh, or, once stale, minus the whole seconds it has been.
+    pub(crate) fn ttl_at(&self, now_ms: u64) -> i64 {
+        let fresh = self.fresh_until_ms.saturating_sub(now_ms) / 1000;
+        if fresh > 0 {
+            i64::try_from(fresh).unwrap_or(i64::MAX)
+        } else {
+            let stale = now_ms.saturating_sub(self.fresh_until_ms) / 1000;
+            -i64::try_from(stale).unwrap_or(i64::MAX)
+        }
     }
 }
 

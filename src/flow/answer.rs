@@ -103,8 +103,8 @@ impl<St: ?Sized> Cache<St> {
         };
         let mut response = Response::new(body(stored));
         *response.status_mut() = stored.status;
-        let age = entry.age(now);
-        let ttl = ttl(entry, now);
+        let now_ms = crate::entry::unix_ms(now);
+        let (age, ttl) = (entry.age_at(now_ms), entry.ttl_at(now_ms));
         // Hits within one second share their head: a thread's private copy remembers it.
         if served == Served::Hit {
             if let Some(headers) = entry.memo().recall(self.answer_id, age, ttl) {
@@ -161,17 +161,6 @@ impl<St: ?Sized> Cache<St> {
         };
         self.status(headers, status);
         response
-    }
-}
-
-/// The entry's ttl as `Cache-Status` gives it: seconds it stays fresh, or, once stale, minus
-/// the seconds it has been.
-fn ttl(entry: &Entry, now: SystemTime) -> i64 {
-    let fresh = entry.fresh_for(now).as_secs();
-    if fresh > 0 {
-        i64::try_from(fresh).unwrap_or(i64::MAX)
-    } else {
-        -i64::try_from(entry.stale_for(now).as_secs()).unwrap_or(i64::MAX)
     }
 }
 
