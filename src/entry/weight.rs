@@ -59,6 +59,16 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// What its header fields and trailers weigh (a private copy's memo holds another map).
+    pub(crate) fn head_weight(&self) -> usize {
+        match &self.kind {
+            Kind::Response(r) => fields(&r.headers) + r.trailers.as_ref().map_or(0, fields),
+            Kind::Variants(_) | Kind::Pass => 0,
+        }
+    }
+}
+
 /// A `Bytes` the entry holds, with its reference count.
 fn bytes(b: &Bytes) -> usize {
     if b.is_empty() {

@@ -6,8 +6,8 @@
 //! six fields pays a dozen. A static one costs nothing to clone, so a thread's private copy of
 //! an entry (the memory store's hit front) takes its fields from here when it can. The table is
 //! bounded: at most [`MAX_INTERNED`] strings of at most [`MAX_LEN`] bytes are ever leaked
-//! (about 300 KiB), and only for fields whose values repeat by nature; once full, fields are
-//! copied as before.
+//! (about 300 KiB), at most [`MAX_PER_FIELD`] for any one field, and only for fields whose
+//! values repeat by nature; once full, fields are copied as before.
 
 use http::header::{self, HeaderName, HeaderValue};
 use std::collections::HashMap;
@@ -18,28 +18,39 @@ pub(crate) const MAX_INTERNED: usize = 4096;
 /// The longest string it takes.
 pub(crate) const MAX_LEN: usize = 64;
 
-/// Each string interned, by its bytes.
-type Table = HashMap<Box<[u8]>, &'static str>;
+/// The most values one field (or the names, together) may take in the table.
+pub(crate) const MAX_PER_FIELD: usize = 256;
+
+/// Each string interned, by its bytes; how many each field took.
+#[derive(Default)]
+struct Table {
+    strings: HashMap<Box<[u8]>, &'static str>,
+    per_field: HashMap<Box<str>, usize>,
+}
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
 /// `text`, leaked once and shared by every later call with the same text; `None` when it is
-/// too long or the table is full.
-fn intern(text: &str) -> Option<&'static str> {
+/// too long, the table is full, or `field` (a field's name, or `""` for names) has had its
+/// share: no one field, however many values an origin or a client makes it take (an
+/// `Access-Control-Allow-Origin` reflecting the request's `Origin`), fills the table.
+fn intern(field: &str, text: &str) -> Option<&'static str> {
     if text.len() > MAX_LEN {
         return None;
     }
     let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let table = table.get_or_insert_with(HashMap::new);
-    if let Some(found) = table.get(text.as_bytes()) {
+    let table = table.get_or_insert_with(Table::default);
+    if let Some(found) = table.strings.get(text.as_bytes()) {
         return Some(found);
     }
-    if table.len() >= MAX_INTERNED {
+    let taken = table.per_field.entry(field.into()).or_default();
+    if table.strings.len() >= MAX_INTERNED || *taken >= MAX_PER_FIELD {
         return None;
     }
+    *taken += 1;
     // Leaked on purpose, within the bounds above: it lives as long as the process.
     let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
-    table.insert(text.as_bytes().into(), leaked);
+    table.strings.insert(text.as_bytes().into(), leaked);
     Some(leaked)
 }
 
@@ -70,7 +81,7 @@ fn repeats(name: &HeaderName) -> bool {
 /// A static copy of `name` (a standard name is its constant; names are few, so the table
 /// takes every one it meets).
 pub(crate) fn name(name: &HeaderName) -> Option<HeaderName> {
-    intern(name.as_str()).map(HeaderName::from_static)
+    intern("", name.as_str()).map(HeaderName::from_static)
 }
 
 /// A static copy of `value`, for a field whose values repeat; sensitive values never.
@@ -79,7 +90,7 @@ pub(crate) fn value(name: &HeaderName, value: &HeaderValue) -> Option<HeaderValu
         return None;
     }
     let text = value.to_str().ok()?;
-    intern(text).map(HeaderValue::from_static)
+    intern(name.as_str(), text).map(HeaderValue::from_static)
 }
 
 #[cfg(test)]
@@ -96,6 +107,21 @@ mod tests {
         let custom = HeaderName::from_bytes(b"x-cache").unwrap();
         assert_eq!(name(&custom).unwrap(), custom);
         assert_eq!(name(&header::CONTENT_TYPE).unwrap(), header::CONTENT_TYPE);
+    }
+
+    #[test]
+    fn one_field_takes_at_most_its_share() {
+        let origin = |i: usize| HeaderValue::from_str(&format!("https://o{i}.example")).unwrap();
+        let name = header::ACCESS_CONTROL_ALLOW_ORIGIN;
+        let taken = (0..MAX_PER_FIELD + 10)
+            .filter(|i| value(&name, &origin(*i)).is_some())
+            .count();
+        assert!(taken <= MAX_PER_FIELD, "{taken}");
+        let ct = HeaderValue::from_static("text/x-share-test");
+        assert!(
+            value(&header::CONTENT_TYPE, &ct).is_some(),
+            "others still get theirs"
+        );
     }
 
     #[test]

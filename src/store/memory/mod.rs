@@ -69,6 +69,17 @@ pub struct MemoryStore {
     counts: Arc<Counts>,
     next_id: Arc<AtomicU64>,
     front: Front,
+    /// Dropped with the last clone: tells the threads' fronts the store is gone.
+    _life: Arc<Life>,
+}
+
+/// The store's life, as its threads' fronts see it.
+struct Life(Front);
+
+impl Drop for Life {
+    fn drop(&mut self) {
+        self.0.dropped();
+    }
 }
 
 /// What the store holds, kept up to date by puts and by moka's removal notifications.
@@ -139,10 +150,12 @@ impl MemoryStoreBuilder {
                     .bytes
                     .fetch_sub(u64::from(slot.weight), Relaxed);
                 // Let go of the entry now, not when moka reclaims its copy (see `Slot`).
-                if let Some(entry) = slot.take() {
+                // The flag, then the removal count, before anything that could unwind.
+                let entry = slot.take();
+                listener_front.removed();
+                if let Some(entry) = entry {
                     listener_tags.forget(*key, &entry, slot.id);
                 }
-                listener_front.removed();
             })
             .build();
         MemoryStore {
@@ -150,6 +163,7 @@ impl MemoryStoreBuilder {
             tags,
             counts,
             next_id: Arc::new(AtomicU64::new(1)),
+            _life: Arc::new(Life(front.clone())),
             front,
         }
     }
@@ -199,8 +213,11 @@ impl Store for MemoryStore {
     fn get_now(&self, key: StoreKey) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
         if let Some(hit) = self.front.get(key) {
             if hit.touch {
-                // Only for moka's eviction policy: what it answers, the front already has.
-                let _ = self.poll_once(key);
+                // For moka's eviction policy; and an entry moka no longer answers (its time
+                // up, not yet reported) is let go of.
+                if let Some(answered) = self.poll_once(key) {
+                    self.front.touched(key, answered.as_ref());
+                }
             }
             return Some(Ok(Some(hit.entry)));
         }
@@ -261,6 +278,9 @@ impl Store for MemoryStore {
     /// Removes the entries one by one (moka's `invalidate_all` would not say how many there
     /// were); each leaves the tag index as it goes.
     async fn clear(&self) -> Result<u64, StoreError> {
+        // Expired entries not yet reported are reported now (their slots let go of), since
+        // moka's iterator skips them.
+        self.cache.run_pending_tasks().await;
         let keys: Vec<StoreKey> = self.cache.iter().map(|(key, _)| *key).collect();
         let mut removed = 0;
         for key in keys {
