@@ -18,10 +18,10 @@
 //! whose `gone` flag moka's removal of it sets (replaced, invalidated, cleared: before the call
 //! that removed it returns; evicted or expired: when moka's maintenance reports it), or the
 //! store's removal count, which only grows, and does so right after a flag is set: while it
-//! stands still, no slot was let go of. moka still sees a held entry's hits once at least 32
-//! other lookups of the thread passed since it last did (so its eviction policy still sees
-//! what is popular, and how recently), and an entry moka no longer answers (its time is up,
-//! not yet reported) is let go of then.
+//! stands still, no slot was let go of. moka still sees every 32nd hit of a held entry, and
+//! its first hit after a million of the thread's lookups (so its eviction policy still sees
+//! what is popular; recency, for `Eviction::Lru`, is that coarse), and an entry moka no
+//! longer answers (its time is up, not yet reported) is let go of then.
 //!
 //! What a copy keeps alive outlives the store's hold on it until its thread next looks it up,
 //! sweeps past it (one way every 16 lookups), or ends: at most the budget, a sixteenth of the
@@ -40,9 +40,11 @@ use crate::{Entry, StoreKey};
 /// Sets per thread (a power of two), of [`WAYS`] ways each.
 const SETS: usize = 1 << 12;
 const WAYS: usize = 4;
-/// A held entry is also looked up in moka once this many of its thread's lookups passed
-/// since it last was.
-const TOUCH_AFTER: u32 = 32;
+/// A held entry is also looked up in moka at every this-many-th hit...
+const TOUCH_EVERY: u32 = 32;
+/// ...and at its first hit once this many of its thread's lookups passed since it last was
+/// (so that an entry hit rarely, but hit, does not look idle to moka for long).
+const TOUCH_AFTER: u32 = 1 << 20;
 /// Every this-many-th lookup sweeps one way.
 const SWEEP_EVERY: u32 = 16;
 
@@ -88,8 +90,12 @@ struct Held {
     weight: u64,
     /// The store's removal count when the slot was last seen holding the entry.
     removals: u64,
-    /// The thread's lookup count when moka last saw this entry looked up.
+    /// Hits since moka last saw this entry looked up.
+    hits: u32,
+    /// The thread's lookup count when moka last saw it looked up.
     touched: u32,
+    /// The thread's lookup count at its last hit (the least recent goes first).
+    last: u32,
 }
 
 impl Held {
@@ -194,9 +200,12 @@ impl Front {
                     thread.release(set, way);
                     return None;
                 };
-                let touch = lookups.wrapping_sub(held.touched) >= TOUCH_AFTER;
+                held.last = lookups;
+                held.hits += 1;
+                let touch =
+                    held.hits >= TOUCH_EVERY || lookups.wrapping_sub(held.touched) >= TOUCH_AFTER;
                 if touch {
-                    held.touched = lookups;
+                    (held.hits, held.touched) = (0, lookups);
                 }
                 Some(Hit { entry, touch })
             })
@@ -241,9 +250,11 @@ impl Front {
                 return;
             }
             let (set, tag) = self.place(key);
-            let way = match self.find(&thread.sets[set], tag, key) {
-                Some(way) => way,
-                None => thread.victim(set),
+            let Some(way) = self
+                .find(&thread.sets[set], tag, key)
+                .or_else(|| thread.victim(set))
+            else {
+                return;
             };
             thread.release(set, way);
             // The copy, its memo (about its header map again) and the way.
@@ -264,7 +275,9 @@ impl Front {
                 weight: if copy.is_some() { weight } else { 0 },
                 copy,
                 removals,
+                hits: 0,
                 touched: thread.lookups,
+                last: thread.lookups,
             });
         });
     }
@@ -313,22 +326,24 @@ impl Thread {
     }
 
     /// The way of `set` a new entry takes: an empty one, one to let go of, or the one looked
-    /// up least recently.
-    fn victim(&self, set: usize) -> usize {
+    /// up least recently, if that was as long ago as a lookup of every way would take; none
+    /// otherwise (more keys than ways, all in use: copying one in for another, each time,
+    /// costs more than moka's lookup it saves).
+    fn victim(&self, set: usize) -> Option<usize> {
         let ways = &self.sets[set].ways;
         if let Some(way) = ways
             .iter()
             .position(|w| w.as_ref().is_none_or(Held::let_go))
         {
-            return way;
+            return Some(way);
         }
-        (0..WAYS)
-            .max_by_key(|&way| {
-                ways[way]
-                    .as_ref()
-                    .map_or(u32::MAX, |held| self.lookups.wrapping_sub(held.touched))
-            })
-            .unwrap_or(0)
+        let idle = |way: usize| {
+            ways[way]
+                .as_ref()
+                .map_or(u32::MAX, |held| self.lookups.wrapping_sub(held.last))
+        };
+        let way = (0..WAYS).max_by_key(|&way| idle(way))?;
+        (idle(way) >= (SETS * WAYS) as u32).then_some(way)
     }
 
     /// Lets go of what a way holds.
