@@ -9,6 +9,10 @@
 //! - `10k_keys`: 10,000 distinct warmed URLs, visited in turn (hits spread over the store).
 //! - `http`: the axum app served by hyper on 127.0.0.1, one keep-alive connection, requests in
 //!   sequence: what a client of the service sees.
+//! - `kinds`: an axum handler answering 1 KiB with an `ETag` and `Vary: accept-encoding`: the
+//!   bare handler, then through the layer a `GET` hit, a `HEAD` hit, a conditional `GET`
+//!   answered `304`, a hit on a `Vary` variant, and a miss (a new URI each time: the origin
+//!   called and its response stored).
 //!
 //! Run: `cargo bench --bench hit_path`. Ratios hit/bare are printed at the end (from the latest
 //! estimate of each benchmark, so run all groups together to compare within one run).
@@ -182,13 +186,100 @@ fn bench_http(c: &mut Criterion) {
     group.finish();
 }
 
+fn varying_app(payload: Bytes) -> Router {
+    Router::new().route(
+        "/items/{id}",
+        get(move || {
+            let body = payload.clone();
+            async move {
+                (
+                    [
+                        ("content-type", "application/octet-stream"),
+                        ("etag", "\"v1\""),
+                        ("vary", "accept-encoding"),
+                    ],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+/// One request of `method` with `headers` through (a clone of) `svc`, body read to the end.
+async fn roundtrip_with<S, B>(mut svc: S, method: &str, uri: &str, headers: &[(&str, &str)])
+where
+    S: Service<Request<axum::body::Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in [("host", "bench.example")].iter().chain(headers) {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(axum::body::Body::empty()).unwrap();
+    let response = svc.ready().await.unwrap().call(request).await.unwrap();
+    let mut body = std::pin::pin!(response.into_body());
+    while let Some(frame) = body.frame().await {
+        std::hint::black_box(frame.unwrap());
+    }
+}
+
+fn bench_kinds(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("kinds");
+    let payload = Bytes::from(vec![b'x'; 1024]);
+    let bare = varying_app(payload.clone());
+    let cached = varying_app(payload.clone()).layer(cache());
+    let gzip = [("accept-encoding", "gzip")];
+    rt.block_on(async {
+        roundtrip_with(cached.clone(), "GET", "/items/1", &[]).await;
+        roundtrip_with(cached.clone(), "GET", "/items/1", &gzip).await;
+    });
+    group.bench_function("bare", |b| {
+        b.to_async(&rt)
+            .iter(|| roundtrip_with(bare.clone(), "GET", "/items/1", &[]))
+    });
+    group.bench_function("hit", |b| {
+        b.to_async(&rt)
+            .iter(|| roundtrip_with(cached.clone(), "GET", "/items/1", &[]))
+    });
+    group.bench_function("head", |b| {
+        b.to_async(&rt)
+            .iter(|| roundtrip_with(cached.clone(), "HEAD", "/items/1", &[]))
+    });
+    let matching = [("if-none-match", "\"v1\"")];
+    group.bench_function("not_modified", |b| {
+        b.to_async(&rt)
+            .iter(|| roundtrip_with(cached.clone(), "GET", "/items/1", &matching))
+    });
+    group.bench_function("vary", |b| {
+        b.to_async(&rt)
+            .iter(|| roundtrip_with(cached.clone(), "GET", "/items/1", &gzip))
+    });
+    // A miss and its store, each on a URI never seen: a bounded store, so old ones are evicted.
+    let filling = varying_app(payload).layer(
+        CacheLayer::new(MemoryStore::with_capacity_bytes(64 << 20)).ttl(Duration::from_secs(3600)),
+    );
+    let mut n = 0u64;
+    group.bench_function("miss", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let uri = format!("/items/{n}");
+            let filling = filling.clone();
+            async move { roundtrip_with(filling, "GET", &uri, &[]).await }
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
-    targets = bench_service_fn, bench_axum, bench_10k_keys, bench_http
+    targets = bench_service_fn, bench_axum, bench_10k_keys, bench_http, bench_kinds
 }
 /// Prints hit/bare for every pair measured in this run, from criterion's saved estimates.
 fn print_ratios() {
@@ -206,6 +297,7 @@ fn print_ratios() {
         ("http", Some("1KiB")),
         ("http", Some("64KiB")),
     ];
+    let kinds = ["hit", "head", "not_modified", "vary", "miss"];
     for (group, label) in pairs {
         if let (Some(bare), Some(hit)) = (mean(group, "bare", label), mean(group, "hit", label)) {
             println!(
@@ -215,6 +307,19 @@ fn print_ratios() {
                 hit,
                 hit / bare
             );
+        }
+    }
+    if let Some(bare) = mean("kinds", "bare", None) {
+        for kind in kinds {
+            if let Some(time) = mean("kinds", kind, None) {
+                println!(
+                    "  {:<18} bare {:>10.0} ns   {kind:<4} {:>10.0} ns   ratio {:.2}x",
+                    format!("kinds/{kind}"),
+                    bare,
+                    time,
+                    time / bare
+                );
+            }
         }
     }
 }
