@@ -46,12 +46,12 @@ pub enum Eviction {
 /// maintenance drops it, which happens as the store is used.
 ///
 /// Each thread that looks entries up keeps a hit front: what it hit lately, found again without
-/// moka's lookup and, within a budget of a sixteenth of the capacity per thread, answered from
-/// a copy of its own (header fields copied, body shared), so that threads answering one hot
-/// URI write to no line another thread writes. The front never answers what the store let go
-/// of (every use checks it), and lets go of it at the latest when its thread next looks it up
-/// or its sweep passes by; a copy whose entry the store evicted can thus outlive it on an idle
-/// thread, within that budget.
+/// moka's lookup and, within a budget of a sixteenth of the capacity for all threads together,
+/// answered from a copy of its own (header fields copied, body shared), so that threads
+/// answering one hot URI write to no line another thread writes. The front never answers
+/// what the store let go of (every use checks it), and lets go of it at the latest when its
+/// thread next looks it up or its sweep passes by; a copy whose entry the store evicted can
+/// thus outlive it on an idle thread, within that budget.
 ///
 /// ```
 /// use tower_response_cache::{Eviction, MemoryStore};

@@ -7,13 +7,18 @@ use http::{HeaderMap, StatusCode};
 use std::time::{Instant, SystemTime};
 
 fn entry(body: usize, tags: &[&str]) -> Arc<Entry> {
+    response(HeaderMap::new(), Bytes::from(vec![7u8; body]), tags)
+}
+
+/// A response entry fresh for a minute.
+fn response(headers: HeaderMap, body: Bytes, tags: &[&str]) -> Arc<Entry> {
     Arc::new(
         Entry::response(
             Bytes::from_static(b"key"),
             StoredResponse {
                 status: StatusCode::OK,
-                headers: HeaderMap::new(),
-                body: Bytes::from(vec![7u8; body]),
+                headers,
+                body,
                 trailers: None,
                 shared_with_credentials: false,
                 must_revalidate: false,
@@ -295,24 +300,7 @@ fn entry_with_body(body: &'static [u8], tags: &[&str]) -> Arc<Entry> {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", http::HeaderValue::from_static("text/plain"));
     headers.insert("x-custom", http::HeaderValue::from_str("v").unwrap());
-    Arc::new(
-        Entry::response(
-            Bytes::from_static(b"key"),
-            StoredResponse {
-                status: StatusCode::OK,
-                headers,
-                body: Bytes::from_static(body),
-                trailers: None,
-                shared_with_credentials: false,
-                must_revalidate: false,
-                immutable: false,
-            },
-            SystemTime::now(),
-            crate::entry::Lifetime::fresh(Duration::from_secs(60)),
-            0,
-        )
-        .with_tags(tags.iter().copied()),
-    )
+    response(headers, Bytes::from_static(body), tags)
 }
 
 #[tokio::test]
