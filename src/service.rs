@@ -336,7 +336,8 @@ where
             Some(conditions) => conditions.answer(response, cache_header.as_ref()),
         })
     };
-    ResponseFuture::flow(flow.instrument(span))
+    // Boxed where it is made: the flow is kilobytes, and every later move is of a pointer.
+    ResponseFuture::flow(Box::pin(flow).instrument(span))
 }
 
 /// A request whose store had to be waited for: the same as `call`, after the lookup.

@@ -125,7 +125,9 @@ impl Background {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished tasks, so the set holds only running ones.
         while tasks.try_join_next().is_some() {}
-        tasks.spawn_on(task, &runtime);
+        // Boxed: a fetch's future is many kilobytes, and tokio moves a task's future (and,
+        // reading its output, its whole stage) several times by value; a box moves a pointer.
+        tasks.spawn_on(Box::pin(task), &runtime);
         true
     }
 

@@ -235,8 +235,9 @@ where
         // The client may be gone; the fill is what matters then.
         let _ = answer.send(fetching.await);
     };
-    // In the request's span: its origin time is recorded there.
-    background.spawn(task.instrument(tracing::Span::current()));
+    // In the request's span: its origin time is recorded there. Boxed where it is made: it is
+    // kilobytes, and every move after this one moves a pointer.
+    background.spawn(Box::pin(task).instrument(tracing::Span::current()));
     let mut answered = answered;
     let mut own = None;
     if let Some((mut waiter, copy)) = racing {

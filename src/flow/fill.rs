@@ -156,11 +156,12 @@ where
         // Not one of the layer's tasks: the clients may still be reading after the last
         // service is dropped (a `oneshot` call returns before its body is read). It ends with
         // the body, or when nobody reads a body it has no one to store for.
-        tokio::spawn(async move {
+        // Boxed, as `Background::spawn` boxes its tasks: tokio moves a future by value.
+        tokio::spawn(Box::pin(async move {
             let driven = transfer::drive(&transfer, body, owner).await;
             cache.finish(&writes, miss, head, driven, guard).await;
             drop(settling);
-        });
+        }));
         Response::from_parts(parts, CacheBody::shared(reader))
     }
 
