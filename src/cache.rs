@@ -49,8 +49,7 @@ pub(crate) struct Cache<St: ?Sized> {
     /// Writes still pending behind responses already returned.
     pub unsettled: Arc<crate::flow::background::Unsettled>,
     /// Tells this configuration's answers apart from any other's (a new one for every cache
-    /// made, cloned or configured): what a hit's memoized head was made by
-    /// (`entry/memo.rs`).
+    /// made or configured): what a hit's memoized head was made by (`entry/memo.rs`).
     pub answer_id: u64,
 }
 
@@ -80,7 +79,9 @@ impl<St: ?Sized> Clone for Cache<St> {
             keep_tag_header: self.keep_tag_header,
             purge_token: self.purge_token.clone(),
             unsettled: Arc::clone(&self.unsettled),
-            answer_id: next_answer_id(),
+            // The same configuration; `CacheLayer::configure`, the one place that changes
+            // one, gives the changed cache a new id.
+            answer_id: self.answer_id,
         }
     }
 }

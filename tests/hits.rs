@@ -163,3 +163,26 @@ async fn inner_errors_are_kept() {
         .unwrap_err();
     assert_eq!(err, Boom);
 }
+
+/// Two layers on one store, named differently in `Cache-Status`: a hit's head, remembered for
+/// the second by the thread's copy of the entry, is never the other layer's.
+#[tokio::test]
+async fn two_layers_on_one_store_each_answer_with_their_own_head() {
+    let store = MemoryStore::with_capacity_bytes(1 << 20);
+    let calls = Calls::default();
+    let a = app(calls.clone(), CacheLayer::new(store.clone()));
+    let b = app(
+        calls.clone(),
+        CacheLayer::new(store).cache_status_name("edge"),
+    );
+    assert_eq!(send(&a, common::get("/items/1")).await.cache(), "MISS");
+    for _ in 0..3 {
+        for (app, name) in [(&a, "tower-response-cache"), (&b, "edge")] {
+            let hit = send(app, common::get("/items/1")).await;
+            assert_eq!(hit.cache(), "HIT");
+            let status = hit.headers["cache-status"].to_str().unwrap();
+            assert!(status.starts_with(&format!("{name}; hit")), "{status}");
+        }
+    }
+    assert_eq!(calls.get(), 1);
+}

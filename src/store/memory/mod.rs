@@ -205,8 +205,8 @@ impl Store for MemoryStore {
         Ok(self.cache.get(&key).await.and_then(|slot| slot.entry()))
     }
 
-    /// First from this thread's hit front (`front.rs`), which holds a private copy of what
-    /// this thread hit lately for as long as the store holds it; then from moka, whose `get`
+    /// First from this thread's hit front (`front.rs`), which holds what this thread hit
+    /// lately (a private copy, or the slot) for as long as the store does; then from moka, whose `get`
     /// is asynchronous only to take a maintenance lock when it must: nearly always it is
     /// ready on its first poll. If not, the future is dropped (moka's operations are
     /// cancellation-safe) and the layer awaits [`get`](Store::get) instead.
