@@ -7,12 +7,13 @@ use tower_layer::Layer;
 
 use crate::cache::{Cache, StatusName};
 use crate::flow::background::Background;
+use crate::flow::query::{NoQueryBodies, QueryBodies, QueryBodyMaker};
 use crate::observe::Observer;
 use crate::policy::Policies;
 use crate::stats::CacheStats;
 use crate::{
-    CacheHandle, CacheService, DefaultKey, KeyMaker, Policy, PurgeToken, RoutePattern, Store,
-    VaryNormalizer,
+    CacheBody, CacheHandle, CacheService, DefaultKey, KeyMaker, Policy, PurgeToken, RoutePattern,
+    Store, VaryNormalizer,
 };
 
 const DEFAULT_MAX_REFRESHES: usize = 32;
@@ -39,25 +40,28 @@ const DEFAULT_MAX_PENDING_WRITES: usize = 1024;
 ///     .layer(cache);
 /// # let _ = (app, stats);
 /// ```
-pub struct CacheLayer<St: ?Sized, K = DefaultKey> {
+pub struct CacheLayer<St: ?Sized, K = DefaultKey, Q = NoQueryBodies> {
     cache: Arc<Cache<St>>,
     /// Held beside the cache's state, not in it: only `call` makes keys, so nothing past it
     /// carries the key maker's type.
     keys: Arc<K>,
+    /// How query bodies are handed on (beside the cache's state for the same reason).
+    queries: Arc<Q>,
     background: Arc<Background>,
 }
 
-impl<St: ?Sized, K> Clone for CacheLayer<St, K> {
+impl<St: ?Sized, K, Q> Clone for CacheLayer<St, K, Q> {
     fn clone(&self) -> Self {
         CacheLayer {
             cache: Arc::clone(&self.cache),
             keys: Arc::clone(&self.keys),
+            queries: Arc::clone(&self.queries),
             background: Arc::clone(&self.background),
         }
     }
 }
 
-impl<St: ?Sized, K> std::fmt::Debug for CacheLayer<St, K> {
+impl<St: ?Sized, K, Q> std::fmt::Debug for CacheLayer<St, K, Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheLayer")
             .field("default_policy", &self.cache.policies.default)
@@ -102,6 +106,7 @@ impl<St: Store + ?Sized> CacheLayer<St> {
                 answer_id: crate::cache::next_answer_id(),
             }),
             keys: Arc::new(DefaultKey),
+            queries: Arc::new(NoQueryBodies),
             background: Arc::new(Background::new(
                 DEFAULT_MAX_REFRESHES,
                 DEFAULT_MAX_PENDING_WRITES,
@@ -110,7 +115,7 @@ impl<St: Store + ?Sized> CacheLayer<St> {
     }
 }
 
-impl<St: Store + ?Sized, K> CacheLayer<St, K> {
+impl<St: Store + ?Sized, K, Q> CacheLayer<St, K, Q> {
     fn configure(mut self, change: impl FnOnce(&mut Cache<St>)) -> Self {
         let cache = Arc::make_mut(&mut self.cache);
         change(cache);
@@ -176,7 +181,7 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     /// A type implementing [`KeyMaker`] goes to [`key_maker`](Self::key_maker).
     ///
     /// [`KeyBuilder`]: crate::KeyBuilder
-    pub fn key<F>(self, f: F) -> CacheLayer<St, F>
+    pub fn key<F>(self, f: F) -> CacheLayer<St, F, Q>
     where
         F: Fn(&http::request::Parts, &mut crate::KeyBuilder<'_>) + Send + Sync + 'static,
     {
@@ -185,10 +190,47 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
 
     /// Uses `maker` to add parts to every key: a type implementing [`KeyMaker`] (a closure goes
     /// to [`key`](Self::key), where its parameter types are inferred).
-    pub fn key_maker<K2: KeyMaker>(self, maker: K2) -> CacheLayer<St, K2> {
+    pub fn key_maker<K2: KeyMaker>(self, maker: K2) -> CacheLayer<St, K2, Q> {
         CacheLayer {
             cache: self.cache,
             keys: Arc::new(maker),
+            queries: self.queries,
+            background: self.background,
+        }
+    }
+
+    /// Lets the layer read the bodies of queries ([`Policy::post_is_query`],
+    /// [`Policy::grpc`]) and hand them on: `make` turns the cache's body (the bytes read, or
+    /// the bytes read so far and the rest) into the inner service's request body type. It is
+    /// the one place the layer asks anything of that type. `axum::body::Body::new` for axum,
+    /// `tonic::body::Body::new` for tonic; any body type with a constructor from a
+    /// `http_body::Body<Data = Bytes>` does.
+    ///
+    /// ```
+    /// use axum::{routing::post, Router};
+    /// use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+    ///
+    /// let cache = CacheLayer::new(MemoryStore::with_capacity_bytes(64 << 20))
+    ///     .query_bodies(axum::body::Body::new)
+    ///     .route("/graphql", Policy::new().post_is_query(64 << 10));
+    /// let app: Router = Router::new()
+    ///     .route("/graphql", post(|query: String| async move { query }))
+    ///     .layer(cache);
+    /// # let _ = app;
+    /// ```
+    ///
+    /// [`Policy::post_is_query`]: crate::Policy::post_is_query
+    /// [`Policy::grpc`]: crate::Policy::grpc
+    pub fn query_bodies<B, F>(self, make: F) -> CacheLayer<St, K, QueryBodies<F>>
+    where
+        B: http_body::Body,
+        F: Fn(CacheBody<B>) -> B + Clone + Send + Sync + 'static,
+        QueryBodies<F>: QueryBodyMaker<B>,
+    {
+        CacheLayer {
+            cache: self.cache,
+            keys: self.keys,
+            queries: Arc::new(QueryBodies(make)),
             background: self.background,
         }
     }
@@ -346,14 +388,15 @@ impl<St: Store + ?Sized, K> CacheLayer<St, K> {
     }
 }
 
-impl<S, St: ?Sized, K> Layer<S> for CacheLayer<St, K> {
-    type Service = CacheService<S, St, K>;
+impl<S, St: ?Sized, K, Q> Layer<S> for CacheLayer<St, K, Q> {
+    type Service = CacheService<S, St, K, Q>;
 
     fn layer(&self, inner: S) -> Self::Service {
         CacheService::new(
             inner,
             Arc::clone(&self.cache),
             Arc::clone(&self.keys),
+            Arc::clone(&self.queries),
             Arc::clone(&self.background),
         )
     }

@@ -129,6 +129,9 @@ pub mod store;
 pub use body::CacheBody;
 pub(crate) use entry::Entry;
 pub use entry::MAX_LIFETIME;
+pub use flow::query::{NoQueryBodies, QueryBodies, QueryBodyMaker};
+#[doc(hidden)]
+pub use flow::query::{QueryBytes, QueryRead};
 pub use flow::transfer::BoxError;
 pub use future::ResponseFuture;
 pub use handle::CacheHandle;

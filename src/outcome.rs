@@ -31,11 +31,18 @@ pub enum BypassReason {
     KeyTooLarge,
     /// The [`KeyMaker`](crate::KeyMaker) declined.
     KeyMaker,
+    /// A query's body (a `POST` its route reads, a gRPC call) is larger than the route's
+    /// limit: it is handed on whole, as a read (it invalidates nothing).
+    QueryTooLarge,
+    /// A query's body could not be read (it failed, or the layer has no
+    /// [`query_bodies`](crate::CacheLayer::query_bodies) to hand it on with): it goes on as
+    /// it is, as a read.
+    QueryUnreadable,
 }
 
 impl BypassReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub(crate) const ALL: [BypassReason; 10] = [
+    pub(crate) const ALL: [BypassReason; 12] = [
         BypassReason::Method,
         BypassReason::Policy,
         BypassReason::Cookie,
@@ -46,6 +53,8 @@ impl BypassReason {
         BypassReason::RequestBody,
         BypassReason::KeyTooLarge,
         BypassReason::KeyMaker,
+        BypassReason::QueryTooLarge,
+        BypassReason::QueryUnreadable,
     ];
 
     /// A short, stable name for logs and metrics.
@@ -61,6 +70,8 @@ impl BypassReason {
             BypassReason::RequestBody => "request-body",
             BypassReason::KeyTooLarge => "key-too-large",
             BypassReason::KeyMaker => "key-maker",
+            BypassReason::QueryTooLarge => "query-too-large",
+            BypassReason::QueryUnreadable => "query-unreadable",
         }
     }
 }
@@ -113,11 +124,14 @@ pub enum NotStoredReason {
     /// `Host: SHOP.example:80`): it may be answered from the normal form's entry, but the inner
     /// service may have routed the spelling differently, so its response is not stored.
     Spelling,
+    /// A gRPC call answered with a `grpc-status` other than `0` (or none): gRPC errors travel
+    /// in the trailers of an HTTP 200.
+    GrpcStatus,
 }
 
 impl NotStoredReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub(crate) const ALL: [NotStoredReason; 16] = [
+    pub(crate) const ALL: [NotStoredReason; 17] = [
         NotStoredReason::Status,
         NotStoredReason::NoStore,
         NotStoredReason::Private,
@@ -134,6 +148,7 @@ impl NotStoredReason {
         NotStoredReason::Tags,
         NotStoredReason::RequestNoStore,
         NotStoredReason::Spelling,
+        NotStoredReason::GrpcStatus,
     ];
 
     /// Whether the response itself says it could never be shared with other requests for the
@@ -175,6 +190,7 @@ impl NotStoredReason {
             NotStoredReason::Tags => "tags",
             NotStoredReason::Spelling => "spelling",
             NotStoredReason::RequestNoStore => "request-no-store",
+            NotStoredReason::GrpcStatus => "grpc-status",
         }
     }
 }

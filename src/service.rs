@@ -28,32 +28,38 @@ use crate::flow::cacheable::Cacheable;
 use crate::flow::conditions::Conditions;
 use crate::flow::fetch::{self, Origin};
 use crate::flow::lookup::{Found, Now};
+use crate::flow::query::{NoQueryBodies, QueryBodyMaker, QueryRead};
 use crate::flow::tally::Tally;
+use crate::flow::write::{Writes, pass_through};
 use crate::observe::span::RequestSpan;
 use crate::observe::{Outcome, Refresh};
+use crate::policy::QueryRoute;
 use crate::semantics::Forward;
 use crate::{CacheBody, DefaultKey, Entry, KeyMaker, ResponseFuture, Store};
 use tracing::Instrument;
 
 /// The cache in front of an inner service `S`; built by [`CacheLayer`](crate::CacheLayer).
-pub struct CacheService<S, St: ?Sized, K = DefaultKey> {
+pub struct CacheService<S, St: ?Sized, K = DefaultKey, Q = NoQueryBodies> {
     inner: S,
     cache: Arc<Cache<St>>,
     keys: Arc<K>,
+    queries: Arc<Q>,
     background: Arc<Background>,
 }
 
-impl<S, St: ?Sized, K> CacheService<S, St, K> {
+impl<S, St: ?Sized, K, Q> CacheService<S, St, K, Q> {
     pub(crate) fn new(
         inner: S,
         cache: Arc<Cache<St>>,
         keys: Arc<K>,
+        queries: Arc<Q>,
         background: Arc<Background>,
     ) -> Self {
         CacheService {
             inner,
             cache,
             keys,
+            queries,
             background,
         }
     }
@@ -89,18 +95,19 @@ impl<S, St: ?Sized, K> CacheService<S, St, K> {
     }
 }
 
-impl<S: Clone, St: ?Sized, K> Clone for CacheService<S, St, K> {
+impl<S: Clone, St: ?Sized, K, Q> Clone for CacheService<S, St, K, Q> {
     fn clone(&self) -> Self {
         CacheService {
             inner: self.inner.clone(),
             cache: Arc::clone(&self.cache),
             keys: Arc::clone(&self.keys),
+            queries: Arc::clone(&self.queries),
             background: Arc::clone(&self.background),
         }
     }
 }
 
-impl<S: std::fmt::Debug, St: ?Sized, K> std::fmt::Debug for CacheService<S, St, K> {
+impl<S: std::fmt::Debug, St: ?Sized, K, Q> std::fmt::Debug for CacheService<S, St, K, Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheService")
             .field("inner", &self.inner)
@@ -108,13 +115,14 @@ impl<S: std::fmt::Debug, St: ?Sized, K> std::fmt::Debug for CacheService<S, St, 
     }
 }
 
-impl<S, St, K, ReqB, ResB> Service<Request<ReqB>> for CacheService<S, St, K>
+impl<S, St, K, Q, ReqB, ResB> Service<Request<ReqB>> for CacheService<S, St, K, Q>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Send + 'static,
     St: Store + ?Sized,
     K: KeyMaker,
+    Q: QueryBodyMaker<ReqB>,
     ReqB: Body + Send + 'static,
     ResB: Body + Send + 'static,
     ResB::Data: Into<Bytes> + Send,
@@ -135,27 +143,35 @@ where
             let answering = crate::purge::method::answer(Arc::clone(&self.cache), parts);
             return ResponseFuture::flow(answering.instrument(span.span().clone()));
         }
-        let request = match self.cache.prepare(&*self.keys, &parts, &body) {
+        if parts.method == http::Method::POST {
+            let policy = self.cache.policies.get(self.cache.policies.select(&parts));
+            if let Some(route) = policy.query.clone().filter(|q| q.takes(&parts)) {
+                let instrumented = span.span().clone();
+                let querying = queried(
+                    Arc::clone(&self.cache),
+                    Arc::clone(&self.background),
+                    Arc::clone(&self.keys),
+                    Arc::clone(&self.queries),
+                    self.take_inner(),
+                    parts,
+                    body,
+                    route,
+                    span,
+                );
+                return ResponseFuture::flow(querying.instrument(instrumented));
+            }
+        }
+        let request = match self.cache.prepare(&*self.keys, &parts, &body, None) {
             Ok(described) => Cacheable::new(parts, described),
             Err(reason) => {
-                self.cache.bypassed(&parts, reason);
-                span.reason(reason.as_str());
-                span.outcome(Outcome::Bypass);
-                let safe = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
-                if safe && crate::semantics::only_if_cached(&parts.headers) {
-                    let forward = Some(Forward::Bypass);
-                    return ResponseFuture::ready(
-                        self.cache.gateway_timeout(forward, "only-if-cached"),
-                    );
-                }
-                let cache = Arc::clone(&self.cache);
-                let passing = crate::flow::write::pass_through(
-                    cache,
-                    self.take_inner(),
-                    Request::from_parts(parts, body),
-                    reason,
-                );
-                return ResponseFuture::flow(passing.instrument(span.span().clone()));
+                // A gRPC call is a method's, not a resource's: its own path is not a thing
+                // it may have changed.
+                let writes = match crate::policy::is_grpc(&parts) {
+                    true => Writes::WhatItNames,
+                    false => Writes::ByMethod,
+                };
+                let inner = self.take_inner();
+                return bypass(&self.cache, inner, parts, body, reason, span, writes);
             }
         };
         if span.is_on() {
@@ -191,7 +207,7 @@ where
     }
 }
 
-impl<S: Clone, St: ?Sized, K> CacheService<S, St, K> {
+impl<S: Clone, St: ?Sized, K, Q> CacheService<S, St, K, Q> {
     fn take_inner(&mut self) -> S {
         take(&mut self.inner)
     }
@@ -338,6 +354,103 @@ where
     };
     // Boxed where it is made: the flow is kilobytes, and every later move is of a pointer.
     ResponseFuture::flow(Box::pin(flow).instrument(span))
+}
+
+/// A request that does not use the cache (`reason`): to the inner service, and what it
+/// changed (`writes`) invalidated; a safe one that may only be answered from the cache gets a
+/// 504.
+fn bypass<S, St, ReqB, ResB>(
+    cache: &Arc<Cache<St>>,
+    inner: S,
+    parts: http::request::Parts,
+    body: ReqB,
+    reason: crate::BypassReason,
+    span: RequestSpan,
+    writes: Writes,
+) -> ResponseFuture<ResB, S::Error>
+where
+    S: Inner<ReqB, ResB>,
+    St: Store + ?Sized,
+    ReqB: Send + 'static,
+    ResB: CachedBody,
+{
+    cache.bypassed(&parts, reason);
+    span.reason(reason.as_str());
+    span.outcome(Outcome::Bypass);
+    let safe = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
+    if safe && crate::semantics::only_if_cached(&parts.headers) {
+        let forward = Some(Forward::Bypass);
+        return ResponseFuture::ready(cache.gateway_timeout(forward, "only-if-cached"));
+    }
+    let passing = pass_through(
+        Arc::clone(cache),
+        inner,
+        Request::from_parts(parts, body),
+        reason,
+        writes,
+    );
+    ResponseFuture::flow(passing.instrument(span.span().clone()))
+}
+
+/// A query (a `POST` its route reads, a gRPC unary call): its body read and keyed, then the
+/// same flow as `call`'s, the inner service getting the same bytes. What cannot be keyed
+/// passes by as the read it is; a write on the route (its classifier says) invalidates what
+/// it names.
+#[allow(clippy::too_many_arguments)]
+async fn queried<S, St, K, Q, ReqB, ResB>(
+    cache: Arc<Cache<St>>,
+    background: Arc<Background>,
+    keys: Arc<K>,
+    queries: Arc<Q>,
+    inner: S,
+    parts: http::request::Parts,
+    body: ReqB,
+    route: QueryRoute,
+    span: RequestSpan,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Inner<ReqB, ResB>,
+    St: Store + ?Sized,
+    K: KeyMaker,
+    Q: QueryBodyMaker<ReqB>,
+    ReqB: Body + Send + 'static,
+    ResB: CachedBody,
+{
+    let (query, body) = match queries.read(body, route.limit).await {
+        QueryRead::Whole(query, body) => (query, body),
+        QueryRead::PassOn(body, reason) => {
+            return bypass(&cache, inner, parts, body, reason, span, Writes::Nothing).await;
+        }
+    };
+    if !route.is_read(&parts, &query.data) {
+        let reason = crate::BypassReason::Method;
+        return bypass(
+            &cache,
+            inner,
+            parts,
+            body,
+            reason,
+            span,
+            Writes::WhatItNames,
+        )
+        .await;
+    }
+    let request = match cache.prepare(&*keys, &parts, &body, Some(&query)) {
+        Ok(described) => Cacheable::new(parts, described),
+        Err(reason) => {
+            return bypass(&cache, inner, parts, body, reason, span, Writes::Nothing).await;
+        }
+    };
+    if span.is_on() {
+        let route = cache.policies.counters(request.policy).label();
+        span.described(route, request.key.store_key());
+    }
+    let found = match cache.lookup_now(&request, request.now) {
+        Now::Known(found) => found,
+        Now::Wait => cache.lookup(&request, request.now).await,
+    };
+    let origin = || Origin { inner, body };
+    serve(&cache, &background, origin, found, request, span).await
 }
 
 /// A request whose store had to be waited for: the same as `call`, after the lookup.

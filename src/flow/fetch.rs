@@ -459,7 +459,10 @@ pub(crate) fn refresh<S, St, ReqB, ResB>(
     else {
         return;
     };
-    request.parts.method = Method::GET;
+    // A `HEAD` refreshes the whole response; a query keeps its method (and its body).
+    if request.head {
+        request.parts.method = Method::GET;
+    }
     request.head = false;
     request.now = SystemTime::now();
     request.refreshing = true;

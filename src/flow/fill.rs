@@ -52,6 +52,8 @@ pub(crate) struct Head {
     pub entry: Arc<Entry>,
     /// The origin's `Content-Length`, checked against the body received.
     pub declared: Option<u64>,
+    /// A gRPC call's, whose head did not say `grpc-status: 0`: stored only if its trailers do.
+    pub grpc_trailers: bool,
 }
 
 impl<St> Cache<St>
@@ -117,9 +119,15 @@ where
         };
         let limit = policy.max_body_bytes;
         let exact = body.size_hint().exact();
+        let grpc = self.is_grpc_call(&miss);
         let decision = decision
             .and_then(|d| tagged.map(|()| d))
-            .and_then(|d| within_limit(&parts, exact, limit, d));
+            .and_then(|d| within_limit(&parts, exact, limit, d))
+            .and_then(|d| match grpc.then(|| grpc_status(&parts.headers)) {
+                // A gRPC error in the head (a "trailers-only" answer) is never stored.
+                Some(Some(status)) if status != b"0" => Err(NotStoredReason::GrpcStatus),
+                _ => Ok(d),
+            });
         let forward = miss.request.forward;
         let decision = match decision {
             Ok(decision) => decision,
@@ -133,7 +141,8 @@ where
             }
         };
         let ttl = decision.lifetime.fresh_for;
-        let head = self.head(&miss, &parts, body.size_hint().exact(), decision);
+        let mut head = self.head(&miss, &parts, body.size_hint().exact(), decision);
+        head.grpc_trailers = grpc && grpc_status(&parts.headers).is_none();
         self.leaving(&mut parts, forward, Ok(ttl));
         if tokio::runtime::Handle::try_current().is_err() {
             return self.fill_in_place(miss, parts, body, head, guard).await;
@@ -220,7 +229,15 @@ where
             variants,
             entry,
             declared,
+            grpc_trailers: false,
         }
+    }
+
+    /// Whether the miss is a gRPC call on a gRPC route, whose answer is stored only with
+    /// `grpc-status: 0` (errors travel in the trailers of an HTTP 200).
+    fn is_grpc_call(&self, miss: &Miss) -> bool {
+        let policy = self.policies.get(miss.request.policy);
+        policy.query.as_ref().is_some_and(|q| q.grpc) && crate::policy::is_grpc(&miss.request.parts)
     }
 
     /// The response as the storing decision reads it: its directives (the targeted field's,
@@ -303,6 +320,8 @@ where
                 if head.declared.is_some_and(|n| n != body.len() as u64) {
                     // The origin's body contradicts its own Content-Length: never stored.
                     self.not_stored(NotStoredReason::Incomplete);
+                } else if head.grpc_trailers && !grpc_ok(trailers.as_ref()) {
+                    self.not_stored(NotStoredReason::GrpcStatus);
                 } else if let Some(_permit) = writes.try_acquire() {
                     let storing = guard.and_then(FlightGuard::storing);
                     let (shared, kept) = self.store(&miss, head, body, trailers).await;
@@ -348,6 +367,9 @@ where
         };
         let shared = if head.declared.is_some_and(|n| n != data.len() as u64) {
             self.not_stored(NotStoredReason::Incomplete);
+            Shared::Failed
+        } else if head.grpc_trailers && !grpc_ok(trailers.as_ref()) {
+            self.not_stored(NotStoredReason::GrpcStatus);
             Shared::Failed
         } else {
             self.store(&miss, head, data.clone(), trailers.clone())
@@ -480,4 +502,14 @@ fn declared_length(parts: &response::Parts) -> Option<u64> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The `grpc-status` of a head or trailers, when there is one.
+fn grpc_status(fields: &HeaderMap) -> Option<&[u8]> {
+    fields.get("grpc-status").map(HeaderValue::as_bytes)
+}
+
+/// Whether a gRPC answer's trailers say it succeeded (`grpc-status: 0`).
+fn grpc_ok(trailers: Option<&HeaderMap>) -> bool {
+    trailers.and_then(grpc_status) == Some(b"0")
 }

@@ -3,7 +3,8 @@
 //! 1. [`prepare`]: may the request use the cache (method, body, route policy, credentials), and
 //!    its key: it goes on as a [`Cacheable`](cacheable::Cacheable), the one context every later
 //!    step reads; or [`write`]: it passes by, and a write that succeeds invalidates what it
-//!    changed.
+//!    changed. A query (a `POST` its route reads, a gRPC unary call) has its body read first
+//!    ([`query`]) and keyed.
 //! 2. [`lookup`]: get, verify the full key, follow `Vary`, classify (fresh, stale, pass,
 //!    missing); [`answer`] turns an entry into a response (`Age`, the cache header).
 //! 3. [`fetch`]: go to the origin, coalesced ([`coalesce`]) or direct, in a task of the layer's
@@ -24,6 +25,7 @@ pub(crate) mod fill;
 pub(crate) mod lookup;
 pub(crate) mod persist;
 pub(crate) mod prepare;
+pub(crate) mod query;
 pub(crate) mod revalidate;
 pub(crate) mod tally;
 pub(crate) mod transfer;

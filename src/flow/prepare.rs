@@ -6,25 +6,28 @@ use http_body::Body;
 
 use crate::cache::Cache;
 use crate::flow::cacheable::Described;
+use crate::flow::query::QueryBytes;
 use crate::key::{Fields, Target};
 use crate::semantics::{Present, RequestFacts};
 use crate::{BypassReason, KeyBuilder, KeyMaker, Store};
 
 impl<St: Store + ?Sized> Cache<St> {
     /// Decides whether the request may use the cache; if it may, its policy, facts and key
-    /// (`Cacheable::new` makes the request's context of them).
+    /// (`Cacheable::new` makes the request's context of them). `query`: the body of a query
+    /// (a `POST` its route reads, read whole), keyed with it.
     pub(crate) fn prepare<K: KeyMaker, B: Body>(
         &self,
         keys: &K,
         parts: &request::Parts,
         body: &B,
+        query: Option<&QueryBytes>,
     ) -> Result<Described, BypassReason> {
-        if parts.method != Method::HEAD && parts.method != Method::GET {
+        if query.is_none() && parts.method != Method::HEAD && parts.method != Method::GET {
             return Err(BypassReason::Method);
         }
         // One pass over the fields tells all that is asked of them below.
         let fields = Fields::scan(&parts.headers);
-        if has_body(&fields, body) {
+        if query.is_none() && has_body(&fields, body) {
             return Err(BypassReason::RequestBody);
         }
         let unkeyed = fields.unkeyed;
@@ -43,6 +46,10 @@ impl<St: Store + ?Sized> Cache<St> {
         facts.canonical = target.canonical;
         facts.conditional = unkeyed.conditional;
         let mut key = KeyBuilder::new(parts);
+        if let Some(query) = query {
+            let grpc = policy.query.as_ref().is_some_and(|q| q.grpc);
+            key.query_body(query.digest(), grpc);
+        }
         keys.make_key(parts, &mut key);
         let key = key.finish(&target, unkeyed, policy.max_key_bytes)?;
         Ok((policy_id, facts, key))

@@ -14,8 +14,21 @@ use crate::observe::{Invalidation, OriginCall};
 use crate::semantics::{CacheStatus, Forward};
 use crate::{BypassReason, CacheBody, CacheOverride, Store};
 
-/// A request that does not use the cache. If its method may change something and the origin
-/// answers 2xx or 3xx, what it changed is invalidated before the response is returned
+/// What a request passing by may have changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// What its method says: a method not known to be safe may have changed its target URI
+    /// and what its response names.
+    ByMethod,
+    /// Nothing: a read that could not use the cache (a query too large to key, say).
+    Nothing,
+    /// What its response names, not its own URI, which names an endpoint rather than a
+    /// resource: a write on a query route (a GraphQL mutation), a gRPC call.
+    WhatItNames,
+}
+
+/// A request that does not use the cache. If it may change something (`writes`) and the
+/// origin answers 2xx or 3xx, what it changed is invalidated before the response is returned
 /// (RFC 9111 §4.4): the target URI, same-host `Location` and `Content-Location` URIs, and the
 /// tags the response names in the tag header. Error answers invalidate nothing.
 pub(crate) async fn pass_through<S, St, ReqB, ResB>(
@@ -23,6 +36,7 @@ pub(crate) async fn pass_through<S, St, ReqB, ResB>(
     mut inner: S,
     request: Request<ReqB>,
     reason: BypassReason,
+    writes: Writes,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -30,7 +44,8 @@ where
     ResB: Body,
 {
     let (parts, body) = request.into_parts();
-    let write = (!invalidate::is_safe(&parts.method)).then(|| normalized_head(&parts));
+    let write = (writes != Writes::Nothing && !invalidate::is_safe(&parts.method))
+        .then(|| normalized_head(&parts));
     let called = Instant::now();
     let response = inner.call(Request::from_parts(parts, body)).await;
     cache
@@ -40,7 +55,7 @@ where
     let (mut parts, body) = response.into_parts();
     CacheOverride::take(&mut parts, cache.override_header.as_ref());
     if let Some(write) = write {
-        let tags = cache.written_tags(&write, &mut parts);
+        let tags = cache.written_tags(&write, &mut parts, writes == Writes::ByMethod);
         if parts.status.is_success() || parts.status.is_redirection() {
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
             cache.invalidate(Invalidation::Write, &tags).await;
@@ -65,17 +80,21 @@ where
 }
 
 impl<St: ?Sized> Cache<St> {
-    /// The tags a write covers: its target URI, same-host locations, and the tags the response
-    /// names (the tag header is removed from the response unless configured otherwise).
+    /// The tags a write covers: its target URI (`its_uri`), same-host locations, and the tags
+    /// the response names (the tag header is removed from the response unless configured
+    /// otherwise).
     fn written_tags(
         &self,
         request: &request::Parts,
         response: &mut http::response::Parts,
+        its_uri: bool,
     ) -> Vec<String> {
         let path = normalize_path(original_uri(request).path());
         let mut tags = Vec::new();
         for authority in Target::written_authorities(request) {
-            tags.push(invalidate::uri_tag(&authority, &path));
+            if its_uri {
+                tags.push(invalidate::uri_tag(&authority, &path));
+            }
             for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
                 let values = response.headers.get_all(name).iter();
                 tags.extend(

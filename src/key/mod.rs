@@ -219,6 +219,8 @@ pub struct KeyBuilder<'a> {
     query: QueryMode,
     dropped_params: Vec<String>,
     bypass: bool,
+    /// A query's body (its digest), and whether it is a gRPC call's.
+    body: Option<([u8; 32], bool)>,
 }
 
 impl<'a> KeyBuilder<'a> {
@@ -229,7 +231,15 @@ impl<'a> KeyBuilder<'a> {
             query: QueryMode::AsSent,
             dropped_params: Vec::new(),
             bypass: false,
+            body: None,
         }
+    }
+
+    /// Keys a query by its body (`digest`, its SHA-256) and its `Content-Type`; a gRPC call
+    /// (`grpc`) also by `grpc-encoding` and `grpc-accept-encoding`, which choose how its
+    /// answer is compressed.
+    pub(crate) fn query_body(&mut self, digest: [u8; 32], grpc: bool) {
+        self.body = Some((digest, grpc));
     }
 
     /// Adds the values of a request header (all of them, in order; absence is distinct from an
@@ -330,12 +340,17 @@ impl<'a> KeyBuilder<'a> {
         let (authority, path) = (&*target.authority, &*target.path);
         let query = target.query.unwrap_or("");
         let capacity = 40 + scheme.len() + authority.len() + path.len() + query.len();
-        let capacity = capacity + self.extra.len();
+        let capacity = capacity + self.extra.len() + if self.body.is_some() { 160 } else { 0 };
         if capacity > max_key_bytes.saturating_add(32) {
             return Err(BypassReason::KeyTooLarge);
         }
         let mut full = KeyWriter::with_capacity(capacity);
-        full.put(&[2, method_class(&self.request.method)]); // key format version, method
+        // Key format version, method (a query's: its own class).
+        let class = match self.body {
+            Some(_) => b'Q',
+            None => method_class(&self.request.method),
+        };
+        full.put(&[2, class]);
         // Schemes are case-insensitive; lowercased as copied.
         full.put(&(scheme.len() as u32).to_le_bytes());
         for b in scheme.bytes() {
@@ -348,6 +363,15 @@ impl<'a> KeyBuilder<'a> {
             Some(query) => self.push_query(&mut full, query),
         }
         unkeyed::push_present(&self.request.headers, unkeyed, &mut full);
+        if let Some((digest, grpc)) = self.body {
+            let headers = &self.request.headers;
+            push_values(&mut full, headers, http::header::CONTENT_TYPE.as_str());
+            if grpc {
+                push_values(&mut full, headers, "grpc-encoding");
+                push_values(&mut full, headers, "grpc-accept-encoding");
+            }
+            full.put(&digest);
+        }
         full.put(&self.extra);
         if full.as_slice().len() > max_key_bytes {
             return Err(BypassReason::KeyTooLarge);
@@ -398,6 +422,16 @@ fn method_class(method: &Method) -> u8 {
         b'G'
     } else {
         b'?'
+    }
+}
+
+/// Appends how many values a request field has, then each, length-prefixed.
+fn push_values(out: &mut impl KeySink, headers: &http::HeaderMap, name: &str) {
+    let values = headers.get_all(name);
+    // Fields are bounded by the key limit, far below 4 G values.
+    out.put(&(values.iter().count() as u32).to_le_bytes());
+    for value in values {
+        push_field(out, value.as_bytes());
     }
 }
 

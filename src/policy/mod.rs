@@ -1,9 +1,11 @@
 //! What to cache and for how long: [`Policy`], and which policy applies to which route.
 
+mod query;
 mod route;
 mod statuses;
 mod tagger;
 
+pub(crate) use query::{QueryRoute, is_grpc};
 pub use route::InvalidPattern;
 pub(crate) use route::RoutePattern;
 pub use statuses::StatusSet;
@@ -124,6 +126,8 @@ pub struct Policy {
     /// The share of the time since `Last-Modified`, and the most it may give.
     pub(crate) heuristic: (f64, Duration),
     pub(crate) client_revalidation: bool,
+    /// Its `POST`s are reads (all, or those its classifier says), keyed by their bodies.
+    pub(crate) query: Option<QueryRoute>,
 }
 
 impl Default for Policy {
@@ -151,6 +155,7 @@ impl Default for Policy {
             keep: Duration::from_secs(3600),
             heuristic: (0.1, Duration::from_secs(86_400)),
             client_revalidation: false,
+            query: None,
         }
     }
 }
@@ -394,6 +399,83 @@ impl Policy {
     pub fn invalidate_with_tagger(mut self, tagger: impl Tagger) -> Self {
         self.invalidate_with = Some(SharedTagger(std::sync::Arc::new(tagger)));
         self
+    }
+
+    /// Makes the route's `POST`s reads (GraphQL and JSON-RPC queries, search APIs): the body,
+    /// up to `limit` bytes, is read and keyed (its SHA-256, with the request's `Content-Type`
+    /// and the usual parts), then handed to the inner service unchanged. Such a `POST` is
+    /// cached, coalesced, served stale and purged like a `GET`, and invalidates nothing; a
+    /// larger body passes through (`query-too-large`), still as a read. Only the layer's
+    /// [`query_bodies`](crate::CacheLayer::query_bodies) can hand a body on, so without it
+    /// these `POST`s pass through (`query-unreadable`).
+    ///
+    /// [`post_is_query_if`](Self::post_is_query_if) tells writes from reads.
+    ///
+    /// ```
+    /// use tower_response_cache::{CacheLayer, MemoryStore, Policy};
+    ///
+    /// let layer = CacheLayer::new(MemoryStore::with_capacity_bytes(64 << 20))
+    ///     .query_bodies(axum::body::Body::new)
+    ///     .route("/search", Policy::new().post_is_query(16 << 10));
+    /// # let _ = layer;
+    /// ```
+    pub fn post_is_query(mut self, limit: usize) -> Self {
+        let grpc = self.query.as_ref().is_some_and(|q| q.grpc);
+        self.query = Some(QueryRoute {
+            limit,
+            grpc,
+            is_query: None,
+        });
+        self
+    }
+
+    /// Like [`post_is_query`](Self::post_is_query), for the `POST`s `is_query` says are reads
+    /// (given the head and the whole body); the others are writes. A write on a query route
+    /// invalidates what its response names (`Location`, the tag header,
+    /// [`invalidate_with`](Self::invalidate_with)) but not the route's own URI, which names an
+    /// endpoint, not a resource: a GraphQL mutation does not empty every cached query.
+    ///
+    /// ```
+    /// use tower_response_cache::Policy;
+    ///
+    /// let graphql = Policy::new().post_is_query_if(64 << 10, |_, body| {
+    ///     // A real app parses the document; a mutation is a write.
+    ///     !body.windows(8).any(|w| w == b"mutation")
+    /// });
+    /// # let _ = graphql;
+    /// ```
+    pub fn post_is_query_if<F>(self, limit: usize, is_query: F) -> Self
+    where
+        F: Fn(&request::Parts, &bytes::Bytes) -> bool + Send + Sync + 'static,
+    {
+        let mut policy = self.post_is_query(limit);
+        if let Some(query) = &mut policy.query {
+            query.is_query = Some(query::QueryClassifier(Arc::new(is_query)));
+        }
+        policy
+    }
+
+    /// A policy for gRPC unary methods (route the full method paths, `/pkg.Service/Method`, to
+    /// it): calls (`application/grpc` `POST`s) are keyed by the method, the request message
+    /// bytes (up to 64 KiB; [`post_is_query`](Self::post_is_query) sets another limit) and the
+    /// `grpc-encoding` and `grpc-accept-encoding` fields (add metadata with
+    /// [`CacheLayer::key`](crate::CacheLayer::key)); `grpc-timeout` and `te` are not keyed.
+    /// Only responses whose `grpc-status` is `0` are stored (gRPC errors travel in trailers of
+    /// an HTTP 200), with their trailers, which every hit replays. Lifetimes come from the
+    /// policy's [`ttl`](Self::ttl) (gRPC has no `Cache-Control`); a handler can still set the
+    /// override field as response metadata. Other methods, streaming ones included, pass
+    /// through untouched. Like every query route, it needs the layer's
+    /// [`query_bodies`](crate::CacheLayer::query_bodies).
+    pub fn grpc() -> Self {
+        let mut policy = Policy {
+            statuses: StatusSet::from_codes(&[200]),
+            ..Self::default()
+        }
+        .post_is_query(64 << 10);
+        if let Some(query) = &mut policy.query {
+            query.grpc = true;
+        }
+        policy
     }
 
     /// How long a key whose response could not be shared (`private`, `Set-Cookie`, `no-store`,
