@@ -48,7 +48,7 @@ impl<St: Store + ?Sized> Cache<St> {
         let mut key = KeyBuilder::new(parts);
         if let Some(query) = query {
             let grpc = policy.query.as_ref().is_some_and(|q| q.grpc);
-            key.query_body(query.digest(), grpc);
+            key.query_body(query.keyed(), grpc);
         }
         keys.make_key(parts, &mut key);
         let key = key.finish(&target, unkeyed, policy.max_key_bytes)?;

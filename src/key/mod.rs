@@ -219,8 +219,8 @@ pub struct KeyBuilder<'a> {
     query: QueryMode,
     dropped_params: Vec<String>,
     bypass: bool,
-    /// A query's body (its digest), and whether it is a gRPC call's.
-    body: Option<([u8; 32], bool)>,
+    /// A query's body, and whether it is a gRPC call's.
+    body: Option<(QueryBody, bool)>,
 }
 
 impl<'a> KeyBuilder<'a> {
@@ -235,11 +235,10 @@ impl<'a> KeyBuilder<'a> {
         }
     }
 
-    /// Keys a query by its body (`digest`, its SHA-256) and its `Content-Type`; a gRPC call
-    /// (`grpc`) also by `grpc-encoding` and `grpc-accept-encoding`, which choose how its
-    /// answer is compressed.
-    pub(crate) fn query_body(&mut self, digest: [u8; 32], grpc: bool) {
-        self.body = Some((digest, grpc));
+    /// Keys a query by its body and its `Content-Type`; a gRPC call (`grpc`) also by
+    /// `grpc-encoding` and `grpc-accept-encoding`, which choose how its answer is compressed.
+    pub(crate) fn query_body(&mut self, body: QueryBody, grpc: bool) {
+        self.body = Some((body, grpc));
     }
 
     /// Adds the values of a request header (all of them, in order; absence is distinct from an
@@ -340,7 +339,12 @@ impl<'a> KeyBuilder<'a> {
         let (authority, path) = (&*target.authority, &*target.path);
         let query = target.query.unwrap_or("");
         let capacity = 40 + scheme.len() + authority.len() + path.len() + query.len();
-        let capacity = capacity + self.extra.len() + if self.body.is_some() { 160 } else { 0 };
+        let body_len = match &self.body {
+            Some((QueryBody::Bytes(bytes), _)) => bytes.len() + 160,
+            Some((QueryBody::Digest(_), _)) => 160,
+            None => 0,
+        };
+        let capacity = capacity + self.extra.len() + body_len;
         if capacity > max_key_bytes.saturating_add(32) {
             return Err(BypassReason::KeyTooLarge);
         }
@@ -363,14 +367,23 @@ impl<'a> KeyBuilder<'a> {
             Some(query) => self.push_query(&mut full, query),
         }
         unkeyed::push_present(&self.request.headers, unkeyed, &mut full);
-        if let Some((digest, grpc)) = self.body {
+        if let Some((body, grpc)) = &self.body {
             let headers = &self.request.headers;
             push_values(&mut full, headers, http::header::CONTENT_TYPE.as_str());
-            if grpc {
+            if *grpc {
                 push_values(&mut full, headers, "grpc-encoding");
                 push_values(&mut full, headers, "grpc-accept-encoding");
             }
-            full.put(&digest);
+            match body {
+                QueryBody::Bytes(bytes) => {
+                    full.put(b"B");
+                    push_field(&mut full, bytes);
+                }
+                QueryBody::Digest(digest) => {
+                    full.put(b"D");
+                    full.put(digest);
+                }
+            }
         }
         full.put(&self.extra);
         if full.as_slice().len() > max_key_bytes {
@@ -423,6 +436,16 @@ fn method_class(method: &Method) -> u8 {
     } else {
         b'?'
     }
+}
+
+/// What a query's key holds of its body.
+#[derive(Debug)]
+pub(crate) enum QueryBody {
+    /// A short body itself (cheaper than hashing it).
+    Bytes(Bytes),
+    /// A longer body's SHA-256 (a crafted collision would need a SHA-256 collision; the key's
+    /// 128-bit hash picks the entry, its full bytes verify it).
+    Digest([u8; 32]),
 }
 
 /// Appends how many values a request field has, then each, length-prefixed.

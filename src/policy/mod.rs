@@ -402,8 +402,9 @@ impl Policy {
     }
 
     /// Makes the route's `POST`s reads (GraphQL and JSON-RPC queries, search APIs): the body,
-    /// up to `limit` bytes, is read and keyed (its SHA-256, with the request's `Content-Type`
-    /// and the usual parts), then handed to the inner service unchanged. Such a `POST` is
+    /// up to `limit` bytes, is read and keyed (as it is up to 256 bytes, by its SHA-256
+    /// beyond; with the request's `Content-Type` and the usual parts), then handed to the inner
+    /// service unchanged. Such a `POST` is
     /// cached, coalesced, served stale and purged like a `GET`, and invalidates nothing; a
     /// larger body passes through (`query-too-large`), still as a read. Only the layer's
     /// [`query_bodies`](crate::CacheLayer::query_bodies) can hand a body on, so without it
