@@ -26,7 +26,8 @@
 //! responses, nor responses with `Set-Cookie` (unless told to strip them), nor responses to
 //! requests with `Authorization` unless they are explicitly `public`; it bypasses requests with
 //! `Cookie` by default; two virtual hosts never share entries; `Vary` selects among variants;
-//! writes (`POST`, `PUT`, ...) always reach the service. A hit is verified against the full
+//! writes (`POST`, `PUT`, ...) always reach the service (a route's `POST`s are cached only
+//! when its policy says they are reads: [`Policy::post_is_query`], [`Policy::grpc`]). A hit is verified against the full
 //! key, so a hash collision can only cause a miss.
 //!
 //! A hit shares the stored body (`Bytes`), copying only the header map. Bodies larger than the

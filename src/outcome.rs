@@ -32,17 +32,21 @@ pub enum BypassReason {
     /// The [`KeyMaker`](crate::KeyMaker) declined.
     KeyMaker,
     /// A query's body (a `POST` its route reads, a gRPC call) is larger than the route's
-    /// limit: it is handed on whole, as a read (it invalidates nothing).
+    /// limit: it is handed on whole, as a read (on a route whose classifier tells writes from
+    /// reads, as a write of what its response names).
     QueryTooLarge,
     /// A query's body could not be read (it failed, or the layer has no
     /// [`query_bodies`](crate::CacheLayer::query_bodies) to hand it on with): it goes on as
     /// it is, as a read.
     QueryUnreadable,
+    /// A query's body is in a content coding (`Content-Encoding` other than `identity`): those
+    /// bytes are not the query the origin reads, so they key nothing.
+    QueryEncoded,
 }
 
 impl BypassReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub(crate) const ALL: [BypassReason; 12] = [
+    pub(crate) const ALL: [BypassReason; 13] = [
         BypassReason::Method,
         BypassReason::Policy,
         BypassReason::Cookie,
@@ -55,6 +59,7 @@ impl BypassReason {
         BypassReason::KeyMaker,
         BypassReason::QueryTooLarge,
         BypassReason::QueryUnreadable,
+        BypassReason::QueryEncoded,
     ];
 
     /// A short, stable name for logs and metrics.
@@ -72,6 +77,7 @@ impl BypassReason {
             BypassReason::KeyMaker => "key-maker",
             BypassReason::QueryTooLarge => "query-too-large",
             BypassReason::QueryUnreadable => "query-unreadable",
+            BypassReason::QueryEncoded => "query-encoded",
         }
     }
 }

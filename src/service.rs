@@ -1,5 +1,7 @@
 //! [`CacheService`]: the request flow, top to bottom.
 //!
+//! 0. A `POST` its route's policy says is a read (a query, a gRPC unary call): its body is read
+//!    first (`queried`), then the same steps, asynchronously.
 //! 1. In `call`, synchronously: not GET/HEAD, or the route's policy, the request's credentials
 //!    or its key say so? Then the request bypasses the cache.
 //! 2. Look the key up (at once when the store can answer at once, [`Store::get_now`]).
@@ -164,12 +166,7 @@ where
         let request = match self.cache.prepare(&*self.keys, &parts, &body, None) {
             Ok(described) => Cacheable::new(parts, described),
             Err(reason) => {
-                // A gRPC call is a method's, not a resource's: its own path is not a thing
-                // it may have changed.
-                let writes = match crate::policy::is_grpc(&parts) {
-                    true => Writes::WhatItNames,
-                    false => Writes::ByMethod,
-                };
+                let writes = Writes::ByMethod;
                 let inner = self.take_inner();
                 return bypass(&self.cache, inner, parts, body, reason, span, writes);
             }
@@ -416,29 +413,39 @@ where
     ReqB: Body + Send + 'static,
     ResB: CachedBody,
 {
+    // What a `POST` whose body was not classified may have changed: on a route that tells
+    // writes from reads, what its response names (a write on a query route names an endpoint,
+    // not a resource: never its own URI); on one whose `POST`s are all reads, nothing.
+    let unclassified = match route.is_query {
+        Some(_) => Writes::WhatItNames,
+        None => Writes::Nothing,
+    };
+    // Bytes in a content coding are not the query the origin reads (nor what a classifier
+    // can read): one spelling of a query must not answer for another.
+    let encodings = parts.headers.get_all(http::header::CONTENT_ENCODING);
+    if encodings.iter().any(|coding| coding != "identity") {
+        let reason = crate::BypassReason::QueryEncoded;
+        return bypass(&cache, inner, parts, body, reason, span, unclassified).await;
+    }
     let (query, body) = match queries.read(body, route.limit).await {
         QueryRead::Whole(query, body) => (query, body),
         QueryRead::PassOn(body, reason) => {
-            return bypass(&cache, inner, parts, body, reason, span, Writes::Nothing).await;
+            return bypass(&cache, inner, parts, body, reason, span, unclassified).await;
         }
     };
     if !route.is_read(&parts, &query.data) {
-        let reason = crate::BypassReason::Method;
-        return bypass(
-            &cache,
-            inner,
-            parts,
-            body,
-            reason,
-            span,
-            Writes::WhatItNames,
-        )
-        .await;
+        let (reason, writes) = (crate::BypassReason::Method, Writes::WhatItNames);
+        return bypass(&cache, inner, parts, body, reason, span, writes).await;
     }
     let request = match cache.prepare(&*keys, &parts, &body, Some(&query)) {
         Ok(described) => Cacheable::new(parts, described),
         Err(reason) => {
-            return bypass(&cache, inner, parts, body, reason, span, Writes::Nothing).await;
+            // A method override may name a write, whatever the body says.
+            let writes = match reason {
+                crate::BypassReason::MethodOverride => Writes::ByMethod,
+                _ => Writes::Nothing,
+            };
+            return bypass(&cache, inner, parts, body, reason, span, writes).await;
         }
     };
     if span.is_on() {

@@ -218,28 +218,60 @@ async fn grpc_timeout_and_te_are_not_keyed_metadata_chosen_by_the_key_is() {
     assert_eq!(catalog.executions(), 2);
 }
 
+/// The body of a raw origin's answer: its frames, in order.
+type Frames =
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+/// An origin answering gRPC calls in process, with the frames and fields a test chose.
+trait RawOrigin:
+    tower::Service<
+        Request<tonic::body::Body>,
+        Response = Response<Frames>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> RawOrigin for S where
+    S: tower::Service<
+            Request<tonic::body::Body>,
+            Response = Response<Frames>,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// What a raw origin adds to its head or sends as trailers.
+type Fields = &'static [(&'static str, &'static str)];
+
 /// An origin answering `GetProduct` with the message bytes it was sent, then `trailers` (none:
 /// no trailers frame); with `head` added to its head. Counts its calls.
 fn raw_origin(
     calls: &Arc<AtomicUsize>,
     head: &'static [(&'static str, &'static str)],
     trailers: Option<&'static [(&'static str, &'static str)]>,
-) -> impl tower::Service<
-    Request<tonic::body::Body>,
-    Response = Response<
-        StreamBody<
-            futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>,
-        >,
-    >,
-    Error = Infallible,
-    Future: Send,
-> + Clone
-+ Send
-+ 'static {
+) -> impl RawOrigin {
+    slow_origin(calls, head, trailers, Duration::ZERO)
+}
+
+/// [`raw_origin`], answering after `delay`.
+fn slow_origin(
+    calls: &Arc<AtomicUsize>,
+    head: &'static [(&'static str, &'static str)],
+    trailers: Option<&'static [(&'static str, &'static str)]>,
+    delay: Duration,
+) -> impl RawOrigin {
     let calls = Arc::clone(calls);
     tower::service_fn(move |request: Request<tonic::body::Body>| {
         calls.fetch_add(1, Ordering::SeqCst);
         async move {
+            tokio::time::sleep(delay).await;
             let sent = request.into_body().collect().await.unwrap().to_bytes();
             let mut frames = vec![Ok(Frame::data(sent))];
             if let Some(trailers) = trailers {
@@ -309,7 +341,7 @@ where
 
 #[tokio::test]
 async fn only_answers_ending_in_grpc_status_0_are_stored() {
-    let cases: [(&[(&str, &str)], Option<&[(&str, &str)]>, bool); 5] = [
+    let cases: [(Fields, Option<Fields>, bool); 5] = [
         (&[], Some(&[("grpc-status", "0")]), true),
         // An error in the trailers of an HTTP 200.
         (
@@ -367,4 +399,33 @@ async fn the_answers_compression_is_keyed_and_overrides_in_metadata_are_honoured
     let head = &[("x-cache-override", "no-store")];
     let service = layer.layer(raw_origin(&calls, head, Some(&[("grpc-status", "0")])));
     assert_eq!(thrice(&service, &handle).await, ["MISS", "MISS", "MISS"]);
+}
+
+#[tokio::test]
+async fn a_grpc_error_in_the_trailers_never_reaches_the_calls_waiting_for_it() {
+    for (status, stored) in [("14", false), ("0", true)] {
+        let trailers: &'static [(&str, &str)] = if stored {
+            &[("grpc-status", "0")]
+        } else {
+            &[("grpc-status", "14")]
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let origin = slow_origin(&calls, &[], Some(trailers), Duration::from_millis(200));
+        let service = cache().layer(origin);
+        let answers =
+            futures_util::future::join_all((0..5).map(|_| answer(&service, grpc_call(4, &[]))))
+                .await;
+        for (cache, trailers) in &answers {
+            assert_eq!(trailers.as_ref().unwrap()["grpc-status"], status);
+            if !stored {
+                assert_ne!(cache, "HIT", "an error is no hit");
+            }
+        }
+        let calls = calls.load(Ordering::SeqCst);
+        if stored {
+            assert_eq!(calls, 1, "the waiters got the stored answer");
+        } else {
+            assert!(calls > 1, "the waiters asked for themselves: {calls}");
+        }
+    }
 }

@@ -44,17 +44,35 @@ fn origin(calls: &Calls, received: &Received, delay: Duration) -> Router {
     };
     let items = Calls::default();
     let written = items.clone();
-    Router::new().route("/graphql", post(graphql)).route(
-        "/items",
-        get(move || {
-            let n = items.hit();
-            async move { format!("items {n}") }
-        })
-        .post(move || {
-            written.hit();
-            async { "written" }
-        }),
-    )
+    Router::new()
+        .route("/graphql", post(graphql))
+        // An origin that follows RFC 9110 §13.1.2: a matching `If-None-Match` on a POST is 412.
+        .route("/etagged", post(etagged))
+        .route(
+            "/items",
+            get(move || {
+                let n = items.hit();
+                async move { format!("items {n}") }
+            })
+            .post(move || {
+                written.hit();
+                async { "written" }
+            }),
+        )
+}
+
+/// A stored query with a validator, fresh for a second, and an origin that answers a `POST`
+/// carrying `If-None-Match` with `412` (RFC 9110 §13.1.2).
+async fn etagged(
+    headers: HeaderMap,
+) -> (http::StatusCode, [(&'static str, &'static str); 2], String) {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let fields = [("etag", "\"v\""), ("cache-control", "max-age=1")];
+    if headers.contains_key("if-none-match") {
+        return (http::StatusCode::PRECONDITION_FAILED, fields, String::new());
+    }
+    (http::StatusCode::OK, fields, format!("answer {n}"))
 }
 
 /// Queries are the `POST`s whose body does not say `mutation`; lifetime `ttl`, stale for 30 s.
@@ -76,7 +94,12 @@ struct Server {
 
 /// `origin` behind the cache (queries need `query_bodies`), served on 127.0.0.1.
 async fn serve(app: Router, layer: CacheLayer<MemoryStore>, policy: Policy) -> Server {
-    let layer = layer.route("/graphql", policy);
+    let stale_in_a_second = Policy::new()
+        .post_is_query(1024)
+        .ttl(Duration::from_secs(1));
+    let layer = layer
+        .route("/graphql", policy)
+        .route("/etagged", stale_in_a_second);
     let handle = layer.handle();
     let app = app.layer(layer.query_bodies(Body::new));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -130,6 +153,31 @@ impl Server {
     async fn query(&self, body: &str) -> (String, String, String) {
         self.call("POST", "/graphql", "application/json", body)
             .await
+    }
+
+    /// A `POST` with these fields: the answer's status, `x-cache` and `cache-status`.
+    async fn call_with(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
+        let mut request = Request::post(format!("{}{path}", self.base));
+        for (name, value) in fields {
+            request = request.header(*name, *value);
+        }
+        let body = Full::new(Bytes::copy_from_slice(body.as_bytes()));
+        let sending = self.client.request(request.body(body).unwrap());
+        let response = tokio::time::timeout(Duration::from_secs(10), sending)
+            .await
+            .expect("no hang")
+            .unwrap();
+        let field = |name: &str| {
+            let value = response.headers().get(name);
+            value.map_or("", |v| v.to_str().unwrap()).to_owned()
+        };
+        let status = response.status().as_u16();
+        (status, field("x-cache"), field("cache-status"))
     }
 }
 
@@ -346,4 +394,81 @@ async fn without_query_bodies_a_query_route_passes_through_as_a_read() {
     }
     assert_eq!(calls.get(), 2);
     assert_eq!(received.lock().unwrap()[1].2, Bytes::from(Q1));
+}
+
+#[tokio::test]
+async fn an_encoded_body_keys_nothing_and_on_a_classifying_route_is_a_write() {
+    let (calls, received) = (Calls::default(), Received::default());
+    let app = origin(&calls, &received, Duration::ZERO);
+    let server = serve(app, layer(), graphql_policy(Duration::from_secs(60))).await;
+    let gzip = [
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    // The same bytes, said to be gzip: they must not seed the entry of the plain query.
+    let (_, cache, status) = server.call_with("/graphql", &gzip, Q1).await;
+    assert_eq!(cache, "BYPASS");
+    assert!(status.contains("detail=query-encoded"), "{status}");
+    assert_eq!(server.query(Q1).await.0, "MISS");
+    assert_eq!(server.query(Q1).await.0, "HIT");
+    // An encoded body could be a mutation: what its response names is invalidated.
+    server.call_with("/graphql", &gzip, Q1).await;
+    assert_eq!(server.query(Q1).await.0, "MISS", "product-1 invalidated");
+}
+
+#[tokio::test]
+async fn a_mutation_too_large_to_classify_still_invalidates_what_it_names() {
+    let (calls, received) = (Calls::default(), Received::default());
+    let app = origin(&calls, &received, Duration::ZERO);
+    let server = serve(app, layer(), graphql_policy(Duration::from_secs(60))).await;
+    server.query(Q1).await;
+    server.query(Q2).await;
+    let large = format!(
+        r#"{{"query":"mutation {{ rename(id: 1) }}","pad":"{}"}}"#,
+        "x".repeat(2000)
+    );
+    assert_eq!(server.query(&large).await.0, "BYPASS");
+    assert_eq!(server.query(Q1).await.0, "MISS", "product-1 invalidated");
+    assert_eq!(server.query(Q2).await.0, "HIT", "not the route's own URI");
+}
+
+#[tokio::test]
+async fn a_method_override_on_a_query_route_is_the_write_it_may_be() {
+    let (calls, received) = (Calls::default(), Received::default());
+    let app = origin(&calls, &received, Duration::ZERO);
+    let server = serve(app, layer(), graphql_policy(Duration::from_secs(60))).await;
+    server.query(Q1).await;
+    let fields = [
+        ("content-type", "application/json"),
+        ("x-http-method-override", "DELETE"),
+    ];
+    let (_, cache, status) = server.call_with("/graphql", &fields, Q1).await;
+    assert_eq!(cache, "BYPASS");
+    assert!(status.contains("detail=method-override"), "{status}");
+    assert_eq!(server.query(Q1).await.0, "MISS");
+}
+
+#[tokio::test]
+async fn a_grpc_content_type_does_not_make_a_rest_write_a_read() {
+    let (calls, received) = (Calls::default(), Received::default());
+    let app = origin(&calls, &received, Duration::ZERO);
+    let server = serve(app, layer(), graphql_policy(Duration::from_secs(60))).await;
+    server.call("GET", "/items", "", "").await;
+    assert_eq!(server.call("GET", "/items", "", "").await.0, "HIT");
+    server.call("POST", "/items", "application/grpc", "x").await;
+    assert_eq!(server.call("GET", "/items", "", "").await.0, "MISS");
+}
+
+#[tokio::test]
+async fn a_stale_query_is_fetched_again_in_full_not_revalidated() {
+    let (calls, received) = (Calls::default(), Received::default());
+    let app = origin(&calls, &received, Duration::ZERO);
+    let server = serve(app, layer(), graphql_policy(Duration::from_secs(60))).await;
+    let fields = [("content-type", "application/json")];
+    assert_eq!(server.call_with("/etagged", &fields, "{}").await.1, "MISS");
+    assert_eq!(server.call_with("/etagged", &fields, "{}").await.1, "HIT");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, cache, detail) = server.call_with("/etagged", &fields, "{}").await;
+    assert_eq!((status, cache.as_str()), (200, "MISS"), "{detail}");
+    assert_eq!(server.call_with("/etagged", &fields, "{}").await.1, "HIT");
 }

@@ -357,7 +357,15 @@ where
     let sent = request.copy(tagged_by_policy);
     // Revalidating a stored response: its own validators, never the client's (RFC 9111
     // §4.3.1).
-    if let Some(stored) = request.prior.as_deref().and_then(Entry::stored) {
+    // Not for a query `POST`: a matching `If-None-Match` on another method is a `412`
+    // (RFC 9110 §13.1.2), so its stored response is fetched again in full.
+    let safe = request.parts.method == Method::GET || request.parts.method == Method::HEAD;
+    if let Some(stored) = request
+        .prior
+        .as_deref()
+        .and_then(Entry::stored)
+        .filter(|_| safe)
+    {
         validators(&stored.headers, &mut request.parts.headers);
     }
     let ticket = cache.generations.begin_fill();
@@ -459,10 +467,12 @@ pub(crate) fn refresh<S, St, ReqB, ResB>(
     else {
         return;
     };
-    // A `HEAD` refreshes the whole response; a query keeps its method (and its body).
+    // A `HEAD` refreshes the whole response; a query keeps its method (and its body), but
+    // not its client's gRPC deadline, which would cut the refresh short.
     if request.head {
         request.parts.method = Method::GET;
     }
+    request.parts.headers.remove("grpc-timeout");
     request.head = false;
     request.now = SystemTime::now();
     request.refreshing = true;

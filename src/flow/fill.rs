@@ -151,7 +151,9 @@ where
         let Some(reader) = transfer.reader() else {
             unreachable!("a new transfer takes readers")
         };
-        if let Some(guard) = &guard {
+        // A gRPC answer whose status is in its trailers is shared once they said `0` and it
+        // was stored: an error must not reach the waiters as theirs (they ask for themselves).
+        if let Some(guard) = guard.as_ref().filter(|_| !head.grpc_trailers) {
             guard.share(Shared::Entry {
                 variants: head.variants.clone(),
                 entry: Arc::clone(&head.entry),
@@ -323,7 +325,11 @@ where
                 } else if head.grpc_trailers && !grpc_ok(trailers.as_ref()) {
                     self.not_stored(NotStoredReason::GrpcStatus);
                 } else if let Some(_permit) = writes.try_acquire() {
-                    let storing = guard.and_then(FlightGuard::storing);
+                    let storing = match head.grpc_trailers {
+                        // Nothing shared yet: the flight's first outcome is the store's.
+                        true => guard,
+                        false => guard.and_then(FlightGuard::storing),
+                    };
                     let (shared, kept) = self.store(&miss, head, body, trailers).await;
                     if let Some(storing) = storing {
                         storing.publish(if kept { shared } else { Shared::LookAgain });

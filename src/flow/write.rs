@@ -23,7 +23,7 @@ pub(crate) enum Writes {
     /// Nothing: a read that could not use the cache (a query too large to key, say).
     Nothing,
     /// What its response names, not its own URI, which names an endpoint rather than a
-    /// resource: a write on a query route (a GraphQL mutation), a gRPC call.
+    /// resource: a write on a query route (a GraphQL mutation).
     WhatItNames,
 }
 

@@ -421,11 +421,15 @@ impl Policy {
     /// # let _ = layer;
     /// ```
     pub fn post_is_query(mut self, limit: usize) -> Self {
-        let grpc = self.query.as_ref().is_some_and(|q| q.grpc);
+        // A limit set again keeps what was said of the route (gRPC, its classifier).
+        let (grpc, is_query) = self
+            .query
+            .take()
+            .map_or((false, None), |q| (q.grpc, q.is_query));
         self.query = Some(QueryRoute {
             limit,
             grpc,
-            is_query: None,
+            is_query,
         });
         self
     }
@@ -464,9 +468,14 @@ impl Policy {
     /// Only responses whose `grpc-status` is `0` are stored (gRPC errors travel in trailers of
     /// an HTTP 200), with their trailers, which every hit replays. Lifetimes come from the
     /// policy's [`ttl`](Self::ttl) (gRPC has no `Cache-Control`); a handler can still set the
-    /// override field as response metadata. Other methods, streaming ones included, pass
-    /// through untouched. Like every query route, it needs the layer's
-    /// [`query_bodies`](crate::CacheLayer::query_bodies).
+    /// override field as response metadata. Calls with `authorization` metadata are answered
+    /// from the cache but their answers are not stored (RFC 9111 §3.5: the origin would have
+    /// to mark them `public`), unless [`authorization`](Self::authorization) says otherwise.
+    ///
+    /// Route unary methods only: a streaming call's messages are not one answer (a client
+    /// stream would be read to its end before the call reached the service). Methods not
+    /// routed here, streaming ones included, pass through untouched. Like every query route,
+    /// it needs the layer's [`query_bodies`](crate::CacheLayer::query_bodies).
     pub fn grpc() -> Self {
         let mut policy = Policy {
             statuses: StatusSet::from_codes(&[200]),
