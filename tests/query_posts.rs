@@ -114,13 +114,53 @@ async fn serve(app: Router, layer: CacheLayer<MemoryStore>, policy: Policy) -> S
     }
 }
 
+/// An answer read whole.
+struct Answer {
+    status: u16,
+    cache: String,
+    cache_status: String,
+    body: String,
+}
+
 fn layer() -> CacheLayer<MemoryStore> {
     CacheLayer::new(MemoryStore::with_capacity_bytes(16 << 20))
 }
 
 impl Server {
-    /// Sends `method path` with `body` as `content_type` over HTTP (at most 10 s) and reads the
-    /// answer whole: its `x-cache`, its `cache-status` and its body as text.
+    /// Sends `method path` with these fields and `body` over HTTP (at most 10 s) and reads the
+    /// answer whole.
+    async fn send(&self, method: &str, path: &str, fields: &[(&str, &str)], body: &str) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in fields {
+            request = request.header(*name, *value);
+        }
+        let body = Full::new(Bytes::copy_from_slice(body.as_bytes()));
+        let sending = self.client.request(request.body(body).unwrap());
+        let response = tokio::time::timeout(Duration::from_secs(10), sending)
+            .await
+            .expect("no hang")
+            .unwrap();
+        let field = |name: &str| {
+            let value = response.headers().get(name);
+            value.map_or("", |v| v.to_str().unwrap()).to_owned()
+        };
+        let (status, cache, cache_status) = (
+            response.status().as_u16(),
+            field("x-cache"),
+            field("cache-status"),
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            cache,
+            cache_status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// `method path` with `body` as `kind`: its `x-cache`, `cache-status` and body.
     async fn call(
         &self,
         method: &str,
@@ -128,26 +168,10 @@ impl Server {
         kind: &str,
         body: &str,
     ) -> (String, String, String) {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", kind)
-            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-            .unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
-            .await
-            .expect("no hang")
-            .unwrap();
-        let field = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map_or("", |v| v.to_str().unwrap())
-                .to_owned()
-        };
-        let (cache, status) = (field("x-cache"), field("cache-status"));
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (cache, status, String::from_utf8_lossy(&body).into_owned())
+        let answer = self
+            .send(method, path, &[("content-type", kind)], body)
+            .await;
+        (answer.cache, answer.cache_status, answer.body)
     }
 
     async fn query(&self, body: &str) -> (String, String, String) {
@@ -162,22 +186,8 @@ impl Server {
         fields: &[(&str, &str)],
         body: &str,
     ) -> (u16, String, String) {
-        let mut request = Request::post(format!("{}{path}", self.base));
-        for (name, value) in fields {
-            request = request.header(*name, *value);
-        }
-        let body = Full::new(Bytes::copy_from_slice(body.as_bytes()));
-        let sending = self.client.request(request.body(body).unwrap());
-        let response = tokio::time::timeout(Duration::from_secs(10), sending)
-            .await
-            .expect("no hang")
-            .unwrap();
-        let field = |name: &str| {
-            let value = response.headers().get(name);
-            value.map_or("", |v| v.to_str().unwrap()).to_owned()
-        };
-        let status = response.status().as_u16();
-        (status, field("x-cache"), field("cache-status"))
+        let answer = self.send("POST", path, fields, body).await;
+        (answer.status, answer.cache, answer.cache_status)
     }
 }
 

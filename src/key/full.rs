@@ -15,7 +15,7 @@ use bytes::Bytes;
 /// allocation and free it replaces. Longer keys are rarer (long queries, key makers' parts).
 pub(crate) const INLINE: usize = 110;
 
-/// Where a key's bytes go while it is built (see [`push_field`](super::push_field)).
+/// Where a key's bytes go while it is built (see [`push_field`]).
 pub(crate) trait KeySink {
     /// Appends `bytes`.
     fn put(&mut self, bytes: &[u8]);
@@ -26,6 +26,14 @@ impl KeySink for Vec<u8> {
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
+}
+
+/// Appends a length-prefixed field, so no two different keys share bytes.
+#[inline]
+pub(super) fn push_field(out: &mut impl KeySink, field: &[u8]) {
+    // Fields are bounded by the key limit, far below 4 GiB.
+    out.put(&(field.len() as u32).to_le_bytes());
+    out.put(field);
 }
 
 /// A key's bytes, as [`KeyWriter::finish`] left them.
