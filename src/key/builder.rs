@@ -16,7 +16,7 @@ pub(super) enum QueryMode {
     Ignored,
 }
 
-/// Collects the parts of one request's key; handed to a [`KeyMaker`].
+/// Collects the parts of one request's key; handed to a [`KeyMaker`](super::KeyMaker).
 #[derive(Debug)]
 pub struct KeyBuilder<'a> {
     // Read by the reference builder of `key::properties`.
